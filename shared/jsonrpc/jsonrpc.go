@@ -1,0 +1,105 @@
+// Package jsonrpc holds the JSON-RPC 2.0 wire types and the error codes of
+// the ca-a2a contract (DESIGN section 5). Both the agent server and the A2A
+// client use it, so a code means the same thing on either side of a call.
+package jsonrpc
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// Version is the only value of the "jsonrpc" member this package accepts.
+const Version = "2.0"
+
+// Standard JSON-RPC 2.0 error codes.
+const (
+	CodeParseError     = -32700
+	CodeInvalidRequest = -32600
+	CodeMethodNotFound = -32601
+	CodeInvalidParams  = -32602
+	CodeInternalError  = -32603
+)
+
+// Application error codes of the ca-a2a contract.
+const (
+	// CodeNotFound: the thing asked for does not exist (a missing document).
+	CodeNotFound = -32001
+	// CodeUnavailable: a dependency is down or too slow; the call may be retried.
+	CodeUnavailable = -32002
+	// CodeUnauthenticated travels with HTTP 401.
+	CodeUnauthenticated = -32010
+	// CodeForbidden travels with HTTP 403.
+	CodeForbidden = -32011
+	// CodeTooLarge travels with HTTP 413.
+	CodeTooLarge = -32012
+)
+
+// Request is one JSON-RPC request or notification. ID is nil for a
+// notification; it is kept raw so that the answer echoes it byte for byte.
+type Request struct {
+	JSONRPC string          `json:"jsonrpc"`
+	Method  string          `json:"method"`
+	Params  json.RawMessage `json:"params,omitempty"`
+	ID      json.RawMessage `json:"id,omitempty"`
+}
+
+// IsNotification reports whether the request carries no id.
+func (r *Request) IsNotification() bool { return len(r.ID) == 0 }
+
+// Response is one JSON-RPC response. Exactly one of Result and Error is set.
+type Response struct {
+	JSONRPC string          `json:"jsonrpc"`
+	Result  json.RawMessage `json:"result,omitempty"`
+	Error   *Error          `json:"error,omitempty"`
+	ID      json.RawMessage `json:"id"`
+}
+
+// Error is a JSON-RPC error object. It is also the Go error that handlers
+// return to choose the code a client sees, and that the A2A client returns
+// when the peer answered with an error.
+type Error struct {
+	Code    int    `json:"code"`
+	Message string `json:"message"`
+	Data    any    `json:"data,omitempty"`
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("jsonrpc: %d %s", e.Code, e.Message) }
+
+// Errorf builds an *Error with a formatted message. The message reaches the
+// client: never put internals, paths or secrets in it.
+func Errorf(code int, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// InvalidParams is a shorthand for the most common handler error.
+func InvalidParams(format string, args ...any) *Error {
+	return Errorf(CodeInvalidParams, format, args...)
+}
+
+// CodeOf returns the JSON-RPC code carried by err, or CodeInternalError when
+// err carries none.
+func CodeOf(err error) int {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return CodeInternalError
+}
+
+// DecodeParams unmarshals params into v, refusing unknown fields and
+// trailing data, and maps any failure to -32602.
+func DecodeParams(params json.RawMessage, v any) error {
+	if len(params) == 0 || string(params) == "null" {
+		params = json.RawMessage("{}")
+	}
+	dec := json.NewDecoder(bytesReader(params))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return InvalidParams("invalid params: %s", describeJSONError(err))
+	}
+	if dec.More() {
+		return InvalidParams("invalid params: trailing data")
+	}
+	return nil
+}
