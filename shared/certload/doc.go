@@ -1,0 +1,16 @@
+// Package certload loads the certificate, private key and CA bundle an agent
+// or the Lambda authenticates with, validates them, and builds the server and
+// client tls.Config of every mTLS hop.
+//
+// The material comes from a Source: PEM files (re-read when they change, so a
+// rotated certificate is picked up without a restart), PEM contents from the
+// environment (ECS injects them from Secrets Manager), or Secrets Manager
+// itself (three secrets fetched in one BatchGetSecretValue call). Whatever the
+// source, a Bundle is only ever published after it has been validated: the key
+// matches the certificate, the certificate is inside its validity window,
+// chains to the CA and carries the extended key usages its role needs.
+//
+// The tls.Config builders never capture a certificate or a CA pool: they ask
+// the Source at every handshake, and verify peers in VerifyConnection, which
+// also runs on resumed sessions.
+package certload
