@@ -44,7 +44,9 @@ func FetchSecrets(ctx context.Context, api BatchGetSecretValueAPI, ids SecretIDs
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("certload: BatchGetSecretValue: %w", err)
 	}
-	for _, e := range out.Errors {
+	if len(out.Errors) > 0 {
+		// Report the first failure; each names its secret id, never a value.
+		e := out.Errors[0]
 		id := aws.ToString(e.SecretId)
 		if aws.ToString(e.ErrorCode) == "ResourceNotFoundException" {
 			return nil, nil, nil, fmt.Errorf("%w: %s", ErrSecretMissing, id)
