@@ -1,0 +1,201 @@
+// Package tokens is an in-process token issuer for tests that only need
+// signed tokens: it mints JWTs with RSA and ECDSA keys and serves their JWKS
+// over HTTPS on 127.0.0.1, counting fetches and able to go down on demand.
+package tokens
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/json"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/MicahParks/jwkset"
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/ca-a2a/ca-a2a/internal/testutil/pki"
+	"github.com/ca-a2a/ca-a2a/shared/binding"
+	"github.com/ca-a2a/ca-a2a/shared/certload"
+)
+
+// Issuer and Audience are the values the agents expect by default.
+const (
+	Issuer   = "https://keycloak.ca-a2a.local:8443/realms/ca-a2a"
+	Audience = "ca-a2a-agents"
+)
+
+// Key is a signing key published in the JWKS.
+type Key struct {
+	KID    string
+	Alg    string
+	Signer crypto.Signer
+}
+
+// IdP mints tokens and serves the JWKS.
+type IdP struct {
+	RSA, EC *Key
+	// JWKSURL is https://127.0.0.1:PORT/certs; the server presents a
+	// keycloak.ca-a2a.local certificate from the test CA.
+	JWKSURL string
+	// Client verifies the JWKS server as the agents do.
+	Client *http.Client
+
+	fetches atomic.Int32
+	down    atomic.Bool
+	delay   atomic.Int64 // nanoseconds added to each JWKS answer
+	mu      sync.Mutex
+	keys    []*Key
+}
+
+// New starts a JWKS server whose certificate is issued by ca.
+func New(t testing.TB, ca *pki.CA) *IdP {
+	t.Helper()
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &IdP{
+		RSA: &Key{KID: "rsa-1", Alg: "RS256", Signer: rsaKey},
+		EC:  &Key{KID: "ec-1", Alg: "ES256", Signer: ecKey},
+	}
+	p.keys = []*Key{p.RSA, p.EC}
+
+	kc := ca.Issue(t, "keycloak")
+	src, err := certload.FromPEM(kc.CertPEM, kc.KeyPEM, ca.PEM, certload.Origin{}, certload.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(p.serveJWKS), TLSConfig: certload.ServerConfig(src, certload.ServerOptions{}), ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.ServeTLS(ln, "", "") }()
+	t.Cleanup(func() { _ = srv.Close(); <-done })
+	p.JWKSURL = "https://" + ln.Addr().String() + "/certs"
+
+	lambda := ca.Issue(t, "lambda")
+	csrc, err := certload.FromPEM(lambda.CertPEM, lambda.KeyPEM, ca.PEM, certload.Origin{}, certload.Options{Usage: certload.UsageClient})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &http.Transport{TLSClientConfig: certload.ClientConfig(csrc, "keycloak.ca-a2a.local", certload.ClientOptions{})}
+	t.Cleanup(tr.CloseIdleConnections)
+	p.Client = &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	return p
+}
+
+// Fetches returns how many times the JWKS was served.
+func (p *IdP) Fetches() int { return int(p.fetches.Load()) }
+
+// SetDown makes the JWKS endpoint answer 503 (true) or serve again (false).
+func (p *IdP) SetDown(down bool) { p.down.Store(down) }
+
+// SetDelay delays every JWKS answer.
+func (p *IdP) SetDelay(d time.Duration) { p.delay.Store(int64(d)) }
+
+// AddKey publishes a new key (a rotation at the identity provider).
+func (p *IdP) AddKey(t testing.TB, kid string) *Key {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := &Key{KID: kid, Alg: "ES256", Signer: k}
+	p.mu.Lock()
+	p.keys = append(p.keys, key)
+	p.mu.Unlock()
+	return key
+}
+
+func (p *IdP) serveJWKS(w http.ResponseWriter, r *http.Request) {
+	p.fetches.Add(1)
+	if d := time.Duration(p.delay.Load()); d > 0 {
+		time.Sleep(d)
+	}
+	if p.down.Load() {
+		http.Error(w, "down", http.StatusServiceUnavailable)
+		return
+	}
+	p.mu.Lock()
+	keys := append([]*Key(nil), p.keys...)
+	p.mu.Unlock()
+	set := jwkset.JWKSMarshal{}
+	for _, k := range keys {
+		jwk, err := jwkset.NewJWKFromKey(k.Signer.Public(), jwkset.JWKOptions{Metadata: jwkset.JWKMetadataOptions{
+			KID: k.KID, ALG: jwkset.ALG(k.Alg), USE: jwkset.UseSig,
+		}})
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		set.Keys = append(set.Keys, jwk.Marshal())
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(set)
+}
+
+// Claims returns valid claims for a token bound to cert (nil: unbound).
+func Claims(cert *x509.Certificate) jwt.MapClaims {
+	now := time.Now()
+	c := jwt.MapClaims{
+		"iss":       Issuer,
+		"aud":       []string{Audience},
+		"sub":       "service-account-lambda",
+		"azp":       "lambda",
+		"client_id": "lambda",
+		"iat":       now.Unix(),
+		"exp":       now.Add(5 * time.Minute).Unix(),
+	}
+	if cert != nil {
+		c["cnf"] = map[string]string{"x5t#S256": binding.Thumbprint(cert)}
+	}
+	return c
+}
+
+// Mint signs claims with key, with header overrides (a nil value deletes).
+func (p *IdP) Mint(t testing.TB, key *Key, claims jwt.MapClaims, header map[string]any) string {
+	t.Helper()
+	method := jwt.GetSigningMethod(key.Alg)
+	tok := jwt.NewWithClaims(method, claims)
+	tok.Header["kid"] = key.KID
+	for k, v := range header {
+		if v == nil {
+			delete(tok.Header, k)
+		} else {
+			tok.Header[k] = v
+		}
+	}
+	s, err := tok.SignedString(key.Signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// KeySet returns a binding.KeySet on this IdP's JWKS, closed at cleanup.
+func (p *IdP) KeySet(t testing.TB, opts binding.KeySetOptions) *binding.KeySet {
+	t.Helper()
+	if opts.Client == nil {
+		opts.Client = p.Client
+	}
+	ks, err := binding.NewKeySet(t.Context(), p.JWKSURL, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ks.Close)
+	return ks
+}

@@ -1,0 +1,290 @@
+package binding
+
+import (
+	"context"
+	"crypto/rsa"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/MicahParks/jwkset"
+	"github.com/MicahParks/keyfunc/v3"
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// KeySetOptions tune a KeySet. Zero values take the defaults of DESIGN
+// section 5.
+type KeySetOptions struct {
+	// Client fetches the JWKS. It must verify the identity provider against
+	// the project CA (certload.ClientConfig); nil is refused.
+	Client *http.Client
+	// UnknownKIDInterval is the least time between two refreshes triggered
+	// by an unknown kid (default one minute). The start-up fetch does not count.
+	UnknownKIDInterval time.Duration
+	// RefreshInterval is how often keys are refreshed in the background
+	// (default 10 minutes).
+	RefreshInterval time.Duration
+	// Logger receives refresh failures; nil means slog.Default().
+	Logger *slog.Logger
+	// Now returns the current time (tests); nil means time.Now.
+	Now func() time.Time
+}
+
+// maxJWKSBytes bounds what a JWKS endpoint may send.
+const maxJWKSBytes = 1 << 20
+
+// KeySet caches the signing keys of the identity provider.
+//
+// Its refresh policy differs from keyfunc's defaults on purpose: a token
+// whose kid is not cached triggers at most one refresh per UnknownKIDInterval;
+// concurrent requests with an unknown kid share the refresh in flight and its
+// result; a request that can trigger no refresh is refused at once, never held
+// waiting; a failed refresh keeps the cached keys.
+type KeySet struct {
+	url    string
+	client *http.Client
+	opts   KeySetOptions
+	log    *slog.Logger
+
+	store *jwkset.MemoryJWKSet
+	kf    keyfunc.Keyfunc
+
+	mu          sync.Mutex
+	inflight    *refreshCall // refresh in flight, joined by concurrent callers
+	lastUnknown time.Time    // last refresh triggered by an unknown kid
+	lastOK      time.Time
+	lastErr     error
+	keys        int
+
+	stop chan struct{}
+	done chan struct{}
+	once sync.Once
+}
+
+type refreshCall struct {
+	done chan struct{}
+	err  error
+}
+
+// NewKeySet fetches the JWKS at url once and starts refreshing it in the
+// background until Close. A failed first fetch is logged and reported by
+// Status, not returned: the agent starts and serves /health while the
+// identity provider is down. Only an unusable configuration is an error.
+func NewKeySet(ctx context.Context, url string, opts KeySetOptions) (*KeySet, error) {
+	if !strings.HasPrefix(url, "https://") {
+		return nil, fmt.Errorf("binding: JWKS URL must be https: %q", url)
+	}
+	if opts.Client == nil {
+		return nil, errors.New("binding: KeySet needs an HTTP client that verifies the identity provider")
+	}
+	if opts.UnknownKIDInterval <= 0 {
+		opts.UnknownKIDInterval = time.Minute
+	}
+	if opts.RefreshInterval <= 0 {
+		opts.RefreshInterval = 10 * time.Minute
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	store := jwkset.NewMemoryStorage()
+	kf, err := keyfunc.New(keyfunc.Options{Storage: store, UseWhitelist: []jwkset.USE{jwkset.UseSig, ""}})
+	if err != nil {
+		return nil, fmt.Errorf("binding: %w", err)
+	}
+	k := &KeySet{url: url, client: opts.Client, opts: opts, log: log, store: store, kf: kf,
+		stop: make(chan struct{}), done: make(chan struct{})}
+	if err := k.refresh(ctx); err != nil {
+		log.Error("JWKS fetch at start-up failed; tokens are refused until keys are loaded", "jwks_url", url, "error", err)
+	}
+	go k.background()
+	return k, nil
+}
+
+// Close stops the background refresh.
+func (k *KeySet) Close() {
+	k.once.Do(func() { close(k.stop) })
+	<-k.done
+}
+
+// KeySetStatus describes the cache for health checks.
+type KeySetStatus struct {
+	Keys        int
+	LastSuccess time.Time
+	LastError   error
+}
+
+// Status reports how many keys are cached and how the last refresh went.
+func (k *KeySet) Status() KeySetStatus {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return KeySetStatus{Keys: k.keys, LastSuccess: k.lastOK, LastError: k.lastErr}
+}
+
+func (k *KeySet) background() {
+	defer close(k.done)
+	t := time.NewTicker(k.opts.RefreshInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-k.stop:
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			if err := k.shared(ctx); err != nil {
+				k.log.Error("JWKS refresh failed; keeping cached keys", "jwks_url", k.url, "error", err)
+			}
+			cancel()
+		}
+	}
+}
+
+// Keyfunc resolves the verification key of token. It refuses tokens without
+// kid and, for an unknown kid, refreshes at most as the policy allows.
+func (k *KeySet) Keyfunc(ctx context.Context) jwt.Keyfunc {
+	lookup := k.kf.KeyfuncCtx(ctx)
+	return func(token *jwt.Token) (any, error) {
+		key, err := lookup(token)
+		if errors.Is(err, jwkset.ErrKeyNotFound) {
+			if rerr := k.refreshForUnknownKID(ctx); rerr != nil {
+				return nil, fmt.Errorf("%w: %v", ErrUnknownKey, rerr)
+			}
+			key, err = lookup(token)
+		}
+		if errors.Is(err, jwkset.ErrKeyNotFound) {
+			return nil, ErrUnknownKey
+		}
+		if err != nil {
+			return nil, err
+		}
+		if pub, ok := key.(*rsa.PublicKey); ok && pub.N.BitLen() < 2048 {
+			return nil, errors.New("binding: RSA signing key shorter than 2048 bits")
+		}
+		return key, nil
+	}
+}
+
+var errRefreshLimited = errors.New("refresh for an unknown kid already done in the last interval")
+
+// refreshForUnknownKID joins the refresh in flight, or starts one when the
+// rate limit allows, or refuses at once.
+func (k *KeySet) refreshForUnknownKID(ctx context.Context) error {
+	k.mu.Lock()
+	if k.inflight == nil {
+		now := k.opts.Now()
+		if !k.lastUnknown.IsZero() && now.Sub(k.lastUnknown) < k.opts.UnknownKIDInterval {
+			k.mu.Unlock()
+			return errRefreshLimited
+		}
+		k.lastUnknown = now
+	}
+	k.mu.Unlock()
+	return k.shared(ctx)
+}
+
+// shared runs one refresh, or waits for the one in flight and returns its
+// result.
+func (k *KeySet) shared(ctx context.Context) error {
+	k.mu.Lock()
+	c := k.inflight
+	if c == nil {
+		c = &refreshCall{done: make(chan struct{})}
+		k.inflight = c
+		k.mu.Unlock()
+		// The fetch is not tied to the first caller's context: the callers
+		// that join it must not fail because the first one went away.
+		fetchCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		c.err = k.refresh(fetchCtx)
+		cancel()
+		k.mu.Lock()
+		k.inflight = nil
+		k.mu.Unlock()
+		close(c.done)
+	} else {
+		k.mu.Unlock()
+	}
+	select {
+	case <-c.done:
+		return c.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// refresh fetches the JWKS and replaces the cached keys; on any failure the
+// cached keys stay.
+func (k *KeySet) refresh(ctx context.Context) error {
+	keys, err := k.fetch(ctx)
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if err != nil {
+		k.lastErr = err
+		return err
+	}
+	if err := k.store.KeyReplaceAll(ctx, keys); err != nil {
+		k.lastErr = err
+		return err
+	}
+	k.keys, k.lastOK, k.lastErr = len(keys), k.opts.Now(), nil
+	return nil
+}
+
+func (k *KeySet) fetch(ctx context.Context) ([]jwkset.JWK, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, k.url, nil)
+	if err != nil {
+		return nil, fmt.Errorf("binding: JWKS request: %w", err)
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := k.client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("binding: JWKS fetch: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("binding: JWKS fetch: HTTP %d", resp.StatusCode)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxJWKSBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("binding: JWKS read: %w", err)
+	}
+	if len(body) > maxJWKSBytes {
+		return nil, errors.New("binding: JWKS larger than 1 MiB")
+	}
+	return parseJWKS(body)
+}
+
+// parseJWKS keeps the usable public signing keys of a JWKS document. A key
+// that does not parse is skipped (an identity provider may publish key types
+// we do not use); a document without any usable key is an error.
+func parseJWKS(body []byte) ([]jwkset.JWK, error) {
+	var set jwkset.JWKSMarshal
+	if err := json.Unmarshal(body, &set); err != nil {
+		return nil, fmt.Errorf("binding: JWKS is not valid JSON: %w", err)
+	}
+	var keys []jwkset.JWK
+	for _, m := range set.Keys {
+		if m.KID == "" || (m.USE != "" && m.USE != jwkset.UseSig) {
+			continue
+		}
+		// Only the public part: a JWKS that leaks private members does not
+		// make us hold them.
+		jwk, err := jwkset.NewJWKFromMarshal(m, jwkset.JWKMarshalOptions{Private: false}, jwkset.JWKValidateOptions{})
+		if err != nil {
+			continue
+		}
+		keys = append(keys, jwk)
+	}
+	if len(keys) == 0 {
+		return nil, errors.New("binding: JWKS holds no usable signing key")
+	}
+	return keys, nil
+}

@@ -1,0 +1,114 @@
+package binding
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/ca-a2a/ca-a2a/shared/certload"
+	"github.com/ca-a2a/ca-a2a/shared/jsonrpc"
+)
+
+// Auth is what the middleware learned about an authenticated request.
+type Auth struct {
+	// Caller is the agent name in the SAN of the presented certificate
+	// ("lambda", "orchestrator", ...). Authorization uses it and nothing else.
+	Caller string
+	// Claims are the verified token claims.
+	Claims *Claims
+	// Certificate is the presented leaf.
+	Certificate *x509.Certificate
+}
+
+type authKey struct{}
+
+// WithAuth returns ctx carrying a.
+func WithAuth(ctx context.Context, a Auth) context.Context {
+	return context.WithValue(ctx, authKey{}, a)
+}
+
+// FromContext returns the Auth the middleware stored, if any.
+func FromContext(ctx context.Context) (Auth, bool) {
+	a, ok := ctx.Value(authKey{}).(Auth)
+	return a, ok
+}
+
+// BearerToken returns the token of the request's single Authorization
+// header with scheme Bearer (case-insensitive). Tokens in the query string
+// or body are never read.
+func BearerToken(r *http.Request) (string, error) {
+	values := r.Header.Values("Authorization")
+	if len(values) != 1 {
+		return "", ErrNoToken
+	}
+	scheme, token, ok := strings.Cut(values[0], " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", ErrNoToken
+	}
+	token = strings.TrimSpace(token)
+	if token == "" || strings.ContainsAny(token, " \t") {
+		return "", ErrNoToken
+	}
+	return token, nil
+}
+
+// Authenticate runs the whole chain on r and returns who is calling.
+func (v *Verifier) Authenticate(r *http.Request) (Auth, error) {
+	var leaf *x509.Certificate
+	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		leaf = r.TLS.PeerCertificates[0]
+	}
+	token, err := BearerToken(r)
+	if err != nil {
+		return Auth{}, err
+	}
+	claims, err := v.Verify(r.Context(), token, leaf)
+	if err != nil {
+		return Auth{}, err
+	}
+	a := Auth{Claims: claims, Certificate: leaf}
+	if leaf != nil {
+		if a.Caller, err = certload.Identity(leaf); err != nil {
+			return Auth{}, ErrNoIdentity
+		}
+	}
+	return a, nil
+}
+
+// Middleware authenticates every request before next sees it. A request
+// that fails is answered 401 with WWW-Authenticate and a JSON-RPC error
+// (-32010), and logged without its token.
+func (v *Verifier) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a, err := v.Authenticate(r)
+		if err != nil {
+			v.log.LogAttrs(r.Context(), slog.LevelWarn, "authentication failed",
+				slog.String("remote", r.RemoteAddr), slog.String("reason", Reason(err)), slog.String("client_cert", subjectOf(r)))
+			WriteUnauthorized(w, err)
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(WithAuth(r.Context(), a)))
+	})
+}
+
+// WriteUnauthorized answers 401 for err: WWW-Authenticate with realm
+// "ca-a2a" (and error="invalid_token" when a token was presented, RFC 6750
+// section 3.1), and a JSON-RPC error -32010 naming the reason.
+func WriteUnauthorized(w http.ResponseWriter, err error) {
+	challenge := `Bearer realm="ca-a2a"`
+	if !errors.Is(err, ErrNoToken) {
+		challenge += `, error="invalid_token", error_description="` + Reason(err) + `"`
+	}
+	w.Header().Set("WWW-Authenticate", challenge)
+	jsonrpc.WriteHTTPError(w, http.StatusUnauthorized, &jsonrpc.Error{Code: jsonrpc.CodeUnauthenticated, Message: Reason(err)})
+}
+
+func subjectOf(r *http.Request) string {
+	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+		return ""
+	}
+	return r.TLS.PeerCertificates[0].Subject.String()
+}

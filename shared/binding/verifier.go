@@ -1,0 +1,219 @@
+package binding
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	lru "github.com/hashicorp/golang-lru/v2"
+)
+
+// AllowedAlgorithms are the only JWS algorithms a token may use. Symmetric
+// algorithms are absent on purpose: an HS256 token "signed" with the
+// identity provider's public key must never verify.
+var AllowedAlgorithms = []string{"RS256", "PS256", "ES256", "EdDSA"}
+
+// Leeway is how far in the future nbf and iat may be (clock skew). It is not
+// granted to exp.
+const Leeway = 60 * time.Second
+
+// Claims are the claims of an access token this package reads.
+type Claims struct {
+	jwt.RegisteredClaims
+	Confirmation    *Cnf   `json:"cnf,omitempty"`
+	AuthorizedParty string `json:"azp,omitempty"`
+	ClientID        string `json:"client_id,omitempty"`
+	Scope           string `json:"scope,omitempty"`
+}
+
+// Config configures a Verifier.
+type Config struct {
+	// Issuer is the exact iss every token must carry.
+	Issuer string
+	// Audience must be one of the token's aud values.
+	Audience string
+	// Keys resolves signing keys.
+	Keys *KeySet
+	// BindingEnabled checks cnf.x5t#S256 against the presented certificate
+	// (TOKEN_BINDING_ENABLED).
+	BindingEnabled bool
+	// BindingRequired refuses tokens without cnf (TOKEN_BINDING_REQUIRED).
+	BindingRequired bool
+	// CacheSize bounds the cache of verified tokens (default 10000; a
+	// negative value disables the cache).
+	CacheSize int
+	// Logger receives authentication failures (never the token); nil means
+	// slog.Default().
+	Logger *slog.Logger
+	// Now returns the current time (tests); nil means time.Now.
+	Now func() time.Time
+}
+
+// Verifier checks bearer tokens and their binding to a certificate.
+type Verifier struct {
+	cfg    Config
+	parser *jwt.Parser
+	cache  *lru.Cache[[sha256.Size]byte, *Claims]
+	log    *slog.Logger
+}
+
+// NewVerifier returns a Verifier for cfg.
+func NewVerifier(cfg Config) (*Verifier, error) {
+	if cfg.Issuer == "" || cfg.Audience == "" {
+		return nil, errors.New("binding: issuer and audience are required")
+	}
+	if cfg.Keys == nil {
+		return nil, errors.New("binding: a KeySet is required")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	v := &Verifier{cfg: cfg, log: cfg.Logger}
+	if v.log == nil {
+		v.log = slog.Default()
+	}
+	v.parser = jwt.NewParser(
+		jwt.WithValidMethods(AllowedAlgorithms),
+		jwt.WithIssuer(cfg.Issuer),
+		jwt.WithAudience(cfg.Audience),
+		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(),
+		jwt.WithLeeway(Leeway),
+		jwt.WithTimeFunc(cfg.Now),
+	)
+	if cfg.CacheSize >= 0 {
+		size := cfg.CacheSize
+		if size == 0 {
+			size = 10000
+		}
+		c, err := lru.New[[sha256.Size]byte, *Claims](size)
+		if err != nil {
+			return nil, fmt.Errorf("binding: %w", err)
+		}
+		v.cache = c
+	}
+	return v, nil
+}
+
+// Verify checks raw and its binding to leaf, the certificate presented on
+// the connection the token arrived on. It returns the verified claims.
+//
+// The signature and claims of a token are verified once; a later request
+// with the same token reuses the verified claims until exp. The binding is
+// checked on every call, against that call's certificate.
+func (v *Verifier) Verify(ctx context.Context, raw string, leaf *x509.Certificate) (*Claims, error) {
+	if raw == "" {
+		return nil, ErrNoToken
+	}
+	claims, err := v.claims(ctx, raw)
+	if err != nil {
+		return nil, err
+	}
+	if claims.Confirmation == nil || claims.Confirmation.X5tS256 == "" {
+		if v.cfg.BindingRequired {
+			return nil, ErrNoConfirmation
+		}
+		return claims, nil
+	}
+	if v.cfg.BindingEnabled {
+		if leaf == nil {
+			return nil, ErrNoClientCert
+		}
+		if !claims.Confirmation.Bound(leaf) {
+			return nil, ErrThumbprintMismatch
+		}
+	}
+	return claims, nil
+}
+
+func (v *Verifier) claims(ctx context.Context, raw string) (*Claims, error) {
+	key := sha256.Sum256([]byte(raw))
+	now := v.cfg.Now()
+	if v.cache != nil {
+		if c, ok := v.cache.Get(key); ok {
+			if now.Before(c.ExpiresAt.Time) {
+				return c, nil
+			}
+			v.cache.Remove(key)
+			return nil, fmt.Errorf("%w: %w", ErrInvalidToken, jwt.ErrTokenExpired)
+		}
+	}
+	claims := new(Claims)
+	keyfunc := v.cfg.Keys.Keyfunc(ctx)
+	_, err := v.parser.ParseWithClaims(raw, claims, func(t *jwt.Token) (any, error) {
+		if err := checkHeader(t.Header); err != nil {
+			return nil, err
+		}
+		return keyfunc(t)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidToken, err)
+	}
+	// jwt's leeway also stretches exp; the design grants it only to nbf and iat.
+	if !now.Before(claims.ExpiresAt.Time) {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidToken, jwt.ErrTokenExpired)
+	}
+	if v.cache != nil {
+		v.cache.Add(key, claims)
+	}
+	return claims, nil
+}
+
+// checkHeader refuses the header tricks of DESIGN section 5 before any key
+// is looked up, so that they can never trigger a JWKS refresh.
+func checkHeader(h map[string]any) error {
+	for _, name := range []string{"jku", "x5u", "jwk", "x5c"} {
+		if _, ok := h[name]; ok {
+			return fmt.Errorf("binding: header parameter %q is not accepted", name)
+		}
+	}
+	if _, ok := h["crit"]; ok {
+		// No extension is understood, so any crit is unknown (RFC 7515 4.1.11).
+		return errors.New("binding: critical header parameters are not supported")
+	}
+	kid, ok := h["kid"].(string)
+	if !ok || kid == "" {
+		return errors.New("binding: token has no kid")
+	}
+	return nil
+}
+
+// Reason returns a short, safe description of why err refused a token, for
+// the client and the logs. It never includes the token.
+func Reason(err error) string {
+	switch {
+	case errors.Is(err, ErrNoToken):
+		return "missing bearer token"
+	case errors.Is(err, ErrNoClientCert):
+		return "no client certificate"
+	case errors.Is(err, ErrNoIdentity):
+		return "client certificate carries no agent identity"
+	case errors.Is(err, ErrNoConfirmation):
+		return "token is not certificate-bound (no cnf claim)"
+	case errors.Is(err, ErrThumbprintMismatch):
+		return "token is not bound to the presented certificate"
+	case errors.Is(err, ErrUnknownKey):
+		return "token signed with an unknown key"
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return "token expired"
+	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+		return "token not valid yet"
+	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
+		return "token has the wrong issuer"
+	case errors.Is(err, jwt.ErrTokenInvalidAudience):
+		return "token has the wrong audience"
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		return "token lacks a required claim"
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid), errors.Is(err, jwt.ErrTokenUnverifiable):
+		return "token signature is invalid"
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		return "token is malformed"
+	default:
+		return "invalid token"
+	}
+}
