@@ -48,11 +48,23 @@ type IdP struct {
 	// Client verifies the JWKS server as the agents do.
 	Client *http.Client
 
-	fetches atomic.Int32
-	down    atomic.Bool
-	delay   atomic.Int64 // nanoseconds added to each JWKS answer
-	mu      sync.Mutex
-	keys    []*Key
+	// TokenURL is the token endpoint, https://127.0.0.1:PORT/token: client
+	// credentials with tls_client_auth, client_id must name the presented
+	// certificate's agent.
+	TokenURL string
+	// TokenTTL is the lifetime of issued tokens (default 5 minutes).
+	TokenTTL time.Duration
+	// Unbound makes the token endpoint issue tokens without cnf.
+	Unbound atomic.Bool
+	// FailTokens makes the next N token requests answer 503.
+	FailTokens atomic.Int32
+
+	fetches   atomic.Int32
+	tokenReqs atomic.Int32
+	down      atomic.Bool
+	delay     atomic.Int64 // nanoseconds added to each JWKS answer
+	mu        sync.Mutex
+	keys      []*Key
 }
 
 // New starts a JWKS server whose certificate is issued by ca.
@@ -81,11 +93,15 @@ func New(t testing.TB, ca *pki.CA) *IdP {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: http.HandlerFunc(p.serveJWKS), TLSConfig: certload.ServerConfig(src, certload.ServerOptions{}), ReadHeaderTimeout: 5 * time.Second}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/certs", p.serveJWKS)
+	mux.HandleFunc("POST /token", p.serveToken)
+	srv := &http.Server{Handler: mux, TLSConfig: certload.ServerConfig(src, certload.ServerOptions{}), ReadHeaderTimeout: 5 * time.Second}
 	done := make(chan struct{})
 	go func() { defer close(done); _ = srv.ServeTLS(ln, "", "") }()
 	t.Cleanup(func() { _ = srv.Close(); <-done })
 	p.JWKSURL = "https://" + ln.Addr().String() + "/certs"
+	p.TokenURL = "https://" + ln.Addr().String() + "/token"
 
 	lambda := ca.Issue(t, "lambda")
 	csrc, err := certload.FromPEM(lambda.CertPEM, lambda.KeyPEM, ca.PEM, certload.Origin{}, certload.Options{Usage: certload.UsageClient})
@@ -146,6 +162,55 @@ func (p *IdP) serveJWKS(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(set)
+}
+
+// TokenRequests returns how many token requests were answered.
+func (p *IdP) TokenRequests() int { return int(p.tokenReqs.Load()) }
+
+func (p *IdP) serveToken(w http.ResponseWriter, r *http.Request) {
+	p.tokenReqs.Add(1)
+	if p.FailTokens.Load() > 0 {
+		p.FailTokens.Add(-1)
+		http.Error(w, "unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	oauthErr := func(code string) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		_ = json.NewEncoder(w).Encode(map[string]string{"error": code})
+	}
+	if err := r.ParseForm(); err != nil || r.PostForm.Get("grant_type") != "client_credentials" {
+		oauthErr("invalid_request")
+		return
+	}
+	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+		oauthErr("invalid_client")
+		return
+	}
+	cert := r.TLS.PeerCertificates[0]
+	if id, err := certload.Identity(cert); err != nil || id != r.PostForm.Get("client_id") || r.PostForm.Has("client_secret") {
+		oauthErr("invalid_client")
+		return
+	}
+	ttl := p.TokenTTL
+	if ttl == 0 {
+		ttl = 5 * time.Minute
+	}
+	claims := Claims(cert)
+	claims["exp"] = time.Now().Add(ttl).Unix()
+	claims["azp"], claims["client_id"] = r.PostForm.Get("client_id"), r.PostForm.Get("client_id")
+	if p.Unbound.Load() {
+		delete(claims, "cnf")
+	}
+	tok := jwt.NewWithClaims(jwt.SigningMethodES256, claims)
+	tok.Header["kid"] = p.EC.KID
+	signed, err := tok.SignedString(p.EC.Signer)
+	if err != nil {
+		http.Error(w, "sign", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]any{"access_token": signed, "token_type": "Bearer", "expires_in": int(ttl.Seconds())})
 }
 
 // Claims returns valid claims for a token bound to cert (nil: unbound).
