@@ -1,0 +1,302 @@
+package main
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/ca-a2a/ca-a2a/internal/testutil/moto"
+	"github.com/ca-a2a/ca-a2a/shared/binding"
+)
+
+func quietOpts(dir string) genOptions {
+	return genOptions{dir: dir, days: 365, keyType: "ecdsa", agents: defaultAgents, now: time.Now(), out: func(string, ...any) {}}
+}
+
+func readCert(t *testing.T, path string) *x509.Certificate {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(data)
+	c, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func readKey(t *testing.T, path string) any {
+	t.Helper()
+	data, _ := os.ReadFile(path)
+	block, _ := pem.Decode(data)
+	if block == nil || block.Type != "PRIVATE KEY" {
+		t.Fatalf("%s: not a PKCS#8 PEM key", path)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func requireOpenSSL(t *testing.T) {
+	if _, err := exec.LookPath("openssl"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("openssl is required in CI")
+		}
+		t.Skip("SKIPPING: openssl not installed")
+	}
+}
+
+func TestGenerate(t *testing.T) {
+	for _, keyType := range []string{"ecdsa", "rsa"} {
+		t.Run(keyType, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "certs")
+			o := quietOpts(dir)
+			o.keyType = keyType
+			if err := generate(o); err != nil {
+				t.Fatal(err)
+			}
+			caCertPath, caKeyPath := caPaths(dir)
+			ca := readCert(t, caCertPath)
+			if ca.Subject.String() != "CN=CA A2A Root CA,O=CA A2A,C=FR" || !ca.IsCA || !ca.MaxPathLenZero || ca.MaxPathLen != 0 ||
+				ca.KeyUsage != x509.KeyUsageCertSign|x509.KeyUsageCRLSign || ca.NotAfter.Before(time.Now().AddDate(9, 11, 0)) {
+				t.Fatalf("CA: %+v", ca.Subject)
+			}
+			for _, d := range []string{dir, filepath.Join(dir, "ca"), filepath.Join(dir, "agents")} {
+				assertMode(t, d, 0o700)
+			}
+			assertMode(t, caKeyPath, 0o600)
+			roots := x509.NewCertPool()
+			roots.AddCert(ca)
+			for _, name := range defaultAgents {
+				certPath, keyPath := leafPaths(dir, name)
+				assertMode(t, filepath.Dir(certPath), 0o700)
+				assertMode(t, keyPath, 0o600)
+				c := readCert(t, certPath)
+				if got, want := c.Subject.String(), "CN="+name+".ca-a2a.local,O=CA A2A,C=FR"; got != want {
+					t.Errorf("subject %q, want %q", got, want)
+				}
+				if len(c.DNSNames) != 1 || c.DNSNames[0] != name+".ca-a2a.local" || len(c.IPAddresses)+len(c.EmailAddresses)+len(c.URIs) != 0 {
+					t.Errorf("SANs %v %v", c.DNSNames, c.IPAddresses)
+				}
+				if len(c.ExtKeyUsage) != 2 || c.ExtKeyUsage[0] != x509.ExtKeyUsageServerAuth || c.ExtKeyUsage[1] != x509.ExtKeyUsageClientAuth {
+					t.Errorf("EKU %v", c.ExtKeyUsage)
+				}
+				wantKU := x509.KeyUsageDigitalSignature
+				switch k := readKey(t, keyPath).(type) {
+				case *ecdsa.PrivateKey:
+					if keyType != "ecdsa" || k.Curve != elliptic.P256() {
+						t.Error("want a P-256 key")
+					}
+				case *rsa.PrivateKey:
+					wantKU |= x509.KeyUsageKeyEncipherment
+					if keyType != "rsa" || k.N.BitLen() != 2048 {
+						t.Error("want an RSA-2048 key")
+					}
+				}
+				if c.KeyUsage != wantKU {
+					t.Errorf("key usage %v", c.KeyUsage)
+				}
+				if d := c.NotAfter.Sub(c.NotBefore); d < 365*24*time.Hour || d > 366*24*time.Hour {
+					t.Errorf("validity %s", d)
+				}
+				if _, err := c.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+					t.Error(err)
+				}
+			}
+			requireOpenSSL(t)
+			for _, name := range defaultAgents {
+				certPath, _ := leafPaths(dir, name)
+				out, err := exec.Command("openssl", "verify", "-CAfile", caCertPath, certPath).CombinedOutput()
+				if err != nil || !strings.Contains(string(out), ": OK") {
+					t.Errorf("openssl verify %s: %v %s", name, err, out)
+				}
+			}
+		})
+	}
+}
+
+func assertMode(t *testing.T, path string, want os.FileMode) {
+	t.Helper()
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != want {
+		t.Errorf("%s: mode %o, want %o", path, st.Mode().Perm(), want)
+	}
+}
+
+func TestKeepForceAndForceCA(t *testing.T) {
+	dir := t.TempDir()
+	o := quietOpts(dir)
+	if err := generate(o); err != nil {
+		t.Fatal(err)
+	}
+	snapshot := func() map[string][]byte {
+		m := map[string][]byte{}
+		_ = filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
+			if err == nil && !info.IsDir() {
+				m[p], _ = os.ReadFile(p)
+			}
+			return nil
+		})
+		return m
+	}
+	before := snapshot()
+	if err := generate(o); err != nil {
+		t.Fatal(err)
+	}
+	after := snapshot()
+	for p, b := range before {
+		if !bytes.Equal(b, after[p]) {
+			t.Fatalf("%s changed without --force", p)
+		}
+	}
+
+	o.force, o.agents = true, []string{"lambda"}
+	if err := generate(o); err != nil {
+		t.Fatal(err)
+	}
+	after = snapshot()
+	lambdaCert, _ := leafPaths(dir, "lambda")
+	orchCert, _ := leafPaths(dir, "orchestrator")
+	caCert, caKey := caPaths(dir)
+	if bytes.Equal(before[lambdaCert], after[lambdaCert]) || !bytes.Equal(before[orchCert], after[orchCert]) || !bytes.Equal(before[caCert], after[caCert]) {
+		t.Fatal("--force must re-issue only the selected leaves, with the same CA")
+	}
+
+	o.force, o.forceCA, o.agents = false, true, defaultAgents
+	if err := generate(o); err != nil {
+		t.Fatal(err)
+	}
+	final := snapshot()
+	if bytes.Equal(after[caCert], final[caCert]) || bytes.Equal(after[orchCert], final[orchCert]) {
+		t.Fatal("--force-ca must create a new CA and re-issue every leaf")
+	}
+
+	if err := os.Remove(caKey); err != nil {
+		t.Fatal(err)
+	}
+	if err := generate(quietOpts(dir)); err == nil || !strings.Contains(err.Error(), "incomplete") {
+		t.Fatalf("one CA file without the other: err = %v", err)
+	}
+}
+
+func TestAgentsFlag(t *testing.T) {
+	tests := []struct {
+		args    []string
+		want    string
+		wantErr bool
+	}{
+		{nil, strings.Join(defaultAgents, ","), false},
+		{[]string{"--agents", "orchestrator", "lambda", "--force"}, "orchestrator,lambda", false},
+		{[]string{"--agents", "a,b"}, "a,b", false},
+		{[]string{"--force", "--agents", "x"}, "x", false},
+		{[]string{"--agents"}, "", true},
+		{[]string{"--agents", "Bad_Name"}, "", true},
+		{[]string{"--agents", "../etc"}, "", true},
+		{[]string{"stray"}, "", true},
+	}
+	for _, tc := range tests {
+		o, err := parseGenerate(tc.args)
+		got := strings.Join(o.agents, ",")
+		if (err != nil) != tc.wantErr || (err == nil && got != tc.want) {
+			t.Errorf("%v: agents %q err %v", tc.args, got, err)
+		}
+	}
+	if code := run(t.Context(), []string{"--key-type", "dsa", "--certs-dir", t.TempDir()}); code != 2 {
+		t.Fatalf("bad key type: exit %d, want 2", code)
+	}
+}
+
+func TestThumbprintMatchesOpenSSL(t *testing.T) {
+	requireOpenSSL(t)
+	dir := t.TempDir()
+	if err := generate(quietOpts(dir)); err != nil {
+		t.Fatal(err)
+	}
+	certPath, _ := leafPaths(dir, "lambda")
+	out, err := exec.Command("sh", "-c", "openssl x509 -in "+certPath+" -outform der | openssl dgst -sha256 -binary").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := base64.RawURLEncoding.EncodeToString(out)
+	bin := filepath.Join(t.TempDir(), "certgen")
+	if b, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v %s", err, b)
+	}
+	got, err := exec.Command(bin, "thumbprint", certPath).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.TrimSpace(string(got)) != want || binding.Thumbprint(readCert(t, certPath)) != want {
+		t.Fatalf("certgen thumbprint %q, openssl %q", got, want)
+	}
+}
+
+func TestPublish(t *testing.T) {
+	endpoint := moto.Start(t)
+	moto.Env(t, endpoint)
+	dir := t.TempDir()
+	if err := generate(quietOpts(dir)); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.LoadDefaultConfig(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sm := secretsmanager.NewFromConfig(cfg)
+	agents := []string{"lambda", "orchestrator"}
+	var lines []string
+	out := func(f string, a ...any) { lines = append(lines, f) }
+	for range 2 {
+		if err := publish(t.Context(), sm, dir, "ca-a2a/", agents, out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(lines) != 10 {
+		t.Fatalf("%d lines, want 10", len(lines))
+	}
+	for _, c := range []struct{ secret, file string }{
+		{"ca-a2a/ca-cert", filepath.Join(dir, "ca", "ca-cert.pem")},
+		{"ca-a2a/lambda-cert", filepath.Join(dir, "agents", "lambda", "lambda-cert.pem")},
+		{"ca-a2a/lambda-key", filepath.Join(dir, "agents", "lambda", "lambda-key.pem")},
+	} {
+		v, err := sm.GetSecretValue(t.Context(), &secretsmanager.GetSecretValueInput{SecretId: aws.String(c.secret)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := os.ReadFile(c.file)
+		if aws.ToString(v.SecretString) != string(want) {
+			t.Fatalf("%s does not hold %s", c.secret, c.file)
+		}
+		versions, err := sm.ListSecretVersionIds(t.Context(), &secretsmanager.ListSecretVersionIdsInput{SecretId: aws.String(c.secret)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(versions.Versions) != 2 {
+			t.Fatalf("%s has %d versions, want 2", c.secret, len(versions.Versions))
+		}
+	}
+	if _, err := sm.GetSecretValue(t.Context(), &secretsmanager.GetSecretValueInput{SecretId: aws.String("ca-a2a/ca-key")}); err == nil {
+		t.Fatal("the CA key was published")
+	}
+}
