@@ -77,7 +77,9 @@ func TestFromSecretsManager(t *testing.T) {
 }
 
 // partialSM answers without one of the secrets asked for.
-type partialSM struct{ out *secretsmanager.BatchGetSecretValueOutput }
+type partialSM struct {
+	out *secretsmanager.BatchGetSecretValueOutput
+}
 
 func (p partialSM) BatchGetSecretValue(context.Context, *secretsmanager.BatchGetSecretValueInput, ...func(*secretsmanager.Options)) (*secretsmanager.BatchGetSecretValueOutput, error) {
 	return p.out, nil
