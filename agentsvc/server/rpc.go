@@ -1,0 +1,189 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/ca-a2a/ca-a2a/shared/binding"
+	"github.com/ca-a2a/ca-a2a/shared/jsonrpc"
+)
+
+// serveMessage runs after authentication: body limit, JSON-RPC parsing,
+// method lookup, authorization, dispatch.
+func (s *Server) serveMessage(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		notFound(w)
+		return
+	}
+	auth, _ := binding.FromContext(r.Context())
+	if r.ContentLength > MaxBodyBytes {
+		writeError(w, http.StatusRequestEntityTooLarge, errTooLarge)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, errTooLarge)
+			return
+		}
+		writeError(w, http.StatusBadRequest, jsonrpc.Errorf(jsonrpc.CodeParseError, "could not read request body"))
+		return
+	}
+	trimmed := bytes.TrimLeft(body, " \t\r\n")
+	if len(trimmed) > 0 && trimmed[0] == '[' {
+		s.serveBatch(w, r.Context(), auth.Caller, trimmed)
+		return
+	}
+	var raw json.RawMessage
+	if err := json.Unmarshal(trimmed, &raw); err != nil {
+		writeJSON(w, http.StatusOK, errorResponse(nil, jsonrpc.Errorf(jsonrpc.CodeParseError, "parse error")))
+		return
+	}
+	resp, status := s.call(r.Context(), auth.Caller, raw, false)
+	if resp == nil {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	writeJSON(w, status, resp)
+}
+
+func (s *Server) serveBatch(w http.ResponseWriter, ctx context.Context, caller string, body []byte) {
+	var elems []json.RawMessage
+	if err := json.Unmarshal(body, &elems); err != nil {
+		writeJSON(w, http.StatusOK, errorResponse(nil, jsonrpc.Errorf(jsonrpc.CodeParseError, "parse error")))
+		return
+	}
+	if len(elems) == 0 {
+		writeJSON(w, http.StatusOK, errorResponse(nil, jsonrpc.Errorf(jsonrpc.CodeInvalidRequest, "empty batch")))
+		return
+	}
+	if len(elems) > MaxBatch {
+		writeJSON(w, http.StatusOK, errorResponse(nil, jsonrpc.Errorf(jsonrpc.CodeInvalidRequest, "batch larger than %d", MaxBatch)))
+		return
+	}
+	var out []*jsonrpc.Response
+	for _, e := range elems {
+		if resp, _ := s.call(ctx, caller, e, true); resp != nil {
+			out = append(out, resp)
+		}
+	}
+	if len(out) == 0 {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// call answers one request. It returns nil for a notification, and the HTTP
+// status a single call travels with (403 for a forbidden single call).
+func (s *Server) call(ctx context.Context, caller string, raw json.RawMessage, inBatch bool) (*jsonrpc.Response, int) {
+	var req jsonrpc.Request
+	if err := json.Unmarshal(raw, &req); err != nil || req.JSONRPC != jsonrpc.Version || req.Method == "" || !validID(req.ID) {
+		return errorResponse(validOrNullID(req.ID), jsonrpc.Errorf(jsonrpc.CodeInvalidRequest, "invalid request")), http.StatusOK
+	}
+	log := s.log.With("request_id", RequestID(ctx), "caller", caller, "method", req.Method)
+	m, ok := s.methods[req.Method]
+	if !ok {
+		return s.reply(req, nil, jsonrpc.Errorf(jsonrpc.CodeMethodNotFound, "method not found")), http.StatusOK
+	}
+	if err := s.opts.Policy.Allow(caller, req.Method); err != nil {
+		log.Warn("call denied by policy")
+		resp := s.reply(req, nil, jsonrpc.Errorf(jsonrpc.CodeForbidden, "caller %q may not call %s", caller, req.Method))
+		if inBatch || resp == nil {
+			return resp, http.StatusOK
+		}
+		return resp, http.StatusForbidden
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.opts.HandlerTimeout)
+	defer cancel()
+	start := time.Now()
+	result, err := s.invoke(ctx, m.Handler, req.Params)
+	rpcErr := s.toRPCError(ctx, log, err)
+	level := slog.LevelInfo
+	if rpcErr != nil {
+		level = slog.LevelWarn
+	}
+	log.LogAttrs(ctx, level, "call", slog.Int64("latency_ms", time.Since(start).Milliseconds()), slog.Int("code", codeOf(rpcErr)))
+	if rpcErr != nil {
+		return s.reply(req, nil, rpcErr), http.StatusOK
+	}
+	data, err := json.Marshal(result)
+	if err != nil {
+		log.Error("result does not encode", "error", err)
+		return s.reply(req, nil, errInternal), http.StatusOK
+	}
+	return s.reply(req, data, nil), http.StatusOK
+}
+
+// invoke runs a handler, turning a panic into an internal error: one bad
+// request must not take the agent down.
+func (s *Server) invoke(ctx context.Context, h func(context.Context, json.RawMessage) (any, error), params json.RawMessage) (result any, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = errPanic
+			s.log.Error("handler panicked", "request_id", RequestID(ctx), "panic", p)
+		}
+	}()
+	return h(ctx, params)
+}
+
+func (s *Server) reply(req jsonrpc.Request, result json.RawMessage, err *jsonrpc.Error) *jsonrpc.Response {
+	if req.IsNotification() {
+		return nil
+	}
+	if err != nil {
+		return errorResponse(req.ID, err)
+	}
+	return &jsonrpc.Response{JSONRPC: jsonrpc.Version, Result: result, ID: req.ID}
+}
+
+func errorResponse(id json.RawMessage, e *jsonrpc.Error) *jsonrpc.Response {
+	if len(id) == 0 {
+		id = json.RawMessage("null")
+	}
+	return &jsonrpc.Response{JSONRPC: jsonrpc.Version, Error: e, ID: id}
+}
+
+// validID: a JSON-RPC id is a string, a number or null (or absent).
+func validID(id json.RawMessage) bool {
+	if len(id) == 0 {
+		return true
+	}
+	switch id[0] {
+	case '"', 'n', '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
+		return true
+	}
+	return false
+}
+
+func validOrNullID(id json.RawMessage) json.RawMessage {
+	if len(id) == 0 || !validID(id) {
+		return nil
+	}
+	return id
+}
+
+func codeOf(e *jsonrpc.Error) int {
+	if e == nil {
+		return 0
+	}
+	return e.Code
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, errInternal)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(data, '\n'))
+}
