@@ -51,7 +51,8 @@ func (s *Server) Health(ctx context.Context) (int, HealthReport) {
 		wg.Go(func() {
 			res := CheckResult{Status: "ok"}
 			if err := check(ctx); err != nil {
-				res = CheckResult{Status: "failing", Error: err.Error()}
+				// The details go to the log; callers learn only which check fails.
+				res = CheckResult{Status: "failing", Error: "unavailable"}
 				s.log.Warn("health check failing", "check", name, "error", err)
 			}
 			mu.Lock()

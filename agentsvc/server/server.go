@@ -90,7 +90,6 @@ func New(opts Options) (*Server, error) {
 	if s.log == nil {
 		s.log = slog.Default()
 	}
-	s.log = s.log.With("agent", opts.Agent.Name)
 	for _, m := range append(s.builtins(), opts.Agent.Methods...) {
 		if _, dup := s.methods[m.Name]; dup {
 			return nil, errors.New("server: method " + m.Name + " defined twice")

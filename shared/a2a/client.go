@@ -268,3 +268,26 @@ func (e *CallError) Unwrap() []error {
 	}
 	return []error{e.RPC, e.Cause}
 }
+
+// Health probes agent's GET /health over mTLS (no token needed) and returns
+// nil when it answers 200.
+func (c *Client) Health(ctx context.Context, agent string) error {
+	p, ok := c.peers[agent]
+	if !ok {
+		return fmt.Errorf("a2a: unknown agent %q", agent)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.url+"/health", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := p.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("a2a: %s unreachable: %w", agent, err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("a2a: %s health: HTTP %d", agent, resp.StatusCode)
+	}
+	return nil
+}

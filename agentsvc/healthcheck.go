@@ -1,0 +1,54 @@
+package agentsvc
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/ca-a2a/ca-a2a/agentsvc/config"
+	"github.com/ca-a2a/ca-a2a/shared/certload"
+)
+
+// Healthcheck calls this agent's own /health over mTLS with its own
+// certificate, as an ECS container health check does. It returns nil when
+// the agent answers 200.
+func Healthcheck(ctx context.Context, cfg *config.Config) error {
+	src, closeCert, err := certload.Load(cfg.Cert, certload.Options{Usage: certload.UsageServerAndClient})
+	if err != nil {
+		return err
+	}
+	defer closeCert()
+	host, port, err := net.SplitHostPort(cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("AGENT_ADDR %q: %w", cfg.Addr, err)
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	scheme, tr := "https", &http.Transport{
+		TLSClientConfig: certload.ClientConfig(src, certload.DNSName(cfg.Name), certload.ClientOptions{SkipVerify: !cfg.VerifyServer}),
+	}
+	if !cfg.MTLSEnabled {
+		scheme = "http"
+	}
+	defer tr.CloseIdleConnections()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+"://"+net.JoinHostPort(host, port)+"/health", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("health: HTTP %d: %s", resp.StatusCode, body)
+	}
+	return nil
+}

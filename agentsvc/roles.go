@@ -1,0 +1,77 @@
+package agentsvc
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/ca-a2a/ca-a2a/agentsvc/archivist"
+	"github.com/ca-a2a/ca-a2a/agentsvc/config"
+	"github.com/ca-a2a/ca-a2a/agentsvc/documents"
+	"github.com/ca-a2a/ca-a2a/agentsvc/extractor"
+	"github.com/ca-a2a/ca-a2a/agentsvc/orchestrator"
+	"github.com/ca-a2a/ca-a2a/agentsvc/server"
+	"github.com/ca-a2a/ca-a2a/agentsvc/validator"
+	"github.com/ca-a2a/ca-a2a/shared/a2a"
+	"github.com/ca-a2a/ca-a2a/shared/certload"
+	"github.com/ca-a2a/ca-a2a/shared/tokensource"
+)
+
+var descriptions = map[string]string{
+	"orchestrator": "Runs the document pipeline: extract, validate, archive.",
+	"extractor":    "Extracts text from PDFs and rows from CSVs.",
+	"validator":    "Scores extracted documents against named rules.",
+	"archivist":    "Keeps processed documents and their status.",
+}
+
+// build assembles the role cfg.Name: its skills, its health checks and what
+// must be closed at exit.
+func build(ctx context.Context, cfg *config.Config, src certload.Source, log *slog.Logger) (server.Agent, func(), error) {
+	agent := server.Agent{Name: cfg.Name, Description: descriptions[cfg.Name], Checks: map[string]server.HealthCheck{}}
+	noop := func() {}
+	switch cfg.Name {
+	case "extractor":
+		store, err := documents.Open(ctx, cfg.DocumentsURL)
+		if err != nil {
+			return agent, noop, err
+		}
+		agent.Methods = extractor.New(store, extractor.Options{}).Methods()
+		agent.Checks["documents"] = store.Ping
+		return agent, noop, nil
+	case "validator":
+		agent.Methods = validator.New(validator.Options{}).Methods()
+		return agent, noop, nil
+	case "archivist":
+		store, err := archivist.OpenDSN(ctx, cfg.ArchiveDSN, log)
+		if err != nil {
+			return agent, noop, err
+		}
+		agent.Methods = archivist.New(store).Methods()
+		agent.Checks["store"] = store.Ping
+		return agent, func() { store.Close() }, nil
+	case "orchestrator":
+		tokens, err := tokensource.New(tokensource.Config{TokenURL: cfg.TokenURL, ClientID: cfg.ClientID, Certificate: src,
+			ServerName: cfg.ServerName, Logger: log})
+		if err != nil {
+			return agent, noop, err
+		}
+		peers := map[string]string{}
+		for _, p := range config.Peers {
+			peers[p] = cfg.PeerURLs[p]
+		}
+		client, err := a2a.New(a2a.Config{Certificate: src, Tokens: tokens, Peers: peers, SkipVerify: !cfg.VerifyServer})
+		if err != nil {
+			return agent, noop, err
+		}
+		store, err := documents.Open(ctx, cfg.DocumentsURL)
+		if err != nil {
+			return agent, noop, err
+		}
+		agent.Methods = orchestrator.New(client, store, orchestrator.Options{Bucket: store.Bucket(), Peers: config.Peers}).Methods()
+		for _, p := range config.Peers {
+			agent.Checks["peer:"+p] = func(ctx context.Context) error { return client.Health(ctx, p) }
+		}
+		return agent, client.Close, nil
+	}
+	return agent, noop, fmt.Errorf("unknown agent %q", cfg.Name)
+}

@@ -1,0 +1,135 @@
+// Package agentsvc assembles and runs one agent: configuration, certificate,
+// token verification, the role's skills, and the mTLS server, with a
+// graceful shutdown.
+package agentsvc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/ca-a2a/ca-a2a/agentsvc/config"
+	"github.com/ca-a2a/ca-a2a/agentsvc/policy"
+	"github.com/ca-a2a/ca-a2a/agentsvc/server"
+	"github.com/ca-a2a/ca-a2a/shared/binding"
+	"github.com/ca-a2a/ca-a2a/shared/certload"
+)
+
+// ShutdownGrace bounds how long requests in flight may take to finish after
+// SIGTERM (ECS waits stopTimeout, 30s, before SIGKILL).
+const ShutdownGrace = 25 * time.Second
+
+// StartupError is a configuration or certificate problem: the agent must not
+// start. cmd/agent exits 2 on it.
+type StartupError struct{ Err error }
+
+func (e *StartupError) Error() string { return e.Err.Error() }
+func (e *StartupError) Unwrap() error { return e.Err }
+
+func startup(err error) error { return &StartupError{Err: err} }
+
+// Run serves the agent cfg describes until ctx is done, then drains
+// requests in flight. ready, when not nil, receives the listening address.
+func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(addr string)) error {
+	log = log.With("agent", cfg.Name)
+	for _, w := range cfg.Warnings() {
+		log.Warn("protection switched off", "detail", w)
+	}
+	src, closeCert, err := certload.Load(cfg.Cert, certload.Options{Usage: certload.UsageServerAndClient, Logger: log})
+	if err != nil {
+		return startup(err)
+	}
+	defer closeCert()
+	if id, err := certload.Identity(src.Bundle().Leaf()); err != nil || id != cfg.Name {
+		return startup(fmt.Errorf("certificate identity %q does not match AGENT_NAME %q", id, cfg.Name))
+	}
+
+	idp := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: certload.ClientConfig(src, cfg.ServerName, certload.ClientOptions{SystemRoots: true, SkipVerify: !cfg.VerifyServer}),
+	}}
+	keys, err := binding.NewKeySet(ctx, cfg.JWKSURL, binding.KeySetOptions{Client: idp, Logger: log})
+	if err != nil {
+		return startup(err)
+	}
+	defer keys.Close()
+	verifier, err := binding.NewVerifier(binding.Config{Issuer: cfg.Issuer, Audience: cfg.Audience, Keys: keys,
+		BindingEnabled: cfg.BindingEnabled, BindingRequired: cfg.BindingRequired, Logger: log})
+	if err != nil {
+		return startup(err)
+	}
+
+	agent, closeAgent, err := build(ctx, cfg, src, log)
+	if err != nil {
+		return startup(err)
+	}
+	defer closeAgent()
+	agent.Checks["jwks"] = func(context.Context) error {
+		st := keys.Status()
+		if st.Keys == 0 {
+			return fmt.Errorf("no signing keys cached (last fetch: %v)", st.LastError)
+		}
+		return nil
+	}
+
+	pol, err := loadPolicy(cfg, agent)
+	if err != nil {
+		return startup(err)
+	}
+	srv, err := server.New(server.Options{Agent: agent, Policy: pol, Verifier: verifier, Logger: log,
+		URL: cfg.PeerURLs[cfg.Name], TokenURL: cfg.TokenURL})
+	if err != nil {
+		return startup(err)
+	}
+	var tlsCfg = certload.ServerConfig(src, certload.ServerOptions{RequireClientCert: cfg.RequireClientCert})
+	if !cfg.MTLSEnabled {
+		tlsCfg = nil
+	}
+	httpSrv := srv.HTTPServer(cfg.Addr, tlsCfg)
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return startup(fmt.Errorf("listen %s: %w", cfg.Addr, err))
+	}
+	log.Info("agent listening", "addr", ln.Addr().String(), "mtls", cfg.MTLSEnabled, "token_binding", cfg.BindingEnabled)
+	if ready != nil {
+		ready(ln.Addr().String())
+	}
+	errc := make(chan error, 1)
+	go func() {
+		if tlsCfg != nil {
+			errc <- httpSrv.ServeTLS(ln, "", "")
+		} else {
+			errc <- httpSrv.Serve(ln)
+		}
+	}()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down; draining requests in flight", "grace", ShutdownGrace.String())
+	sctx, cancel := context.WithTimeout(context.Background(), ShutdownGrace)
+	defer cancel()
+	if err := httpSrv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	log.Info("stopped")
+	return nil
+}
+
+func loadPolicy(cfg *config.Config, agent server.Agent) (*policy.Policy, error) {
+	if cfg.PolicyFile == "" {
+		return policy.Default(cfg.Name)
+	}
+	offered := []string{"list_skills", "get_health"}
+	for _, m := range agent.Methods {
+		offered = append(offered, m.Name)
+	}
+	return policy.Load(cfg.PolicyFile, cfg.Name, offered)
+}

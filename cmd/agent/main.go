@@ -1,0 +1,45 @@
+// Command agent runs one ca-a2a agent; AGENT_NAME chooses the role
+// (DESIGN section 4). "agent healthcheck" probes the running agent's /health
+// over mTLS and exits 0 when it is healthy (the ECS container health check).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/ca-a2a/ca-a2a/agentsvc"
+	"github.com/ca-a2a/ca-a2a/agentsvc/config"
+)
+
+func main() {
+	cfg, err := config.Load(os.Getenv)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "agent: refusing to start:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if len(os.Args) > 1 && os.Args[1] == "healthcheck" {
+		if err := agentsvc.Healthcheck(ctx, cfg); err != nil {
+			fmt.Fprintln(os.Stderr, "agent: unhealthy:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	err = agentsvc.Run(ctx, cfg, log, nil)
+	var startup *agentsvc.StartupError
+	switch {
+	case errors.As(err, &startup):
+		log.Error("refusing to start", "error", err)
+		os.Exit(2)
+	case err != nil:
+		log.Error("agent failed", "error", err)
+		os.Exit(1)
+	}
+}
