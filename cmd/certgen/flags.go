@@ -6,9 +6,9 @@ import (
 	"io"
 	"regexp"
 	"strings"
-)
 
-var defaultAgents = []string{"orchestrator", "extractor", "validator", "archivist", "lambda", "keycloak"}
+	"github.com/ca-a2a/ca-a2a/internal/certgen"
+)
 
 var agentName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 
@@ -66,7 +66,7 @@ func parseFlags(fs *flag.FlagSet, agents *agentList, args []string) error {
 		return usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
 	}
 	if !agents.set {
-		agents.names = defaultAgents
+		agents.names = certgen.DefaultAgents
 	}
 	return nil
 }

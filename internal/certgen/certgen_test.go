@@ -1,4 +1,4 @@
-package main
+package certgen
 
 import (
 	"bytes"
@@ -6,7 +6,6 @@ import (
 	"crypto/elliptic"
 	"crypto/rsa"
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/pem"
 	"os"
 	"os/exec"
@@ -20,12 +19,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/ca-a2a/ca-a2a/internal/testutil/moto"
-	"github.com/ca-a2a/ca-a2a/shared/binding"
 )
 
-func quietOpts(dir string) genOptions {
-	return genOptions{dir: dir, days: 365, keyType: "ecdsa", agents: defaultAgents, now: time.Now(), out: func(string, ...any) {}}
-}
+func quietOpts(dir string) Options { return Options{Dir: dir} }
 
 func readCert(t *testing.T, path string) *x509.Certificate {
 	t.Helper()
@@ -69,11 +65,11 @@ func TestGenerate(t *testing.T) {
 		t.Run(keyType, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "certs")
 			o := quietOpts(dir)
-			o.keyType = keyType
-			if err := generate(o); err != nil {
+			o.KeyType = keyType
+			if err := Generate(o); err != nil {
 				t.Fatal(err)
 			}
-			caCertPath, caKeyPath := caPaths(dir)
+			caCertPath, caKeyPath := CAPaths(dir)
 			ca := readCert(t, caCertPath)
 			if ca.Subject.String() != "CN=CA A2A Root CA,O=CA A2A,C=FR" || !ca.IsCA || !ca.MaxPathLenZero || ca.MaxPathLen != 0 ||
 				ca.KeyUsage != x509.KeyUsageCertSign|x509.KeyUsageCRLSign || ca.NotAfter.Before(time.Now().AddDate(9, 11, 0)) {
@@ -85,8 +81,8 @@ func TestGenerate(t *testing.T) {
 			assertMode(t, caKeyPath, 0o600)
 			roots := x509.NewCertPool()
 			roots.AddCert(ca)
-			for _, name := range defaultAgents {
-				certPath, keyPath := leafPaths(dir, name)
+			for _, name := range DefaultAgents {
+				certPath, keyPath := LeafPaths(dir, name)
 				assertMode(t, filepath.Dir(certPath), 0o700)
 				assertMode(t, keyPath, 0o600)
 				c := readCert(t, certPath)
@@ -122,8 +118,8 @@ func TestGenerate(t *testing.T) {
 				}
 			}
 			requireOpenSSL(t)
-			for _, name := range defaultAgents {
-				certPath, _ := leafPaths(dir, name)
+			for _, name := range DefaultAgents {
+				certPath, _ := LeafPaths(dir, name)
 				out, err := exec.Command("openssl", "verify", "-CAfile", caCertPath, certPath).CombinedOutput()
 				if err != nil || !strings.Contains(string(out), ": OK") {
 					t.Errorf("openssl verify %s: %v %s", name, err, out)
@@ -147,7 +143,7 @@ func assertMode(t *testing.T, path string, want os.FileMode) {
 func TestKeepForceAndForceCA(t *testing.T) {
 	dir := t.TempDir()
 	o := quietOpts(dir)
-	if err := generate(o); err != nil {
+	if err := Generate(o); err != nil {
 		t.Fatal(err)
 	}
 	snapshot := func() map[string][]byte {
@@ -161,7 +157,7 @@ func TestKeepForceAndForceCA(t *testing.T) {
 		return m
 	}
 	before := snapshot()
-	if err := generate(o); err != nil {
+	if err := Generate(o); err != nil {
 		t.Fatal(err)
 	}
 	after := snapshot()
@@ -171,20 +167,20 @@ func TestKeepForceAndForceCA(t *testing.T) {
 		}
 	}
 
-	o.force, o.agents = true, []string{"lambda"}
-	if err := generate(o); err != nil {
+	o.Force, o.Agents = true, []string{"lambda"}
+	if err := Generate(o); err != nil {
 		t.Fatal(err)
 	}
 	after = snapshot()
-	lambdaCert, _ := leafPaths(dir, "lambda")
-	orchCert, _ := leafPaths(dir, "orchestrator")
-	caCert, caKey := caPaths(dir)
+	lambdaCert, _ := LeafPaths(dir, "lambda")
+	orchCert, _ := LeafPaths(dir, "orchestrator")
+	caCert, caKey := CAPaths(dir)
 	if bytes.Equal(before[lambdaCert], after[lambdaCert]) || !bytes.Equal(before[orchCert], after[orchCert]) || !bytes.Equal(before[caCert], after[caCert]) {
 		t.Fatal("--force must re-issue only the selected leaves, with the same CA")
 	}
 
-	o.force, o.forceCA, o.agents = false, true, defaultAgents
-	if err := generate(o); err != nil {
+	o.Force, o.ForceCA, o.Agents = false, true, DefaultAgents
+	if err := Generate(o); err != nil {
 		t.Fatal(err)
 	}
 	final := snapshot()
@@ -195,60 +191,8 @@ func TestKeepForceAndForceCA(t *testing.T) {
 	if err := os.Remove(caKey); err != nil {
 		t.Fatal(err)
 	}
-	if err := generate(quietOpts(dir)); err == nil || !strings.Contains(err.Error(), "incomplete") {
+	if err := Generate(quietOpts(dir)); err == nil || !strings.Contains(err.Error(), "incomplete") {
 		t.Fatalf("one CA file without the other: err = %v", err)
-	}
-}
-
-func TestAgentsFlag(t *testing.T) {
-	tests := []struct {
-		args    []string
-		want    string
-		wantErr bool
-	}{
-		{nil, strings.Join(defaultAgents, ","), false},
-		{[]string{"--agents", "orchestrator", "lambda", "--force"}, "orchestrator,lambda", false},
-		{[]string{"--agents", "a,b"}, "a,b", false},
-		{[]string{"--force", "--agents", "x"}, "x", false},
-		{[]string{"--agents"}, "", true},
-		{[]string{"--agents", "Bad_Name"}, "", true},
-		{[]string{"--agents", "../etc"}, "", true},
-		{[]string{"stray"}, "", true},
-	}
-	for _, tc := range tests {
-		o, err := parseGenerate(tc.args)
-		got := strings.Join(o.agents, ",")
-		if (err != nil) != tc.wantErr || (err == nil && got != tc.want) {
-			t.Errorf("%v: agents %q err %v", tc.args, got, err)
-		}
-	}
-	if code := run(t.Context(), []string{"--key-type", "dsa", "--certs-dir", t.TempDir()}); code != 2 {
-		t.Fatalf("bad key type: exit %d, want 2", code)
-	}
-}
-
-func TestThumbprintMatchesOpenSSL(t *testing.T) {
-	requireOpenSSL(t)
-	dir := t.TempDir()
-	if err := generate(quietOpts(dir)); err != nil {
-		t.Fatal(err)
-	}
-	certPath, _ := leafPaths(dir, "lambda")
-	out, err := exec.Command("sh", "-c", "openssl x509 -in "+certPath+" -outform der | openssl dgst -sha256 -binary").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := base64.RawURLEncoding.EncodeToString(out)
-	bin := filepath.Join(t.TempDir(), "certgen")
-	if b, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v %s", err, b)
-	}
-	got, err := exec.Command(bin, "thumbprint", certPath).Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if strings.TrimSpace(string(got)) != want || binding.Thumbprint(readCert(t, certPath)) != want {
-		t.Fatalf("certgen thumbprint %q, openssl %q", got, want)
 	}
 }
 
@@ -256,7 +200,7 @@ func TestPublish(t *testing.T) {
 	endpoint := moto.Start(t)
 	moto.Env(t, endpoint)
 	dir := t.TempDir()
-	if err := generate(quietOpts(dir)); err != nil {
+	if err := Generate(quietOpts(dir)); err != nil {
 		t.Fatal(err)
 	}
 	cfg, err := config.LoadDefaultConfig(t.Context())
@@ -268,7 +212,7 @@ func TestPublish(t *testing.T) {
 	var lines []string
 	out := func(f string, a ...any) { lines = append(lines, f) }
 	for range 2 {
-		if err := publish(t.Context(), sm, dir, "ca-a2a/", agents, out); err != nil {
+		if err := Publish(t.Context(), sm, dir, "ca-a2a/", agents, out); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -1,4 +1,7 @@
-package main
+// Package certgen creates the project CA and agent certificates in the
+// layout of DESIGN section 3, and publishes them to Secrets Manager. The
+// certgen command and the tests that need a certs directory share it.
+package certgen
 
 import (
 	"crypto"
@@ -11,7 +14,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
-	"flag"
 	"fmt"
 	"math/big"
 	"os"
@@ -21,58 +23,51 @@ import (
 	"github.com/ca-a2a/ca-a2a/shared/certload"
 )
 
-type genOptions struct {
-	dir     string
-	force   bool
-	forceCA bool
-	days    int
-	keyType string
-	agents  []string
-	now     time.Time
-	out     func(format string, args ...any)
+// Options say what Generate creates.
+type Options struct {
+	Dir     string   // the certs directory
+	Force   bool     // re-issue the selected leaves with the existing CA
+	ForceCA bool     // new CA, every selected leaf re-issued
+	Days    int      // leaf validity (default 365)
+	KeyType string   // "ecdsa" (P-256, default) or "rsa" (2048)
+	Agents  []string // the leaves (default DefaultAgents)
+	Now     time.Time
+	// Out receives one line per action; nil prints nothing.
+	Out func(format string, args ...any)
 }
 
-func generateCmd(args []string) error {
-	o, err := parseGenerate(args)
-	if err != nil {
-		return err
-	}
-	return generate(o)
-}
+// DefaultAgents are the identities certgen creates by default.
+var DefaultAgents = []string{"orchestrator", "extractor", "validator", "archivist", "lambda", "keycloak"}
 
-func parseGenerate(args []string) (genOptions, error) {
-	fs := flag.NewFlagSet("certgen", flag.ContinueOnError)
-	o := genOptions{now: time.Now(), out: func(f string, a ...any) { fmt.Printf(f+"\n", a...) }}
-	fs.StringVar(&o.dir, "certs-dir", "./certs", "directory of the CA and agent certificates")
-	fs.BoolVar(&o.force, "force", false, "re-issue the selected leaf certificates with the existing CA")
-	fs.BoolVar(&o.forceCA, "force-ca", false, "create a new CA and re-issue every selected leaf")
-	fs.IntVar(&o.days, "days", 365, "validity of leaf certificates in days")
-	fs.StringVar(&o.keyType, "key-type", "ecdsa", "ecdsa (P-256) or rsa (2048)")
-	var agents agentList
-	if err := parseFlags(fs, &agents, args); err != nil {
-		return o, err
-	}
-	o.agents = agents.names
-	if o.keyType != "ecdsa" && o.keyType != "rsa" {
-		return o, usageError{fmt.Sprintf("--key-type must be ecdsa or rsa, not %q", o.keyType)}
-	}
-	if o.days < 1 || o.days > 3650 {
-		return o, usageError{"--days must be between 1 and 3650"}
-	}
-	return o, nil
-}
-
-func caPaths(dir string) (cert, key string) {
+// CAPaths returns the CA certificate and key paths under dir.
+func CAPaths(dir string) (cert, key string) {
 	return filepath.Join(dir, "ca", "ca-cert.pem"), filepath.Join(dir, "ca", "ca-key.pem")
 }
 
-func leafPaths(dir, name string) (cert, key string) {
+// LeafPaths returns an agent's certificate and key paths under dir.
+func LeafPaths(dir, name string) (cert, key string) {
 	d := filepath.Join(dir, "agents", name)
 	return filepath.Join(d, name+"-cert.pem"), filepath.Join(d, name+"-key.pem")
 }
 
-func generate(o genOptions) error {
-	for _, d := range []string{o.dir, filepath.Join(o.dir, "ca"), filepath.Join(o.dir, "agents")} {
+// Generate creates what o asks for, keeping existing files unless forced.
+func Generate(o Options) error {
+	if o.Days == 0 {
+		o.Days = 365
+	}
+	if o.KeyType == "" {
+		o.KeyType = "ecdsa"
+	}
+	if o.Agents == nil {
+		o.Agents = DefaultAgents
+	}
+	if o.Now.IsZero() {
+		o.Now = time.Now()
+	}
+	if o.Out == nil {
+		o.Out = func(string, ...any) {}
+	}
+	for _, d := range []string{o.Dir, filepath.Join(o.Dir, "ca"), filepath.Join(o.Dir, "agents")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return err
 		}
@@ -81,16 +76,16 @@ func generate(o genOptions) error {
 	if err != nil {
 		return err
 	}
-	for _, name := range o.agents {
-		certPath, keyPath := leafPaths(o.dir, name)
+	for _, name := range o.Agents {
+		certPath, keyPath := LeafPaths(o.Dir, name)
 		if err := os.MkdirAll(filepath.Dir(certPath), 0o700); err != nil {
 			return err
 		}
 		_, errC := os.Stat(certPath)
 		_, errK := os.Stat(keyPath)
 		exists := errC == nil && errK == nil
-		if exists && !o.force && !created {
-			o.out("kept      %s", certPath)
+		if exists && !o.Force && !created {
+			o.Out("kept      %s", certPath)
 			continue
 		}
 		if err := issueLeaf(o, name, ca, caKey, certPath, keyPath); err != nil {
@@ -100,28 +95,28 @@ func generate(o genOptions) error {
 		if exists {
 			verb = "re-issued"
 		}
-		o.out("%s %s", verb, certPath)
+		o.Out("%s %s", verb, certPath)
 	}
 	return nil
 }
 
 // loadOrCreateCA returns the CA, creating it when both files are absent or
 // --force-ca is set; created reports whether it is new.
-func loadOrCreateCA(o genOptions) (*x509.Certificate, crypto.Signer, bool, error) {
-	certPath, keyPath := caPaths(o.dir)
+func loadOrCreateCA(o Options) (*x509.Certificate, crypto.Signer, bool, error) {
+	certPath, keyPath := CAPaths(o.Dir)
 	_, errC := os.Stat(certPath)
 	_, errK := os.Stat(keyPath)
 	switch {
-	case o.forceCA || (errors.Is(errC, os.ErrNotExist) && errors.Is(errK, os.ErrNotExist)):
-		key, err := newKey(o.keyType, true)
+	case o.ForceCA || (errors.Is(errC, os.ErrNotExist) && errors.Is(errK, os.ErrNotExist)):
+		key, err := newKey(o.KeyType, true)
 		if err != nil {
 			return nil, nil, false, err
 		}
 		tmpl := &x509.Certificate{
 			SerialNumber:          serial(),
 			Subject:               pkix.Name{CommonName: "CA A2A Root CA", Organization: []string{"CA A2A"}, Country: []string{"FR"}},
-			NotBefore:             o.now.Add(-5 * time.Minute),
-			NotAfter:              o.now.AddDate(10, 0, 0),
+			NotBefore:             o.Now.Add(-5 * time.Minute),
+			NotAfter:              o.Now.AddDate(10, 0, 0),
 			IsCA:                  true,
 			BasicConstraintsValid: true,
 			MaxPathLen:            0,
@@ -136,7 +131,7 @@ func loadOrCreateCA(o genOptions) (*x509.Certificate, crypto.Signer, bool, error
 		if err := writePair(certPath, keyPath, der, key); err != nil {
 			return nil, nil, false, err
 		}
-		o.out("created   %s", certPath)
+		o.Out("created   %s", certPath)
 		cert, _ := x509.ParseCertificate(der)
 		return cert, key, true, nil
 	case errC != nil || errK != nil:
@@ -169,13 +164,13 @@ func loadOrCreateCA(o genOptions) (*x509.Certificate, crypto.Signer, bool, error
 	return cas[0], signer, false, nil
 }
 
-func issueLeaf(o genOptions, name string, ca *x509.Certificate, caKey crypto.Signer, certPath, keyPath string) error {
-	key, err := newKey(o.keyType, false)
+func issueLeaf(o Options, name string, ca *x509.Certificate, caKey crypto.Signer, certPath, keyPath string) error {
+	key, err := newKey(o.KeyType, false)
 	if err != nil {
 		return err
 	}
 	usage := x509.KeyUsageDigitalSignature
-	if o.keyType == "rsa" {
+	if o.KeyType == "rsa" {
 		usage |= x509.KeyUsageKeyEncipherment
 	}
 	dns := certload.DNSName(name)
@@ -183,8 +178,8 @@ func issueLeaf(o genOptions, name string, ca *x509.Certificate, caKey crypto.Sig
 		SerialNumber:   serial(),
 		Subject:        pkix.Name{CommonName: dns, Organization: []string{"CA A2A"}, Country: []string{"FR"}},
 		DNSNames:       []string{dns},
-		NotBefore:      o.now.Add(-5 * time.Minute),
-		NotAfter:       o.now.AddDate(0, 0, o.days),
+		NotBefore:      o.Now.Add(-5 * time.Minute),
+		NotAfter:       o.Now.AddDate(0, 0, o.Days),
 		KeyUsage:       usage,
 		ExtKeyUsage:    []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		SubjectKeyId:   keyID(key.Public()),

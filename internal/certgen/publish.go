@@ -1,42 +1,25 @@
-package main
+package certgen
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 )
 
-func publishCmd(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("certgen publish", flag.ContinueOnError)
-	dir := fs.String("certs-dir", "./certs", "directory of the CA and agent certificates")
-	prefix := fs.String("prefix", "ca-a2a/", "secret name prefix")
-	var agents agentList
-	if err := parseFlags(fs, &agents, args); err != nil {
-		return err
-	}
-	cfg, err := config.LoadDefaultConfig(ctx)
-	if err != nil {
-		return fmt.Errorf("AWS configuration: %w", err)
-	}
-	return publish(ctx, secretsmanager.NewFromConfig(cfg), *dir, *prefix, agents.names, func(f string, a ...any) { fmt.Printf(f+"\n", a...) })
-}
-
-// publish writes each agent's certificate and key, and the CA certificate
+// Publish writes each agent's certificate and key, and the CA certificate
 // (never its key), as PEM secret strings.
-func publish(ctx context.Context, sm *secretsmanager.Client, dir, prefix string, agents []string, out func(string, ...any)) error {
+func Publish(ctx context.Context, sm *secretsmanager.Client, dir, prefix string, agents []string, out func(string, ...any)) error {
 	type item struct{ name, path string }
-	caCert, _ := caPaths(dir)
+	caCert, _ := CAPaths(dir)
 	items := []item{{prefix + "ca-cert", caCert}}
 	for _, a := range agents {
-		c, k := leafPaths(dir, a)
+		c, k := LeafPaths(dir, a)
 		items = append(items, item{prefix + a + "-cert", c}, item{prefix + a + "-key", k})
 	}
 	for _, it := range items {
