@@ -1,0 +1,243 @@
+// Package lambda is the Lambda handler: it turns S3 and SQS events into one
+// process_document call per object to the orchestrator, over mTLS with a
+// certificate-bound token, and reports every failure so that nothing is
+// dropped silently (DESIGN section 7).
+package lambda
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+
+	"github.com/ca-a2a/ca-a2a/shared/jsonrpc"
+)
+
+// Caller calls an agent; *a2a.Client satisfies it.
+type Caller interface {
+	Call(ctx context.Context, agent, method string, params, result any) error
+}
+
+// Handler handles S3 and SQS events. Build it once per execution
+// environment: its client keeps connections and the token warm.
+type Handler struct {
+	Orchestrator Caller
+	// Concurrency bounds the calls in flight (FANOUT_CONCURRENCY, default 8).
+	Concurrency int
+	// SafetyMargin is kept free before the invocation deadline, so the
+	// handler can report what failed (default 2s).
+	SafetyMargin time.Duration
+	Log          *slog.Logger
+}
+
+// Object is one document to process.
+type Object struct {
+	Bucket string `json:"bucket"`
+	Key    string `json:"s3_key"`
+}
+
+// Invoke is the entry point for lambda.Start: it recognises the event by
+// its records' eventSource and answers an SQS event with
+// batchItemFailures, an S3 event with an error when any object failed.
+func (h *Handler) Invoke(ctx context.Context, payload json.RawMessage) (any, error) {
+	var probe struct {
+		Records []struct {
+			EventSource  string `json:"eventSource"`
+			EventSource2 string `json:"EventSource"`
+		} `json:"Records"`
+	}
+	if err := json.Unmarshal(payload, &probe); err != nil || len(probe.Records) == 0 {
+		h.log().Error("event is neither an S3 nor an SQS event", "error", err)
+		return nil, errors.New("lambda: unsupported event: want S3 or SQS records")
+	}
+	switch src := probe.Records[0].EventSource; src {
+	case "aws:sqs":
+		var e events.SQSEvent
+		if err := json.Unmarshal(payload, &e); err != nil {
+			return nil, fmt.Errorf("lambda: malformed SQS event: %w", err)
+		}
+		return h.HandleSQS(ctx, e)
+	case "aws:s3":
+		var e events.S3Event
+		if err := json.Unmarshal(payload, &e); err != nil {
+			return nil, fmt.Errorf("lambda: malformed S3 event: %w", err)
+		}
+		return nil, h.HandleS3(ctx, e)
+	default:
+		return nil, fmt.Errorf("lambda: unsupported event source %q", src)
+	}
+}
+
+// HandleS3 processes the ObjectCreated records of a direct S3 trigger. It
+// returns an error naming the failed keys, so that Lambda's retry or
+// on-failure destination applies.
+func (h *Handler) HandleS3(ctx context.Context, e events.S3Event) error {
+	var objs []Object
+	for _, r := range e.Records {
+		if !strings.HasPrefix(r.EventName, "ObjectCreated:") {
+			h.log().Info("ignoring S3 event", "event", r.EventName, "bucket", r.S3.Bucket.Name, "s3_key", r.S3.Object.URLDecodedKey)
+			continue
+		}
+		objs = append(objs, Object{Bucket: r.S3.Bucket.Name, Key: r.S3.Object.URLDecodedKey})
+	}
+	errs := h.process(ctx, objs)
+	var failed []string
+	for i, err := range errs {
+		if err != nil {
+			failed = append(failed, objs[i].Key)
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("lambda: %d of %d objects failed: %s", len(failed), len(objs), strings.Join(failed, ", "))
+	}
+	return nil
+}
+
+// HandleSQS processes each message and reports exactly the failed message
+// ids, so that only they are retried (and, after maxReceiveCount, land in
+// the dead-letter queue).
+func (h *Handler) HandleSQS(ctx context.Context, e events.SQSEvent) (events.SQSEventResponse, error) {
+	var objs []Object
+	var owner []int // objs[i] belongs to message owner[i]
+	failed := make([]bool, len(e.Records))
+	for i, m := range e.Records {
+		found, err := ParseMessage(m.Body)
+		if err != nil {
+			failed[i] = true
+			h.log().Error("poison message", "message_id", m.MessageId, "error", err)
+			continue
+		}
+		if len(found) == 0 {
+			h.log().Info("acknowledged message without objects", "message_id", m.MessageId)
+		}
+		for _, o := range found {
+			objs = append(objs, o)
+			owner = append(owner, i)
+		}
+	}
+	for j, err := range h.process(ctx, objs) {
+		if err != nil {
+			failed[owner[j]] = true
+		}
+	}
+	resp := events.SQSEventResponse{BatchItemFailures: []events.SQSBatchItemFailure{}}
+	for i, f := range failed {
+		if f {
+			resp.BatchItemFailures = append(resp.BatchItemFailures, events.SQSBatchItemFailure{ItemIdentifier: e.Records[i].MessageId})
+		}
+	}
+	return resp, nil
+}
+
+// ParseMessage reads an SQS body: an S3 event notification (its
+// ObjectCreated records), the s3:TestEvent (no objects), or
+// {"s3_key": "...", "bucket": "..."}. Anything else is an error.
+func ParseMessage(body string) ([]Object, error) {
+	var probe map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(body), &probe); err != nil {
+		return nil, errors.New("body is not a JSON object")
+	}
+	if ev, ok := probe["Event"]; ok && string(ev) == `"s3:TestEvent"` {
+		return nil, nil
+	}
+	if _, ok := probe["Records"]; ok {
+		var e events.S3Event
+		if err := json.Unmarshal([]byte(body), &e); err != nil {
+			return nil, fmt.Errorf("malformed S3 event notification: %w", err)
+		}
+		var out []Object
+		for _, r := range e.Records {
+			if r.EventSource != "aws:s3" || r.S3.Bucket.Name == "" || r.S3.Object.URLDecodedKey == "" {
+				return nil, errors.New("S3 record without source, bucket or key")
+			}
+			if strings.HasPrefix(r.EventName, "ObjectCreated:") {
+				out = append(out, Object{Bucket: r.S3.Bucket.Name, Key: r.S3.Object.URLDecodedKey})
+			}
+		}
+		return out, nil
+	}
+	var o Object
+	dec := json.NewDecoder(strings.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&o); err != nil || o.Key == "" {
+		return nil, errors.New(`body is neither an S3 notification nor {"s3_key","bucket"}`)
+	}
+	return []Object{o}, nil
+}
+
+// ProcessResult is the part of process_document's result the Lambda reads.
+type ProcessResult struct {
+	DocumentID string `json:"document_id"`
+	Status     string `json:"status"`
+}
+
+// process calls process_document for each object, Concurrency at a time,
+// each call bounded by the invocation deadline minus the safety margin. It
+// returns one error (or nil) per object.
+func (h *Handler) process(ctx context.Context, objs []Object) []error {
+	errs := make([]error, len(objs))
+	if len(objs) == 0 {
+		return errs
+	}
+	if deadline, ok := ctx.Deadline(); ok {
+		margin := h.SafetyMargin
+		if margin <= 0 {
+			margin = 2 * time.Second
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, deadline.Add(-margin))
+		defer cancel()
+	}
+	n := h.Concurrency
+	if n <= 0 {
+		n = 8
+	}
+	sem := make(chan struct{}, n)
+	var wg sync.WaitGroup
+	for i, o := range objs {
+		wg.Go(func() {
+			select {
+			case sem <- struct{}{}:
+				defer func() { <-sem }()
+			case <-ctx.Done():
+				errs[i] = ctx.Err()
+				h.logFailure(o, errs[i])
+				return
+			}
+			start := time.Now()
+			var res ProcessResult
+			err := h.Orchestrator.Call(ctx, "orchestrator", "process_document", o, &res)
+			switch {
+			case err != nil:
+				errs[i] = err
+			case res.Status != "archived" && res.Status != "rejected":
+				errs[i] = fmt.Errorf("lambda: document %s %s", res.DocumentID, res.Status)
+			}
+			if errs[i] != nil {
+				h.logFailure(o, errs[i])
+				return
+			}
+			h.log().Info("document processed", "bucket", o.Bucket, "s3_key", o.Key, "document_id", res.DocumentID,
+				"status", res.Status, "latency_ms", time.Since(start).Milliseconds())
+		})
+	}
+	wg.Wait()
+	return errs
+}
+
+func (h *Handler) logFailure(o Object, err error) {
+	h.log().Error("document failed", "bucket", o.Bucket, "s3_key", o.Key, "code", jsonrpc.CodeOf(err), "error", err)
+}
+
+func (h *Handler) log() *slog.Logger {
+	if h.Log != nil {
+		return h.Log
+	}
+	return slog.Default()
+}

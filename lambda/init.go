@@ -1,0 +1,222 @@
+package lambda
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	agentconfig "github.com/ca-a2a/ca-a2a/agentsvc/config"
+	"github.com/ca-a2a/ca-a2a/shared/a2a"
+	"github.com/ca-a2a/ca-a2a/shared/certload"
+	"github.com/ca-a2a/ca-a2a/shared/tokensource"
+)
+
+// Config is the Lambda's environment (DESIGN section 7), parsed once.
+type Config struct {
+	Secrets       certload.SecretIDs // CERT_SECRET_ID, KEY_SECRET_ID, CA_SECRET_ID
+	ExtensionPort string             // PARAMETERS_SECRETS_EXTENSION_HTTP_PORT
+	Cert          certload.Config    // MTLS_* (local runs)
+
+	TokenURL        string // OIDC_TOKEN_URL
+	ServerName      string // OIDC_SERVER_NAME
+	ClientID        string // OIDC_CLIENT_ID
+	OrchestratorURL string // ORCHESTRATOR_URL
+	Concurrency     int    // FANOUT_CONCURRENCY
+	VerifyServer    bool   // MTLS_VERIFY_SERVER
+}
+
+// ConfigFromEnv reads the configuration through getenv.
+func ConfigFromEnv(getenv func(string) string) (*Config, error) {
+	str := func(name, def string) string {
+		if v := strings.TrimSpace(getenv(name)); v != "" {
+			return v
+		}
+		return def
+	}
+	issuer := strings.TrimRight(str("OIDC_ISSUER", agentconfig.DefaultIssuer), "/")
+	c := &Config{
+		Secrets: certload.SecretIDs{
+			Cert: str("CERT_SECRET_ID", "ca-a2a/lambda-cert"),
+			Key:  str("KEY_SECRET_ID", "ca-a2a/lambda-key"),
+			CA:   str("CA_SECRET_ID", "ca-a2a/ca-cert"),
+		},
+		ExtensionPort:   getenv("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT"),
+		Cert:            certload.ConfigFromEnv(getenv),
+		TokenURL:        str("OIDC_TOKEN_URL", issuer+"/protocol/openid-connect/token"),
+		ClientID:        str("OIDC_CLIENT_ID", "lambda"),
+		OrchestratorURL: str("ORCHESTRATOR_URL", "https://orchestrator.ca-a2a.local:8001"),
+		VerifyServer:    true,
+	}
+	var errs []error
+	u, err := url.Parse(issuer)
+	if err != nil || u.Scheme != "https" || u.Host == "" {
+		errs = append(errs, fmt.Errorf("lambda: OIDC_ISSUER must be an https URL, got %q", issuer))
+	} else {
+		c.ServerName = str("OIDC_SERVER_NAME", u.Hostname())
+	}
+	if !strings.HasPrefix(c.TokenURL, "https://") {
+		errs = append(errs, fmt.Errorf("lambda: OIDC_TOKEN_URL must be https, got %q", c.TokenURL))
+	}
+	if !strings.HasPrefix(c.OrchestratorURL, "https://") {
+		errs = append(errs, fmt.Errorf("lambda: ORCHESTRATOR_URL must be https, got %q", c.OrchestratorURL))
+	}
+	c.Concurrency = 8
+	if v := getenv("FANOUT_CONCURRENCY"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 256 {
+			errs = append(errs, fmt.Errorf("lambda: FANOUT_CONCURRENCY must be 1..256, got %q", v))
+		}
+		c.Concurrency = n
+	}
+	if v := getenv("MTLS_VERIFY_SERVER"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("lambda: MTLS_VERIFY_SERVER must be true or false, got %q", v))
+		}
+		c.VerifyServer = b
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return c, nil
+}
+
+// Deps are what New builds the handler with; tests replace them.
+type Deps struct {
+	// SecretsManager is used when neither MTLS_* nor the extension is
+	// configured; nil builds a client from the default AWS configuration.
+	SecretsManager certload.BatchGetSecretValueAPI
+	// HandshakeCounter, when set, counts TLS handshakes to the orchestrator.
+	HandshakeCounter *atomic.Int64
+	Log              *slog.Logger
+}
+
+// Runtime is the initialised function: the handler, its token source and
+// client, kept across warm invocations.
+type Runtime struct {
+	Handler *Handler
+	Tokens  *tokensource.Source
+	Client  *a2a.Client
+}
+
+// New loads the certificate (MTLS_* for local runs, else the Parameters and
+// Secrets extension when configured, else one BatchGetSecretValue), then
+// builds the token source and the orchestrator client. Any failure is an
+// init error: the function must not serve half-configured.
+func New(ctx context.Context, cfg *Config, deps Deps) (*Runtime, error) {
+	log := deps.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	src, err := loadCertificate(ctx, cfg, deps)
+	if err != nil {
+		return nil, fmt.Errorf("lambda: init: %w", err)
+	}
+	tokens, err := tokensource.New(tokensource.Config{TokenURL: cfg.TokenURL, ClientID: cfg.ClientID, Certificate: src,
+		ServerName: cfg.ServerName, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("lambda: init: %w", err)
+	}
+	client, err := a2a.New(a2a.Config{Certificate: src, Tokens: tokens, Peers: map[string]string{"orchestrator": cfg.OrchestratorURL},
+		SkipVerify: !cfg.VerifyServer, HandshakeCounter: deps.HandshakeCounter})
+	if err != nil {
+		return nil, fmt.Errorf("lambda: init: %w", err)
+	}
+	leaf := src.Bundle().Leaf()
+	log.Info("lambda initialised", "subject", leaf.Subject.String(), "not_after", leaf.NotAfter.UTC().Format(time.RFC3339),
+		"orchestrator", cfg.OrchestratorURL, "concurrency", cfg.Concurrency)
+	return &Runtime{
+		Handler: &Handler{Orchestrator: client, Concurrency: cfg.Concurrency, Log: log},
+		Tokens:  tokens, Client: client,
+	}, nil
+}
+
+func loadCertificate(ctx context.Context, cfg *Config, deps Deps) (certload.Source, error) {
+	opts := certload.Options{Usage: certload.UsageClient, Logger: deps.Log, PollInterval: time.Minute}
+	switch {
+	case cfg.Cert.HasPEM() || cfg.Cert.HasPaths():
+		src, _, err := certload.Load(cfg.Cert, opts) // the watcher lives as long as the environment
+		return src, err
+	case cfg.ExtensionPort != "":
+		cert, key, ca, err := fetchFromExtension(ctx, cfg.ExtensionPort, cfg.Secrets)
+		if err != nil {
+			return nil, err
+		}
+		return certload.FromPEM(cert, key, ca, certload.Origin{Cert: "secret " + cfg.Secrets.Cert, Key: "secret " + cfg.Secrets.Key, CA: "secret " + cfg.Secrets.CA}, opts)
+	default:
+		api := deps.SecretsManager
+		if api == nil {
+			awsCfg, err := config.LoadDefaultConfig(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("AWS configuration: %w", err)
+			}
+			api = secretsmanager.NewFromConfig(awsCfg)
+		}
+		return certload.FromSecretsManager(ctx, api, cfg.Secrets, opts)
+	}
+}
+
+// fetchFromExtension reads the three secrets through the AWS Parameters and
+// Secrets Lambda extension on localhost (it caches them across invocations).
+func fetchFromExtension(ctx context.Context, port string, ids certload.SecretIDs) (cert, key, ca []byte, err error) {
+	if _, err := strconv.Atoi(port); err != nil {
+		return nil, nil, nil, fmt.Errorf("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT %q is not a port", port)
+	}
+	client := &http.Client{Timeout: 5 * time.Second}
+	get := func(id string) ([]byte, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet,
+			"http://localhost:"+port+"/secretsmanager/get?secretId="+url.QueryEscape(id), nil)
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("X-Aws-Parameters-Secrets-Token", os.Getenv("AWS_SESSION_TOKEN"))
+		resp, err := client.Do(req)
+		if err != nil {
+			return nil, fmt.Errorf("secret %s: extension unreachable: %w", id, err)
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if err != nil {
+			return nil, fmt.Errorf("secret %s: %w", id, err)
+		}
+		if resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusBadRequest && strings.Contains(string(body), "ResourceNotFound") {
+			return nil, fmt.Errorf("%w: %s", certload.ErrSecretMissing, id)
+		}
+		if resp.StatusCode != http.StatusOK {
+			return nil, fmt.Errorf("secret %s: extension answered HTTP %d", id, resp.StatusCode)
+		}
+		var v struct {
+			SecretString *string `json:"SecretString"`
+		}
+		if err := json.Unmarshal(body, &v); err != nil {
+			return nil, fmt.Errorf("secret %s: malformed extension answer", id)
+		}
+		if v.SecretString == nil {
+			return nil, fmt.Errorf("%w: %s", certload.ErrSecretBinary, id)
+		}
+		return []byte(*v.SecretString), nil
+	}
+	if cert, err = get(ids.Cert); err != nil {
+		return nil, nil, nil, err
+	}
+	if key, err = get(ids.Key); err != nil {
+		return nil, nil, nil, err
+	}
+	if ca, err = get(ids.CA); err != nil {
+		return nil, nil, nil, err
+	}
+	return cert, key, ca, nil
+}
