@@ -4,6 +4,7 @@ package idp
 
 import (
 	"bufio"
+	"crypto/ecdsa"
 	"fmt"
 	"net"
 	"os"
@@ -15,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/MicahParks/jwkset"
 
 	"github.com/ca-a2a/ca-a2a/internal/testutil/repo"
 )
@@ -30,6 +33,28 @@ type IdP struct {
 	TokenURL, JWKSURL string
 	// Addr is 127.0.0.1:PORT.
 	Addr string
+
+	stateDir string
+}
+
+// SigningKey returns the provider's signing key, for tests that need tokens
+// the provider would never issue (expired, unbound, for another audience)
+// but that carry its real signature.
+func (p *IdP) SigningKey(t testing.TB) (kid string, key *ecdsa.PrivateKey) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(p.stateDir, "signing-key.jwk.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwk, err := jwkset.NewJWKFromRawJSON(data, jwkset.JWKMarshalOptions{Private: true}, jwkset.JWKValidateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, ok := jwk.Key().(*ecdsa.PrivateKey)
+	if !ok {
+		t.Fatalf("signing key is %T", jwk.Key())
+	}
+	return jwk.Marshal().KID, k
 }
 
 // Option changes how the provider runs.
@@ -85,11 +110,12 @@ func Start(t testing.TB, certsDir string, opts ...Option) *IdP {
 	t.Helper()
 	dir := Install(t)
 	port := freePort(t)
+	stateDir := t.TempDir()
 	env := append(os.Environ(),
 		"CERTS_DIR="+certsDir,
 		"IDP_PORT="+strconv.Itoa(port),
 		"IDP_LISTEN_HOST=127.0.0.1",
-		"IDP_STATE_DIR="+t.TempDir(),
+		"IDP_STATE_DIR="+stateDir,
 	)
 	for _, o := range opts {
 		o(&env)
@@ -132,7 +158,7 @@ func Start(t testing.TB, certsDir string, opts ...Option) *IdP {
 	}
 	issuer := fmt.Sprintf("https://%s:%d/realms/ca-a2a", ServerName, port)
 	base := fmt.Sprintf("https://127.0.0.1:%d/realms/ca-a2a/protocol/openid-connect", port)
-	return &IdP{Issuer: issuer, TokenURL: base + "/token", JWKSURL: base + "/certs", Addr: fmt.Sprintf("127.0.0.1:%d", port)}
+	return &IdP{Issuer: issuer, TokenURL: base + "/token", JWKSURL: base + "/certs", Addr: fmt.Sprintf("127.0.0.1:%d", port), stateDir: stateDir}
 }
 
 type writerFunc func([]byte) (int, error)

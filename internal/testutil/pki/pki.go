@@ -136,3 +136,30 @@ func serial(t testing.TB) *big.Int {
 	}
 	return n
 }
+
+// LoadCA reads a CA written by certgen, to issue more (broken) leaves from it.
+func LoadCA(t testing.TB, certPath, keyPath string) *CA {
+	t.Helper()
+	certPEM, err := os.ReadFile(certPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM, err := os.ReadFile(keyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cb, _ := pem.Decode(certPEM)
+	kb, _ := pem.Decode(keyPEM)
+	if cb == nil || kb == nil {
+		t.Fatal("pki: not PEM")
+	}
+	cert, err := x509.ParseCertificate(cb.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := x509.ParsePKCS8PrivateKey(kb.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &CA{Cert: cert, Key: key.(crypto.Signer), PEM: certPEM}
+}

@@ -1,0 +1,200 @@
+// Package stack runs the whole system on loopback for end-to-end tests:
+// certgen certificates, the real local identity provider, and the four
+// agents in-process through agentsvc.Run, each on its own 127.0.0.1 port.
+package stack
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ca-a2a/ca-a2a/agentsvc"
+	"github.com/ca-a2a/ca-a2a/agentsvc/config"
+	"github.com/ca-a2a/ca-a2a/internal/certgen"
+	"github.com/ca-a2a/ca-a2a/internal/testutil/idp"
+)
+
+// Agents in start order: the orchestrator's peers first.
+var Agents = []string{"extractor", "validator", "archivist", "orchestrator"}
+
+// Stack is a running system.
+type Stack struct {
+	CertsDir string
+	DocsDir  string
+	IdP      *idp.IdP
+	// URLs maps each agent to https://127.0.0.1:PORT.
+	URLs map[string]string
+	// Env is the environment each agent was started with.
+	Env map[string]map[string]string
+
+	mu     sync.Mutex
+	cancel map[string]context.CancelFunc
+	done   map[string]chan error
+	logs   map[string]*syncBuffer
+	t      testing.TB
+}
+
+// Option changes an agent's environment before it starts.
+type Option func(agent string, env map[string]string)
+
+// Start brings the system up and tears it down when the test ends.
+func Start(t testing.TB, opts ...Option) *Stack {
+	t.Helper()
+	base := t.TempDir()
+	s := &Stack{
+		CertsDir: filepath.Join(base, "certs"), DocsDir: filepath.Join(base, "documents"),
+		URLs: map[string]string{}, Env: map[string]map[string]string{},
+		cancel: map[string]context.CancelFunc{}, done: map[string]chan error{}, logs: map[string]*syncBuffer{}, t: t,
+	}
+	if err := certgen.Generate(certgen.Options{Dir: s.CertsDir}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(s.DocsDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	s.IdP = idp.Start(t, s.CertsDir)
+	ports := map[string]int{}
+	for _, a := range Agents {
+		ports[a] = freePort(t)
+		s.URLs[a] = fmt.Sprintf("https://127.0.0.1:%d", ports[a])
+	}
+	for _, a := range Agents {
+		cert, key := certgen.LeafPaths(s.CertsDir, a)
+		ca, _ := certgen.CAPaths(s.CertsDir)
+		env := map[string]string{
+			"AGENT_NAME": a, "AGENT_ADDR": fmt.Sprintf("127.0.0.1:%d", ports[a]),
+			"MTLS_CERT_PATH": cert, "MTLS_KEY_PATH": key, "MTLS_CA_CERT_PATH": ca,
+			"OIDC_ISSUER": s.IdP.Issuer, "OIDC_JWKS_URL": s.IdP.JWKSURL, "OIDC_TOKEN_URL": s.IdP.TokenURL,
+			"OIDC_SERVER_NAME": idp.ServerName,
+			"EXTRACTOR_URL":    s.URLs["extractor"], "VALIDATOR_URL": s.URLs["validator"],
+			"ARCHIVIST_URL": s.URLs["archivist"], "ORCHESTRATOR_URL": s.URLs["orchestrator"],
+			"DOCUMENTS_URL": "file://" + s.DocsDir,
+			"ARCHIVE_DSN":   "sqlite://" + filepath.Join(base, "archive", "archive.db"),
+			"LOG_LEVEL":     "debug",
+		}
+		for _, o := range opts {
+			o(a, env)
+		}
+		s.Env[a] = env
+		s.StartAgent(a)
+	}
+	t.Cleanup(func() {
+		for _, a := range Agents {
+			s.StopAgent(a)
+		}
+		if t.Failed() {
+			for _, a := range Agents {
+				t.Logf("--- %s log:\n%s", a, s.logs[a].String())
+			}
+		}
+	})
+	return s
+}
+
+// StartAgent starts (or restarts) agent with its recorded environment and
+// waits until it listens.
+func (s *Stack) StartAgent(agent string) {
+	s.t.Helper()
+	env := s.Env[agent]
+	cfg, err := config.Load(func(k string) string { return env[k] })
+	if err != nil {
+		s.t.Fatalf("%s config: %v", agent, err)
+	}
+	buf := &syncBuffer{}
+	log := slog.New(slog.NewJSONHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- agentsvc.Run(ctx, cfg, log, func(string) { close(ready) }) }()
+	select {
+	case <-ready:
+	case err := <-done:
+		cancel()
+		s.t.Fatalf("%s did not start: %v\n%s", agent, err, buf.String())
+	case <-time.After(20 * time.Second):
+		cancel()
+		s.t.Fatalf("%s did not start within 20s\n%s", agent, buf.String())
+	}
+	s.mu.Lock()
+	s.cancel[agent], s.done[agent], s.logs[agent] = cancel, done, buf
+	s.mu.Unlock()
+}
+
+// StopAgent stops agent gracefully (SIGTERM-like) and waits for it.
+func (s *Stack) StopAgent(agent string) {
+	s.mu.Lock()
+	cancel, done := s.cancel[agent], s.done[agent]
+	delete(s.cancel, agent)
+	s.mu.Unlock()
+	if cancel == nil {
+		return
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		s.t.Errorf("%s did not stop within 30s", agent)
+	}
+}
+
+// Log returns what agent logged so far.
+func (s *Stack) Log(agent string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.logs[agent].String()
+}
+
+// PutDocument writes a document into the store the agents read.
+func (s *Stack) PutDocument(t testing.TB, key string, data []byte) {
+	t.Helper()
+	p := filepath.Join(s.DocsDir, filepath.FromSlash(key))
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Leaf returns the certificate and key paths of agent, and the CA path.
+func (s *Stack) Leaf(agent string) (cert, key, ca string) {
+	cert, key = certgen.LeafPaths(s.CertsDir, agent)
+	ca, _ = certgen.CAPaths(s.CertsDir)
+	return cert, key, ca
+}
+
+func freePort(t testing.TB) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	if s == nil {
+		return ""
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
