@@ -1,121 +1,213 @@
 package archivist
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"math"
 	"regexp"
 
 	"github.com/ca-a2a/ca-a2a/agentsvc/skill"
 	"github.com/ca-a2a/ca-a2a/shared/jsonrpc"
 )
 
-// RawJSON is a JSON object kept as the caller sent it.
-type RawJSON = json.RawMessage
-
-// CodeInvalidTransition is the JSON-RPC code of a refused status change.
+// CodeInvalidTransition is the JSON-RPC code of a status change that the
+// state machine refuses (see the package documentation).
 const CodeInvalidTransition = -32003
 
-// Archivist offers the archive methods.
+// Limits on what callers may store.
+const (
+	// MaxParamsBytes bounds the params of one call.
+	MaxParamsBytes = 8 << 20
+	maxS3Key       = 1024 // S3's own limit, in bytes
+	maxBucket      = 255
+	maxFileName    = 1024
+	maxError       = 4096
+	maxReason      = 1024
+	maxFileFilter  = 256
+	// DefaultLimit and MaxLimit bound a search_documents page.
+	DefaultLimit = 50
+	MaxLimit     = 500
+)
+
+// Archivist offers the archive methods on a Store.
 type Archivist struct{ store Store }
 
 // New returns an Archivist on store.
 func New(store Store) *Archivist { return &Archivist{store: store} }
 
-// Methods returns the archivist's methods.
+// Methods returns the archivist's JSON-RPC methods.
 func (a *Archivist) Methods() []skill.Method {
 	return []skill.Method{
-		{Name: "archive_document", Description: "Archive a processed document; idempotent on document_id.", Handler: a.archive},
+		{Name: "archive_document", Description: "Archive a processed document, idempotent on document_id: {document_id, s3_key, document_type, extracted_data, validation, bucket?, file_name?, sha256?, status?, stage?, error?} -> {document_id, status, created}.", Handler: a.archive},
 		{Name: "get_document", Description: "A document with its extracted data and validation: {document_id}.", Handler: a.get},
-		{Name: "update_document_status", Description: "Change a document's status along the allowed transitions: {document_id, status, reason?}.", Handler: a.updateStatus},
-		{Name: "search_documents", Description: "Find documents: {status?, document_type?, file_name?, limit?, offset?}.", Handler: a.search},
-		{Name: "get_document_stats", Description: "Counts by status and type, average score.", Handler: a.stats},
+		{Name: "update_document_status", Description: "Move a document along the allowed status transitions: {document_id, status, reason?} -> {document_id, status, previous_status}.", Handler: a.updateStatus},
+		{Name: "search_documents", Description: "Find documents, newest first: {status?, document_type?, file_name?, limit?, offset?} -> {documents, total, limit, offset}.", Handler: a.search},
+		{Name: "get_document_stats", Description: "Document counts by status and type, and the average score.", Handler: a.stats},
 	}
 }
 
-var documentID = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
+var (
+	documentIDPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
+	sha256Pattern     = regexp.MustCompile(`^[0-9a-f]{64}$`)
+)
 
 func checkID(id string) error {
-	if !documentID.MatchString(id) {
+	if !documentIDPattern.MatchString(id) {
 		return jsonrpc.InvalidParams("document_id must be 1 to 128 letters, digits, '-' or '_'")
 	}
 	return nil
 }
 
-func isObject(r RawJSON) bool {
-	if len(r) == 0 {
-		return true
-	}
-	var m map[string]json.RawMessage
-	return json.Unmarshal(r, &m) == nil && m != nil
+func validType(t string) bool { return t == "pdf" || t == "csv" }
+
+// stages are where a pipeline run can fail (the orchestrator's stage names).
+var stages = map[string]bool{"extraction": true, "validation": true, "archive": true}
+
+// ArchiveParams are archive_document's params.
+type ArchiveParams struct {
+	DocumentID    string          `json:"document_id"`
+	S3Key         string          `json:"s3_key"`
+	Bucket        string          `json:"bucket"`
+	DocumentType  string          `json:"document_type"`
+	FileName      string          `json:"file_name"`
+	SHA256        string          `json:"sha256"`
+	Status        string          `json:"status"`
+	ExtractedData json.RawMessage `json:"extracted_data"`
+	Validation    json.RawMessage `json:"validation"`
+	Stage         string          `json:"stage"`
+	Error         string          `json:"error"`
 }
 
-type archiveParams struct {
-	DocumentID    string  `json:"document_id"`
-	S3Key         string  `json:"s3_key"`
-	Bucket        string  `json:"bucket"`
-	DocumentType  string  `json:"document_type"`
-	FileName      string  `json:"file_name"`
-	SHA256        string  `json:"sha256"`
-	Status        string  `json:"status"`
-	Error         string  `json:"error"`
-	ExtractedData RawJSON `json:"extracted_data"`
-	Validation    RawJSON `json:"validation"`
+// ArchiveResult is archive_document's result.
+type ArchiveResult struct {
+	DocumentID string `json:"document_id"`
+	Status     string `json:"status"`
+	Created    bool   `json:"created"`
 }
 
 func (a *Archivist) archive(ctx context.Context, params json.RawMessage) (any, error) {
-	var p archiveParams
+	if len(params) > MaxParamsBytes {
+		return nil, jsonrpc.InvalidParams("params larger than 8 MiB")
+	}
+	var p ArchiveParams
 	if err := jsonrpc.DecodeParams(params, &p); err != nil {
 		return nil, err
 	}
-	if err := checkID(p.DocumentID); err != nil {
+	doc, err := p.document()
+	if err != nil {
 		return nil, err
 	}
-	if p.S3Key == "" || len(p.S3Key) > 1024 {
-		return nil, jsonrpc.InvalidParams("s3_key must be 1 to 1024 characters")
-	}
-	if !isObject(p.ExtractedData) || !isObject(p.Validation) {
-		return nil, jsonrpc.InvalidParams("extracted_data and validation must be JSON objects")
-	}
-	var v struct {
-		Score  *int  `json:"score"`
-		Passed *bool `json:"passed"`
-	}
-	if len(p.Validation) > 0 {
-		_ = json.Unmarshal(p.Validation, &v)
-	}
-	if p.Status == "" {
-		p.Status = StatusRejected
-		if v.Passed != nil && *v.Passed {
-			p.Status = StatusArchived
-		}
-	}
-	switch p.Status {
-	case StatusArchived, StatusRejected:
-		if p.DocumentType != "pdf" && p.DocumentType != "csv" {
-			return nil, jsonrpc.InvalidParams("document_type must be pdf or csv")
-		}
-	case StatusFailed:
-		if p.DocumentType != "" && p.DocumentType != "pdf" && p.DocumentType != "csv" {
-			return nil, jsonrpc.InvalidParams("document_type must be pdf or csv")
-		}
-	default:
-		return nil, jsonrpc.InvalidParams("status must be archived, rejected or failed")
-	}
-	doc := &Document{DocumentID: p.DocumentID, S3Key: p.S3Key, Bucket: p.Bucket, DocumentType: p.DocumentType,
-		FileName: p.FileName, SHA256: p.SHA256, Status: p.Status, Score: v.Score, Passed: v.Passed,
-		ExtractedData: p.ExtractedData, Validation: p.Validation, Error: p.Error}
 	stored, created, err := a.store.Archive(ctx, doc)
 	if err != nil {
 		return nil, toRPC(err)
 	}
-	return map[string]any{"document_id": stored.DocumentID, "status": stored.Status, "created": created}, nil
+	return ArchiveResult{DocumentID: stored.DocumentID, Status: stored.Status, Created: created}, nil
+}
+
+// document validates p and builds the row to store.
+func (p *ArchiveParams) document() (*Document, error) {
+	if err := checkID(p.DocumentID); err != nil {
+		return nil, err
+	}
+	if p.S3Key == "" || len(p.S3Key) > maxS3Key {
+		return nil, jsonrpc.InvalidParams("s3_key must be 1 to 1024 bytes")
+	}
+	if len(p.Bucket) > maxBucket {
+		return nil, jsonrpc.InvalidParams("bucket longer than 255 bytes")
+	}
+	if len(p.FileName) > maxFileName {
+		return nil, jsonrpc.InvalidParams("file_name longer than 1024 bytes")
+	}
+	if p.SHA256 != "" && !sha256Pattern.MatchString(p.SHA256) {
+		return nil, jsonrpc.InvalidParams("sha256 must be 64 lower-case hex digits")
+	}
+	extracted, err := jsonObject("extracted_data", p.ExtractedData)
+	if err != nil {
+		return nil, err
+	}
+	validation, err := jsonObject("validation", p.Validation)
+	if err != nil {
+		return nil, err
+	}
+	var v struct {
+		Score  *float64 `json:"score"`
+		Passed *bool    `json:"passed"`
+	}
+	if validation != nil {
+		if err := json.Unmarshal(validation, &v); err != nil {
+			return nil, jsonrpc.InvalidParams("validation.score must be a number and validation.passed a boolean")
+		}
+	}
+	var score *int
+	if v.Score != nil {
+		f := *v.Score
+		if f != math.Trunc(f) || f < 0 || f > 100 {
+			return nil, jsonrpc.InvalidParams("validation.score must be an integer from 0 to 100")
+		}
+		n := int(f)
+		score = &n
+	}
+
+	status := p.Status
+	if status == "" {
+		status = StatusRejected
+		if v.Passed != nil && *v.Passed {
+			status = StatusArchived
+		}
+	}
+	switch status {
+	case StatusArchived, StatusRejected:
+		if !validType(p.DocumentType) {
+			return nil, jsonrpc.InvalidParams("document_type must be pdf or csv")
+		}
+		if p.Stage != "" || p.Error != "" {
+			return nil, jsonrpc.InvalidParams("stage and error are only for failed documents")
+		}
+	case StatusFailed:
+		if p.DocumentType != "" && !validType(p.DocumentType) {
+			return nil, jsonrpc.InvalidParams("document_type must be pdf, csv or empty")
+		}
+		if p.Stage != "" && !stages[p.Stage] {
+			return nil, jsonrpc.InvalidParams("stage must be extraction, validation or archive")
+		}
+		if len(p.Error) > maxError {
+			return nil, jsonrpc.InvalidParams("error longer than 4096 bytes")
+		}
+	default:
+		return nil, jsonrpc.InvalidParams("status must be archived, rejected or failed")
+	}
+	return &Document{
+		DocumentID: p.DocumentID, S3Key: p.S3Key, Bucket: p.Bucket, DocumentType: p.DocumentType,
+		FileName: p.FileName, SHA256: p.SHA256, Status: status, Score: score, Passed: v.Passed,
+		ExtractedData: extracted, Validation: validation, Stage: p.Stage, Error: p.Error,
+	}, nil
+}
+
+// jsonObject checks that raw, when present and not null, is a JSON object
+// and returns it compacted (nil when absent).
+func jsonObject(name string, raw json.RawMessage) (json.RawMessage, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	if raw[0] != '{' {
+		return nil, jsonrpc.InvalidParams("%s must be a JSON object", name)
+	}
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, raw); err != nil {
+		return nil, jsonrpc.InvalidParams("%s must be a JSON object", name)
+	}
+	return buf.Bytes(), nil
+}
+
+type idParams struct {
+	DocumentID string `json:"document_id"`
 }
 
 func (a *Archivist) get(ctx context.Context, params json.RawMessage) (any, error) {
-	var p struct {
-		DocumentID string `json:"document_id"`
-	}
+	var p idParams
 	if err := jsonrpc.DecodeParams(params, &p); err != nil {
 		return nil, err
 	}
@@ -127,6 +219,13 @@ func (a *Archivist) get(ctx context.Context, params json.RawMessage) (any, error
 		return nil, toRPC(err)
 	}
 	return d, nil
+}
+
+// UpdateStatusResult is update_document_status's result.
+type UpdateStatusResult struct {
+	DocumentID     string `json:"document_id"`
+	Status         string `json:"status"`
+	PreviousStatus string `json:"previous_status"`
 }
 
 func (a *Archivist) updateStatus(ctx context.Context, params json.RawMessage) (any, error) {
@@ -142,16 +241,24 @@ func (a *Archivist) updateStatus(ctx context.Context, params json.RawMessage) (a
 		return nil, err
 	}
 	if !ValidStatus(p.Status) {
-		return nil, jsonrpc.InvalidParams("unknown status %q", p.Status)
+		return nil, jsonrpc.InvalidParams("status must be archived, rejected or failed")
 	}
-	if len(p.Reason) > 1024 {
-		return nil, jsonrpc.InvalidParams("reason longer than 1024 characters")
+	if len(p.Reason) > maxReason {
+		return nil, jsonrpc.InvalidParams("reason longer than 1024 bytes")
 	}
 	prev, err := a.store.UpdateStatus(ctx, p.DocumentID, p.Status, p.Reason)
 	if err != nil {
 		return nil, toRPC(err)
 	}
-	return map[string]string{"document_id": p.DocumentID, "status": p.Status, "previous_status": prev}, nil
+	return UpdateStatusResult{DocumentID: p.DocumentID, Status: p.Status, PreviousStatus: prev}, nil
+}
+
+// SearchResult is search_documents's result.
+type SearchResult struct {
+	Documents []Summary `json:"documents"`
+	Total     int       `json:"total"`
+	Limit     int       `json:"limit"`
+	Offset    int       `json:"offset"`
 }
 
 func (a *Archivist) search(ctx context.Context, params json.RawMessage) (any, error) {
@@ -165,24 +272,27 @@ func (a *Archivist) search(ctx context.Context, params json.RawMessage) (any, er
 	if err := jsonrpc.DecodeParams(params, &p); err != nil {
 		return nil, err
 	}
-	q := Query{Status: p.Status, DocumentType: p.DocumentType, FileName: p.FileName, Limit: 50, Offset: p.Offset}
+	q := Query{Status: p.Status, DocumentType: p.DocumentType, FileName: p.FileName, Limit: DefaultLimit, Offset: p.Offset}
 	if p.Limit != nil {
 		q.Limit = *p.Limit
 	}
-	if q.Limit < 1 || q.Limit > 500 || q.Offset < 0 {
-		return nil, jsonrpc.InvalidParams("limit must be 1..500 and offset >= 0")
-	}
-	if p.Status != "" && !ValidStatus(p.Status) {
-		return nil, jsonrpc.InvalidParams("unknown status %q", p.Status)
-	}
-	if len(p.FileName) > 256 {
-		return nil, jsonrpc.InvalidParams("file_name longer than 256 characters")
+	switch {
+	case q.Limit < 1 || q.Limit > MaxLimit:
+		return nil, jsonrpc.InvalidParams("limit must be from 1 to 500")
+	case q.Offset < 0:
+		return nil, jsonrpc.InvalidParams("offset must not be negative")
+	case q.Status != "" && !ValidStatus(q.Status):
+		return nil, jsonrpc.InvalidParams("status must be archived, rejected or failed")
+	case q.DocumentType != "" && !validType(q.DocumentType):
+		return nil, jsonrpc.InvalidParams("document_type must be pdf or csv")
+	case len(q.FileName) > maxFileFilter:
+		return nil, jsonrpc.InvalidParams("file_name longer than 256 bytes")
 	}
 	docs, total, err := a.store.Search(ctx, q)
 	if err != nil {
 		return nil, toRPC(err)
 	}
-	return map[string]any{"documents": docs, "total": total, "limit": q.Limit, "offset": q.Offset}, nil
+	return SearchResult{Documents: docs, Total: total, Limit: q.Limit, Offset: q.Offset}, nil
 }
 
 func (a *Archivist) stats(ctx context.Context, params json.RawMessage) (any, error) {
@@ -196,13 +306,23 @@ func (a *Archivist) stats(ctx context.Context, params json.RawMessage) (any, err
 	return st, nil
 }
 
+// toRPC maps store errors to the codes of the contract. Only the transition
+// message is passed on, and it holds nothing but status names.
 func toRPC(err error) error {
+	var te *TransitionError
 	switch {
 	case errors.Is(err, ErrNotFound):
 		return jsonrpc.Errorf(jsonrpc.CodeNotFound, "document not found")
-	case errors.Is(err, ErrInvalidTransition):
-		return jsonrpc.Errorf(CodeInvalidTransition, "%s", err.Error()[len("archivist: "):])
+	case errors.As(err, &te):
+		return &jsonrpc.Error{Code: CodeInvalidTransition, Message: "status transition not allowed: " + te.From + " -> " + te.To,
+			Data: map[string]any{"from": te.From, "to": te.To, "allowed": allowedFrom(te.From)}}
+	case errors.Is(err, ErrUnknownStatus):
+		return jsonrpc.InvalidParams("status must be archived, rejected or failed")
 	default:
 		return jsonrpc.Errorf(jsonrpc.CodeUnavailable, "archive store unavailable")
 	}
+}
+
+func allowedFrom(status string) []string {
+	return append([]string{}, transitions[status]...)
 }
