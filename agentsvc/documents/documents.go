@@ -1,11 +1,12 @@
 // Package documents reads the documents the agents process, from a local
 // directory (file://DIR) or an S3 bucket (s3://BUCKET[/PREFIX]).
 //
-// An s3_key is an object key, never a path: every key is checked before
-// any I/O, and a key that is empty, absolute, contains a backslash, a
-// control character, a "." or ".." segment, or that would resolve outside
-// the root is refused with ErrInvalidKey. File stores also open through
-// os.Root, which refuses escapes through symbolic links.
+// An s3_key is an object key, never a path. Every key is checked by CheckKey
+// before any I/O: a key that is empty, longer than 1024 bytes, absolute,
+// holds a backslash, a NUL or another control character, invalid UTF-8, a
+// "." or ".." segment or an empty segment is refused with ErrInvalidKey. A
+// directory store also opens through os.Root, which refuses anything that
+// would resolve outside the directory, symbolic links included.
 package documents
 
 import (
@@ -13,9 +14,12 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
-// Errors callers map to JSON-RPC codes.
+// Errors callers branch on; the extractor maps them to JSON-RPC codes.
+// Failures of a backend wrap ErrUnavailable together with the cause.
 var (
 	ErrInvalidKey  = errors.New("documents: invalid document key")
 	ErrNotFound    = errors.New("documents: document not found")
@@ -23,45 +27,83 @@ var (
 	ErrUnavailable = errors.New("documents: document store unavailable")
 )
 
-// DefaultMaxBytes bounds a document (20 MiB).
+// DefaultMaxBytes bounds a document when Get is given no limit (20 MiB).
 const DefaultMaxBytes = 20 << 20
+
+// MaxKeyLen is the longest key accepted, in bytes (S3's own limit).
+const MaxKeyLen = 1024
+
+// LocationFile is what Location returns for a directory store.
+const LocationFile = "file"
 
 // Object is a document's content and metadata.
 type Object struct {
 	Key    string
-	Bucket string // "" for a local directory
+	Bucket string // "" for a directory store
 	Data   []byte
 	Size   int64
-	ETag   string
+	// ETag is S3's entity tag (quotes removed), or a modification-time and
+	// size tag for a directory store. It may be empty.
+	ETag string
 }
 
-// Store reads documents.
+// Store reads documents by key.
 type Store interface {
-	// Get reads key, refusing documents larger than maxBytes.
+	// Get reads key. A document larger than maxBytes (DefaultMaxBytes when
+	// maxBytes <= 0) is refused with ErrTooLarge without being read whole.
 	Get(ctx context.Context, key string, maxBytes int64) (*Object, error)
-	// List returns up to limit keys under prefix, sorted.
+	// List returns up to limit keys (all when limit <= 0) starting with
+	// prefix, sorted. Entries that are not valid keys are left out.
 	List(ctx context.Context, prefix string, limit int) ([]string, error)
-	// Put writes a document (tests, the demo).
-	Put(ctx context.Context, key string, data []byte) error
-	// Ping checks the store is reachable.
+	// Ping reports whether the store can be read (health checks).
 	Ping(ctx context.Context) error
-	// Bucket is the S3 bucket served, or "" for a directory.
+	// Location is the bucket served, or LocationFile for a directory.
+	Location() string
+	// Bucket is the bucket served, or "" for a directory.
 	Bucket() string
 }
 
-// Open returns the store rawURL names: file://DIR or s3://BUCKET[/PREFIX].
-// After file:// comes a filesystem path, relative to the working directory
-// unless it starts with "/".
-func Open(ctx context.Context, rawURL string) (Store, error) {
+// Writer is implemented by stores that can also write documents: both
+// stores of this package do. The demo and tests use it to seed documents.
+type Writer interface {
+	Put(ctx context.Context, key string, data []byte) error
+}
+
+// Put writes data under key in s, when s is a Writer.
+func Put(ctx context.Context, s Store, key string, data []byte) error {
+	w, ok := s.(Writer)
+	if !ok {
+		return fmt.Errorf("documents: %T cannot write", s)
+	}
+	return w.Put(ctx, key, data)
+}
+
+// Options configure Open.
+type Options struct {
+	// S3Client replaces the client built from the default AWS
+	// configuration (tests). *s3.Client satisfies it.
+	S3Client S3API
+}
+
+// Open returns the store rawURL names (DOCUMENTS_URL): file://DIR or
+// s3://BUCKET[/PREFIX]. After file:// comes a filesystem path, relative to the
+// working directory unless it starts with "/"; it is not URL-decoded. opts is
+// optional; at most one may be given.
+func Open(ctx context.Context, rawURL string, opts ...Options) (Store, error) {
+	var o Options
+	switch len(opts) {
+	case 0:
+	case 1:
+		o = opts[0]
+	default:
+		return nil, errors.New("documents: Open takes at most one Options")
+	}
 	switch {
 	case strings.HasPrefix(rawURL, "file://"):
 		return OpenDir(strings.TrimPrefix(rawURL, "file://"))
 	case strings.HasPrefix(rawURL, "s3://"):
 		bucket, prefix, _ := strings.Cut(strings.TrimPrefix(rawURL, "s3://"), "/")
-		if bucket == "" {
-			return nil, fmt.Errorf("documents: %q names no bucket", rawURL)
-		}
-		return OpenS3(ctx, bucket, prefix, nil)
+		return OpenS3(ctx, bucket, prefix, o.S3Client)
 	default:
 		return nil, fmt.Errorf("documents: DOCUMENTS_URL must be file://DIR or s3://BUCKET[/PREFIX], got %q", rawURL)
 	}
@@ -69,33 +111,57 @@ func Open(ctx context.Context, rawURL string) (Store, error) {
 
 // CheckKey validates an object key without touching any store.
 func CheckKey(key string) error {
-	if key == "" || len(key) > 1024 {
-		return fmt.Errorf("%w: must be 1 to 1024 bytes", ErrInvalidKey)
+	if key == "" || len(key) > MaxKeyLen {
+		return fmt.Errorf("%w: must be 1 to %d bytes", ErrInvalidKey, MaxKeyLen)
 	}
-	if strings.HasPrefix(key, "/") || strings.ContainsRune(key, '\\') {
-		return fmt.Errorf("%w: absolute paths and backslashes are not keys", ErrInvalidKey)
+	if !utf8.ValidString(key) {
+		return fmt.Errorf("%w: not valid UTF-8", ErrInvalidKey)
+	}
+	if strings.HasPrefix(key, "/") {
+		return fmt.Errorf("%w: absolute paths are not keys", ErrInvalidKey)
 	}
 	for _, r := range key {
-		if r < 0x20 || r == 0x7f {
+		if r == '\\' {
+			return fmt.Errorf("%w: backslashes are not allowed", ErrInvalidKey)
+		}
+		if unicode.IsControl(r) {
 			return fmt.Errorf("%w: control characters are not allowed", ErrInvalidKey)
 		}
 	}
 	for _, seg := range strings.Split(key, "/") {
 		if seg == "" || seg == "." || seg == ".." {
-			return fmt.Errorf("%w: empty, '.' and '..' segments are not allowed", ErrInvalidKey)
+			return fmt.Errorf("%w: empty, \".\" and \"..\" segments are not allowed", ErrInvalidKey)
 		}
 	}
-	if len(key) >= 2 && key[1] == ':' {
+	// "C:x" is relative on Unix but a drive path elsewhere; no honest
+	// object key needs that shape.
+	if len(key) >= 2 && key[1] == ':' && isASCIILetter(key[0]) {
 		return fmt.Errorf("%w: drive letters are not keys", ErrInvalidKey)
 	}
 	return nil
 }
 
-// checkPrefix validates a List prefix: like a key, but may be empty or end
-// with "/".
+func isASCIILetter(c byte) bool { return c|0x20 >= 'a' && c|0x20 <= 'z' }
+
+// checkPrefix validates a List prefix: empty, or a key optionally followed by
+// "/".
 func checkPrefix(prefix string) error {
 	if prefix == "" {
 		return nil
 	}
 	return CheckKey(strings.TrimSuffix(prefix, "/"))
+}
+
+func maxOrDefault(maxBytes int64) int64 {
+	if maxBytes <= 0 {
+		return DefaultMaxBytes
+	}
+	return maxBytes
+}
+
+func tooLarge(size, limit int64) error {
+	if size < 0 {
+		return fmt.Errorf("%w: over the %d-byte limit", ErrTooLarge, limit)
+	}
+	return fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, size, limit)
 }
