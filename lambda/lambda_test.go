@@ -1,0 +1,273 @@
+package lambda_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/ca-a2a/ca-a2a/internal/certgen"
+	"github.com/ca-a2a/ca-a2a/internal/samples"
+	"github.com/ca-a2a/ca-a2a/internal/testutil/moto"
+	"github.com/ca-a2a/ca-a2a/internal/testutil/stack"
+	"github.com/ca-a2a/ca-a2a/lambda"
+	"github.com/ca-a2a/ca-a2a/shared/certload"
+)
+
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.b.Write(p) }
+func (l *logBuffer) String() string             { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+
+type env struct {
+	stack      *stack.Stack
+	cfg        *lambda.Config
+	sm         *secretsmanager.Client
+	logs       *logBuffer
+	handshakes *atomic.Int64
+}
+
+// setup runs the system, publishes the certificates to moto_server as
+// certgen publish does, and returns the Lambda's configuration.
+func setup(t *testing.T) *env {
+	t.Helper()
+	s := stack.Start(t)
+	endpoint := moto.Start(t)
+	moto.Env(t, endpoint)
+	awsCfg, err := config.LoadDefaultConfig(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sm := secretsmanager.NewFromConfig(awsCfg)
+	if err := certgen.Publish(t.Context(), sm, s.CertsDir, "ca-a2a/", []string{"lambda"}, func(string, ...any) {}); err != nil {
+		t.Fatal(err)
+	}
+	vars := map[string]string{
+		"OIDC_ISSUER": s.IdP.Issuer, "OIDC_TOKEN_URL": s.IdP.TokenURL, "OIDC_SERVER_NAME": "keycloak.ca-a2a.local",
+		"ORCHESTRATOR_URL": s.URLs["orchestrator"], "FANOUT_CONCURRENCY": "4",
+	}
+	cfg, err := lambda.ConfigFromEnv(func(k string) string { return vars[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.PutDocument(t, "incoming/invoice.pdf", samples.Invoice())
+	s.PutDocument(t, "incoming/transactions.csv", samples.TransactionsCSV())
+	s.PutDocument(t, "incoming/with space.csv", []byte("a,b\n1,2\n"))
+	return &env{stack: s, cfg: cfg, sm: sm, logs: &logBuffer{}, handshakes: &atomic.Int64{}}
+}
+
+func (e *env) runtime(t *testing.T) *lambda.Runtime {
+	t.Helper()
+	rt, err := lambda.New(t.Context(), e.cfg, lambda.Deps{SecretsManager: e.sm, HandshakeCounter: e.handshakes,
+		Log: slog.New(slog.NewJSONHandler(e.logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rt.Client.Close)
+	return rt
+}
+
+func load(t *testing.T, name string) json.RawMessage {
+	t.Helper()
+	data, err := os.ReadFile("../events/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+func withDeadline(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func failures(t *testing.T, out any) []string {
+	t.Helper()
+	resp, ok := out.(events.SQSEventResponse)
+	if !ok {
+		t.Fatalf("SQS answer is %T", out)
+	}
+	var ids []string
+	for _, f := range resp.BatchItemFailures {
+		ids = append(ids, f.ItemIdentifier)
+	}
+	return ids
+}
+
+func TestEvents(t *testing.T) {
+	e := setup(t)
+	rt := e.runtime(t)
+	ctx := withDeadline(t, 60*time.Second)
+
+	if _, err := rt.Handler.Invoke(ctx, load(t, "s3-put.json")); err != nil {
+		t.Fatalf("S3 event: %v\n%s", err, e.logs)
+	}
+	out, err := rt.Handler.Invoke(ctx, load(t, "sqs-s3-notification.json"))
+	if err != nil || len(failures(t, out)) != 0 {
+		t.Fatalf("SQS notification: %v %v\n%s", failures(t, out), err, e.logs)
+	}
+	out, err = rt.Handler.Invoke(ctx, load(t, "sqs-direct.json"))
+	if err != nil || len(failures(t, out)) != 0 {
+		t.Fatalf("SQS direct: %v %v", failures(t, out), err)
+	}
+	out, err = rt.Handler.Invoke(ctx, load(t, "s3-test-event.json"))
+	if err != nil || len(failures(t, out)) != 0 {
+		t.Fatalf("s3:TestEvent: %v %v", out, err)
+	}
+	out, err = rt.Handler.Invoke(ctx, load(t, "sqs-mixed-with-poison.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := failures(t, out); len(got) != 2 || got[0] != "poison-1" || got[1] != "missing-1" {
+		t.Fatalf("mixed batch failures = %v, want exactly [poison-1 missing-1]\n%s", got, e.logs)
+	}
+	if !strings.Contains(e.logs.String(), `"msg":"poison message","message_id":"poison-1"`) ||
+		!strings.Contains(e.logs.String(), `"s3_key":"incoming/missing.pdf"`) {
+		t.Fatalf("failures not logged with their key:\n%s", e.logs)
+	}
+	// A URL-encoded key ("with+space.csv") reached the orchestrator decoded.
+	if !strings.Contains(e.logs.String(), `"s3_key":"incoming/with space.csv","document_id"`) {
+		t.Fatalf("URL-encoded key not decoded:\n%s", e.logs)
+	}
+	if _, err := rt.Handler.Invoke(ctx, json.RawMessage(`{"hello":"world"}`)); err == nil {
+		t.Fatal("unsupported event accepted")
+	}
+}
+
+func TestWarmInvocationReusesTokenAndConnection(t *testing.T) {
+	e := setup(t)
+	rt := e.runtime(t)
+	event := load(t, "sqs-direct.json")
+	for i := range 3 {
+		out, err := rt.Handler.Invoke(withDeadline(t, 30*time.Second), event)
+		if err != nil || len(failures(t, out)) != 0 {
+			t.Fatalf("invocation %d: %v %v", i, out, err)
+		}
+		if i == 0 {
+			continue
+		}
+		if n := rt.Tokens.Fetches(); n != 1 {
+			t.Fatalf("invocation %d: %d token requests in all, want 1", i, n)
+		}
+		if n := e.handshakes.Load(); n != 1 {
+			t.Fatalf("invocation %d: %d TLS handshakes in all, want 1", i, n)
+		}
+	}
+}
+
+func TestFailures(t *testing.T) {
+	e := setup(t)
+
+	t.Run("orchestrator down: every id reported", func(t *testing.T) {
+		rt := e.runtime(t)
+		e.stack.StopAgent("orchestrator")
+		defer e.stack.StartAgent("orchestrator")
+		out, err := rt.Handler.Invoke(withDeadline(t, 30*time.Second), load(t, "sqs-s3-notification.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := failures(t, out); len(got) != 2 {
+			t.Fatalf("failures %v, want both messages", got)
+		}
+		if !strings.Contains(e.logs.String(), `"msg":"document failed"`) || !strings.Contains(e.logs.String(), `"code":-32002`) {
+			t.Fatalf("failure not logged with its code:\n%s", e.logs)
+		}
+		if _, err := rt.Handler.Invoke(withDeadline(t, 30*time.Second), load(t, "s3-put.json")); err == nil || !strings.Contains(err.Error(), "incoming/invoice.pdf") {
+			t.Fatalf("S3 event with the orchestrator down: %v", err)
+		}
+	})
+
+	t.Run("deadline nearly spent: calls cut short, ids reported", func(t *testing.T) {
+		rt := e.runtime(t)
+		rt.Handler.SafetyMargin = 2 * time.Second
+		start := time.Now()
+		out, err := rt.Handler.Invoke(withDeadline(t, 2*time.Second+50*time.Millisecond), load(t, "sqs-s3-notification.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := failures(t, out); len(got) != 2 || time.Since(start) > 2*time.Second {
+			t.Fatalf("failures %v after %s", got, time.Since(start))
+		}
+	})
+
+	t.Run("init with a missing secret", func(t *testing.T) {
+		cfg := *e.cfg
+		cfg.Secrets.Key = "ca-a2a/nope-key"
+		_, err := lambda.New(t.Context(), &cfg, lambda.Deps{SecretsManager: e.sm})
+		if !errors.Is(err, certload.ErrSecretMissing) || !strings.Contains(err.Error(), "ca-a2a/nope-key") {
+			t.Fatalf("err = %v", err)
+		}
+	})
+	t.Run("init with another agent's key", func(t *testing.T) {
+		if err := certgen.Publish(t.Context(), e.sm, e.stack.CertsDir, "other/", []string{"extractor"}, func(string, ...any) {}); err != nil {
+			t.Fatal(err)
+		}
+		cfg := *e.cfg
+		cfg.Secrets.Key = "other/extractor-key"
+		if _, err := lambda.New(t.Context(), &cfg, lambda.Deps{SecretsManager: e.sm}); !errors.Is(err, certload.ErrKeyMismatch) {
+			t.Fatalf("err = %v", err)
+		}
+	})
+}
+
+func TestParseMessage(t *testing.T) {
+	tests := []struct {
+		body string
+		keys string
+		err  bool
+	}{
+		{`{"s3_key":"a.pdf","bucket":"b"}`, "b/a.pdf", false},
+		{`{"s3_key":"a.pdf"}`, "/a.pdf", false},
+		{`{"Service":"Amazon S3","Event":"s3:TestEvent","Bucket":"b"}`, "", false},
+		{`{"Records":[{"eventSource":"aws:s3","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"b"},"object":{"key":"x+y%2Fz.csv"}}}]}`, "b/x y/z.csv", false},
+		{`{"Records":[{"eventSource":"aws:s3","eventName":"ObjectRemoved:Delete","s3":{"bucket":{"name":"b"},"object":{"key":"x.csv"}}}]}`, "", false},
+		{`{"Records":[{"eventSource":"aws:s3","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":""},"object":{"key":"x"}}}]}`, "", true},
+		{`not json`, "", true},
+		{`[]`, "", true},
+		{`{"s3_key":""}`, "", true},
+		{`{"s3_key":"a","extra":1}`, "", true},
+	}
+	for _, tc := range tests {
+		objs, err := lambda.ParseMessage(tc.body)
+		var keys []string
+		for _, o := range objs {
+			keys = append(keys, o.Bucket+"/"+o.Key)
+		}
+		if (err != nil) != tc.err || strings.Join(keys, ",") != tc.keys {
+			t.Errorf("%s: %v %v", tc.body, keys, err)
+		}
+	}
+}
+
+func FuzzParseMessage(f *testing.F) {
+	f.Add(`{"s3_key":"a.pdf","bucket":"b"}`)
+	f.Add(`{"Records":[{"eventSource":"aws:s3","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"b"},"object":{"key":"k"}}}]}`)
+	f.Fuzz(func(t *testing.T, body string) {
+		objs, err := lambda.ParseMessage(body)
+		if err == nil {
+			for _, o := range objs {
+				if o.Key == "" {
+					t.Fatal("object without key")
+				}
+			}
+		}
+	})
+}
+
+var _ = fmt.Sprintf
