@@ -1,0 +1,177 @@
+package stack
+
+import (
+	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsec2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsecs"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awskms"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awss3"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awssecretsmanager"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsservicediscovery"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awssqs"
+	"github.com/aws/constructs-go/constructs/v10"
+	"github.com/aws/jsii-runtime-go"
+	"github.com/cdklabs/cdk-nag-go/cdknag/v2"
+)
+
+// Deployment is the whole app: both stacks and the constructs tests look at.
+type Deployment struct {
+	Secrets *Secrets
+	App     *Application
+}
+
+// Build defines both stacks in app and applies the cdk-nag AwsSolutions
+// pack to everything, so synth reports unsuppressed findings as errors.
+func Build(app awscdk.App, cfg Config) *Deployment {
+	sec := NewSecrets(app, cfg)
+	a := NewApplication(app, cfg, sec)
+	awscdk.Aspects_Of(app).Add(cdknag.NewAwsSolutionsChecks(&cdknag.NagPackProps{Verbose: jsii.Bool(true)}), nil)
+	return &Deployment{Secrets: sec, App: a}
+}
+
+// Application is the application stack and its main constructs.
+type Application struct {
+	Stack     awscdk.Stack
+	Vpc       awsec2.Vpc
+	Private   *awsec2.SubnetSelection
+	Namespace awsservicediscovery.PrivateDnsNamespace
+	Cluster   awsecs.Cluster
+	DataKey   awskms.Key
+
+	Documents awss3.Bucket
+	Queue     awssqs.Queue
+	DLQ       awssqs.Queue
+
+	// Services and SecurityGroups are keyed by agent name and "keycloak".
+	Services       map[string]awsecs.FargateService
+	TaskDefs       map[string]awsecs.FargateTaskDefinition
+	SecurityGroups map[string]awsec2.SecurityGroup
+
+	Function     awslambda.Function
+	FunctionSG   awsec2.SecurityGroup
+	KeycloakDBSG awsec2.SecurityGroup
+	ArchiveFsSG  awsec2.SecurityGroup
+	EndpointsSG  awsec2.SecurityGroup
+	secrets      *importedSecrets
+	cfg          Config
+	agentImage   awsecs.ContainerImage
+}
+
+// NewApplication defines the application stack.
+func NewApplication(scope constructs.Construct, cfg Config, sec *Secrets) *Application {
+	st := awscdk.NewStack(scope, jsii.String(AppStackID), &awscdk.StackProps{
+		Env:         cfg.Env(),
+		Description: jsii.String("ca-a2a: mTLS + certificate-bound JWT agents, Keycloak, documents pipeline"),
+	})
+	a := &Application{
+		Stack:          st,
+		cfg:            cfg,
+		Services:       map[string]awsecs.FargateService{},
+		TaskDefs:       map[string]awsecs.FargateTaskDefinition{},
+		SecurityGroups: map[string]awsec2.SecurityGroup{},
+	}
+	a.DataKey = awskms.NewKey(st, jsii.String("DataKey"), &awskms.KeyProps{
+		Alias:             jsii.String("alias/ca-a2a-data"),
+		Description:       jsii.String("ca-a2a: encrypts the archive volume, Keycloak's database and its credentials"),
+		EnableKeyRotation: jsii.Bool(true),
+		RemovalPolicy:     awscdk.RemovalPolicy_RETAIN,
+	})
+	a.secrets = importSecrets(st, sec)
+	a.network()
+	a.documents()
+	a.securityGroups()
+	a.services()
+	a.lambda()
+	a.stackSuppressions()
+	return a
+}
+
+// sg creates a security group; tasks keep outbound open because the VPC
+// has no route to the internet unless NAT is enabled, and their peers are
+// reached through the ingress rules of the callee.
+func (a *Application) sg(id, desc string, outbound bool) awsec2.SecurityGroup {
+	return awsec2.NewSecurityGroup(a.Stack, jsii.String(id), &awsec2.SecurityGroupProps{
+		Vpc:              a.Vpc,
+		Description:      jsii.String(desc),
+		AllowAllOutbound: jsii.Bool(outbound),
+	})
+}
+
+// securityGroups creates one group per caller and callee and the ingress
+// rules of the default policy (DESIGN section 6): Lambda -> orchestrator;
+// orchestrator -> extractor, validator, archivist; Lambda and every agent
+// -> Keycloak (the Lambda and the orchestrator get tokens; every agent
+// fetches the JWKS to verify them); Keycloak -> its database; archivist ->
+// its EFS volume.
+func (a *Application) securityGroups() {
+	for _, ag := range Agents {
+		a.SecurityGroups[ag.Name] = a.sg(exportID(ag.Name)+"SG", "ca-a2a "+ag.Name+" agent", true)
+	}
+	a.SecurityGroups["keycloak"] = a.sg("KeycloakSG", "ca-a2a Keycloak", true)
+	a.FunctionSG = a.sg("FunctionSG", "ca-a2a documents Lambda", true)
+	a.KeycloakDBSG = a.sg("KeycloakDbSG", "ca-a2a Keycloak database", false)
+	a.ArchiveFsSG = a.sg("ArchiveFsSG", "ca-a2a archivist EFS volume", false)
+
+	allow := func(to awsec2.SecurityGroup, from awsec2.SecurityGroup, port int, desc string) {
+		to.AddIngressRule(from, awsec2.Port_Tcp(jsii.Number(port)), jsii.String(desc), nil)
+	}
+	orch := a.SecurityGroups["orchestrator"]
+	for _, ag := range Agents {
+		switch ag.Name {
+		case "orchestrator":
+			allow(orch, a.FunctionSG, ag.Port, "Lambda calls the orchestrator")
+		default:
+			allow(a.SecurityGroups[ag.Name], orch, ag.Port, "orchestrator calls the "+ag.Name)
+		}
+	}
+	kc := a.SecurityGroups["keycloak"]
+	allow(kc, a.FunctionSG, KeycloakPort, "Lambda gets its token")
+	for _, ag := range Agents {
+		allow(kc, a.SecurityGroups[ag.Name], KeycloakPort, ag.Name+" fetches the JWKS (and the orchestrator its token)")
+	}
+	allow(a.KeycloakDBSG, kc, 5432, "Keycloak uses its database")
+	allow(a.ArchiveFsSG, a.SecurityGroups["archivist"], 2049, "archivist mounts its volume")
+	for _, name := range append(agentNames(), "keycloak") {
+		allow(a.EndpointsSG, a.SecurityGroups[name], 443, name+" reaches AWS APIs")
+	}
+	allow(a.EndpointsSG, a.FunctionSG, 443, "Lambda reaches Secrets Manager")
+}
+
+func agentNames() []string {
+	var names []string
+	for _, ag := range Agents {
+		names = append(names, ag.Name)
+	}
+	return names
+}
+
+// importedSecrets are the certificate secrets as the application stack sees
+// them: imported by complete ARN with their key imported by ARN. Grants on
+// imported resources go to the grantee's policies only, so the secrets
+// stack never refers back to a role of this stack (which would make the
+// two stacks depend on each other).
+type importedSecrets struct {
+	CA               awssecretsmanager.ISecret
+	Cert, PrivateKey map[string]awssecretsmanager.ISecret
+}
+
+func importSecrets(st awscdk.Stack, sec *Secrets) *importedSecrets {
+	key := awskms.Key_FromKeyArn(st, jsii.String("SecretsKeyRef"), sec.Key.KeyArn())
+	imp := func(id string, s awssecretsmanager.Secret) awssecretsmanager.ISecret {
+		return awssecretsmanager.Secret_FromSecretAttributes(st, jsii.String(id), &awssecretsmanager.SecretAttributes{
+			SecretCompleteArn: s.SecretArn(),
+			EncryptionKey:     key,
+		})
+	}
+	out := &importedSecrets{
+		CA:         imp("CaCertRef", sec.CA),
+		Cert:       map[string]awssecretsmanager.ISecret{},
+		PrivateKey: map[string]awssecretsmanager.ISecret{},
+	}
+	for _, name := range Principals {
+		out.Cert[name] = imp(exportID(name)+"CertRef", sec.Cert[name])
+		out.PrivateKey[name] = imp(exportID(name)+"KeyRef", sec.PrivateKey[name])
+	}
+	return out
+}
