@@ -5,25 +5,42 @@ import (
 	"encoding/csv"
 	"errors"
 	"io"
-	"strings"
+	"unicode/utf8"
 
 	"github.com/ca-a2a/ca-a2a/shared/jsonrpc"
 )
 
-// maxRows bounds the rows read from one CSV.
-const maxRows = 200000
+const (
+	// maxRows bounds the data rows read from one CSV.
+	maxRows = 200_000
+	// sniffLines and sniffBytes bound the sample delimiter detection reads.
+	sniffLines = 20
+	sniffBytes = 64 << 10
+)
 
-// ExtractCSV parses data: the first record is the header, the rest rows.
+// delimiters are the candidates, in order of preference on a tie.
+var delimiters = []rune{',', ';', '\t'}
+
+var utf8BOM = []byte("\xef\xbb\xbf")
+
+// ExtractCSV parses data: a UTF-8 BOM is dropped, the delimiter detected,
+// the first record is the header and the rest are rows, which may be ragged.
+// Every error is a *jsonrpc.Error.
 func ExtractCSV(data []byte) (*CSVData, error) {
-	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
+	data = bytes.TrimPrefix(data, utf8BOM)
 	if len(bytes.TrimSpace(data)) == 0 {
-		return nil, jsonrpc.InvalidParams("empty document")
+		return nil, errEmpty
+	}
+	if bytes.IndexByte(data, 0) >= 0 {
+		return nil, jsonrpc.InvalidParams("unsupported document type: content is not text")
+	}
+	if !utf8.Valid(data) {
+		return nil, jsonrpc.InvalidParams("malformed CSV: not valid UTF-8")
 	}
 	delim := detectDelimiter(data)
 	r := csv.NewReader(bytes.NewReader(data))
 	r.Comma = delim
 	r.FieldsPerRecord = -1
-	r.ReuseRecord = false
 	header, err := r.Read()
 	if err != nil {
 		return nil, csvError(err)
@@ -54,35 +71,33 @@ func csvError(err error) error {
 	return jsonrpc.InvalidParams("malformed CSV")
 }
 
-// detectDelimiter picks among ',', ';' and tab the one that splits the first
-// lines into the most consistent number (> 1) of fields.
+// detectDelimiter picks the candidate under which the first lines agree
+// best on one field count greater than 1: the score is the number of records
+// with the most common such count. Ties go to the earlier candidate, and ','
+// wins when no candidate splits anything.
 func detectDelimiter(data []byte) rune {
-	lines := strings.SplitN(string(data), "\n", 21)
-	if len(lines) > 20 {
-		lines = lines[:20]
-	}
-	best, bestScore := ',', -1
-	for _, d := range []rune{',', ';', '\t'} {
-		r := csv.NewReader(strings.NewReader(strings.Join(lines, "\n")))
+	sample := data[:min(len(data), sniffBytes)]
+	best, bestScore := delimiters[0], 0
+	for _, d := range delimiters {
+		r := csv.NewReader(bytes.NewReader(sample))
+		// The sample may end inside a quoted field; read leniently here,
+		// strictly in ExtractCSV.
 		r.Comma, r.FieldsPerRecord, r.LazyQuotes = d, -1, true
 		counts := map[int]int{}
-		total := 0
-		for {
+		for range sniffLines {
 			rec, err := r.Read()
 			if err != nil {
 				break
 			}
 			counts[len(rec)]++
-			total++
 		}
-		// Score: lines agreeing on the most common field count, if > 1.
 		score := 0
 		for n, c := range counts {
 			if n > 1 && c > score {
 				score = c
 			}
 		}
-		if total > 0 && score > bestScore {
+		if score > bestScore {
 			best, bestScore = d, score
 		}
 	}

@@ -1,6 +1,8 @@
-// Package extractor reads a document and returns its content: the text of
-// each page of a PDF (github.com/ledongthuc/pdf), or the header and rows of
-// a CSV (encoding/csv, with the delimiter detected among ',', ';' and tab).
+// Package extractor reads a document from a documents.Store and returns its
+// content: the text of each page of a PDF (github.com/ledongthuc/pdf), or the
+// header and rows of a CSV (encoding/csv, delimiter detected among ',', ';'
+// and tab). The type comes from the key's extension and must agree with the
+// content.
 package extractor
 
 import (
@@ -18,46 +20,9 @@ import (
 	"github.com/ca-a2a/ca-a2a/shared/jsonrpc"
 )
 
-// Document types.
-const (
-	TypePDF = "pdf"
-	TypeCSV = "csv"
-)
-
-// Result is extract_document's result.
-type Result struct {
-	DocumentType  string `json:"document_type"`
-	FileName      string `json:"file_name"`
-	FileSize      int64  `json:"file_size"`
-	SHA256        string `json:"sha256"`
-	ExtractedData any    `json:"extracted_data"` // *PDFData or *CSVData
-}
-
-// PDFData is the extracted content of a PDF.
-type PDFData struct {
-	PageCount int    `json:"page_count"`
-	Pages     []Page `json:"pages"`
-}
-
-// Page is one page's text.
-type Page struct {
-	Number int    `json:"number"`
-	Text   string `json:"text"`
-}
-
-// CSVData is the extracted content of a CSV. Rows may be ragged: the
-// validator reports them.
-type CSVData struct {
-	Delimiter   string     `json:"delimiter"`
-	Headers     []string   `json:"headers"`
-	Rows        [][]string `json:"rows"`
-	RowCount    int        `json:"row_count"`
-	ColumnCount int        `json:"column_count"`
-}
-
 // Options configure an Extractor.
 type Options struct {
-	// MaxBytes bounds a document (default 20 MiB).
+	// MaxBytes bounds a document (default documents.DefaultMaxBytes, 20 MiB).
 	MaxBytes int64
 }
 
@@ -78,49 +43,60 @@ func New(store documents.Store, opts Options) *Extractor {
 // Methods returns the extractor's methods.
 func (e *Extractor) Methods() []skill.Method {
 	return []skill.Method{
-		{Name: "extract_document", Description: "Extract text (PDF, per page) or header and rows (CSV): {s3_key}.", Handler: e.extractDocument},
-		{Name: "list_supported_formats", Description: "The document formats this extractor reads.", Handler: e.listFormats},
+		{Name: "extract_document", Description: "Extract the text of each page of a PDF, or the header and rows of a CSV: {s3_key}.", Handler: e.extractDocument},
+		{Name: "list_supported_formats", Description: "The document formats this extractor reads and its size limit.", Handler: e.listFormats},
 	}
+}
+
+// ExtractParams are extract_document's params.
+type ExtractParams struct {
+	S3Key string `json:"s3_key"`
 }
 
 func (e *Extractor) extractDocument(ctx context.Context, params json.RawMessage) (any, error) {
-	var p struct {
-		S3Key string `json:"s3_key"`
-	}
+	var p ExtractParams
 	if err := jsonrpc.DecodeParams(params, &p); err != nil {
 		return nil, err
 	}
+	// Both checks come before the store is touched: a bad key or an
+	// unsupported type reads nothing.
 	if err := documents.CheckKey(p.S3Key); err != nil {
-		return nil, jsonrpc.InvalidParams("s3_key is not a valid object key")
+		return nil, errInvalidKey
 	}
-	kind := typeOf(p.S3Key)
-	if kind == "" {
-		return nil, jsonrpc.InvalidParams("unsupported document type: want .pdf or .csv")
+	if TypeOf(p.S3Key) == "" {
+		return nil, errUnsupported
 	}
 	obj, err := e.store.Get(ctx, p.S3Key, e.opts.MaxBytes)
 	if err != nil {
-		return nil, mapStoreError(err, e.opts.MaxBytes)
+		return nil, e.mapStoreError(err)
 	}
-	return Extract(p.S3Key, obj.Data)
+	return Extract(ctx, p.S3Key, obj.Data)
 }
 
-// Extract extracts data, named key, by its type. Errors are *jsonrpc.Error.
-func Extract(key string, data []byte) (*Result, error) {
+var (
+	errInvalidKey  = jsonrpc.InvalidParams("s3_key is not a valid object key")
+	errUnsupported = jsonrpc.InvalidParams("unsupported document type: want .pdf or .csv")
+	errEmpty       = jsonrpc.InvalidParams("empty document")
+)
+
+// Extract extracts data, stored under key, by the type the key's extension
+// names. Every error is a *jsonrpc.Error.
+func Extract(ctx context.Context, key string, data []byte) (*Result, error) {
+	kind := TypeOf(key)
+	if kind == "" {
+		return nil, errUnsupported
+	}
 	if len(bytes.TrimSpace(data)) == 0 {
-		return nil, jsonrpc.InvalidParams("empty document")
+		return nil, errEmpty
 	}
 	sum := sha256.Sum256(data)
-	res := &Result{FileName: path.Base(key), FileSize: int64(len(data)), SHA256: hex.EncodeToString(sum[:])}
+	res := &Result{DocumentType: kind, FileName: path.Base(key), FileSize: int64(len(data)), SHA256: hex.EncodeToString(sum[:])}
 	var err error
-	switch typeOf(key) {
+	switch kind {
 	case TypePDF:
-		res.DocumentType = TypePDF
-		res.ExtractedData, err = ExtractPDF(data)
+		res.ExtractedData, err = extractPDF(ctx, data)
 	case TypeCSV:
-		res.DocumentType = TypeCSV
 		res.ExtractedData, err = ExtractCSV(data)
-	default:
-		return nil, jsonrpc.InvalidParams("unsupported document type: want .pdf or .csv")
 	}
 	if err != nil {
 		return nil, err
@@ -128,7 +104,9 @@ func Extract(key string, data []byte) (*Result, error) {
 	return res, nil
 }
 
-func typeOf(key string) string {
+// TypeOf returns the document type key's extension names (case-insensitive),
+// or "" when it names none this package reads.
+func TypeOf(key string) string {
 	switch strings.ToLower(path.Ext(key)) {
 	case ".pdf":
 		return TypePDF
@@ -138,34 +116,43 @@ func typeOf(key string) string {
 	return ""
 }
 
-func mapStoreError(err error, limit int64) error {
+// mapStoreError chooses the code a caller sees. The store's own message
+// may hold a path or a bucket error: it is not passed on.
+func (e *Extractor) mapStoreError(err error) error {
 	switch {
 	case errors.Is(err, documents.ErrInvalidKey):
-		return jsonrpc.InvalidParams("s3_key is not a valid object key")
+		return errInvalidKey
 	case errors.Is(err, documents.ErrNotFound):
 		return jsonrpc.Errorf(jsonrpc.CodeNotFound, "document not found")
 	case errors.Is(err, documents.ErrTooLarge):
-		return jsonrpc.InvalidParams("document larger than the %d-byte limit", limit)
+		return jsonrpc.InvalidParams("document larger than the %d-byte limit", e.opts.MaxBytes)
 	default:
 		return jsonrpc.Errorf(jsonrpc.CodeUnavailable, "document store unavailable")
 	}
 }
 
-type format struct {
+// Format describes one supported format (list_supported_formats).
+type Format struct {
 	Type       string   `json:"type"`
 	Extensions []string `json:"extensions"`
 	MIMEType   string   `json:"mime_type"`
+}
+
+// Formats is list_supported_formats's result.
+type Formats struct {
+	Formats  []Format `json:"formats"`
+	MaxBytes int64    `json:"max_bytes"`
 }
 
 func (e *Extractor) listFormats(_ context.Context, params json.RawMessage) (any, error) {
 	if err := jsonrpc.DecodeParams(params, &struct{}{}); err != nil {
 		return nil, err
 	}
-	return map[string]any{
-		"formats": []format{
+	return Formats{
+		Formats: []Format{
 			{Type: TypePDF, Extensions: []string{".pdf"}, MIMEType: "application/pdf"},
 			{Type: TypeCSV, Extensions: []string{".csv"}, MIMEType: "text/csv"},
 		},
-		"max_bytes": e.opts.MaxBytes,
+		MaxBytes: e.opts.MaxBytes,
 	}, nil
 }

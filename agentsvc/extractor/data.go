@@ -1,0 +1,48 @@
+package extractor
+
+// The types below are the wire shape of extract_document's result. The
+// validator decodes extracted_data into PDFData or CSVData and the
+// orchestrator reads Result, so this file is the one definition of them.
+
+// Document types.
+const (
+	TypePDF = "pdf"
+	TypeCSV = "csv"
+)
+
+// Result is extract_document's result.
+type Result struct {
+	// DocumentType is TypePDF or TypeCSV.
+	DocumentType string `json:"document_type"`
+	// FileName is the last segment of the key.
+	FileName string `json:"file_name"`
+	// FileSize is the document's size in bytes.
+	FileSize int64 `json:"file_size"`
+	// SHA256 is the hex SHA-256 of the document's bytes.
+	SHA256 string `json:"sha256"`
+	// ExtractedData is *PDFData or *CSVData, by DocumentType.
+	ExtractedData any `json:"extracted_data"`
+}
+
+// PDFData is the text of a PDF, page by page.
+type PDFData struct {
+	Pages     []Page `json:"pages"`
+	PageCount int    `json:"page_count"`
+}
+
+// Page is one page's text. Number counts from 1.
+type Page struct {
+	Number int    `json:"number"`
+	Text   string `json:"text"`
+}
+
+// CSVData is a CSV's header and rows. Rows may be ragged (their length may
+// differ from the header's): the validator reports them.
+type CSVData struct {
+	Headers     []string   `json:"headers"`
+	Rows        [][]string `json:"rows"`
+	RowCount    int        `json:"row_count"`
+	ColumnCount int        `json:"column_count"`
+	// Delimiter is ",", ";" or "\t".
+	Delimiter string `json:"delimiter"`
+}
