@@ -46,6 +46,10 @@ func TestExtractPDFErrors(t *testing.T) {
 		{"truncated", good[:len(good)/2], "corrupt or unreadable PDF"},
 		{"xref offsets wrong", bytes.Replace(good, []byte("startxref\n"), []byte("startxref\n1"), 1), "corrupt or unreadable PDF"},
 		{"zero pages", pdftest.Build(), "no pages"},
+		// Same-length edits keep the xref offsets right. The library's
+		// Reader.Page loops forever on these.
+		{"page tree lists itself", bytes.Replace(good, []byte("/Kids [4 0 R 6 0 R]"), []byte("/Kids [2 0 R 6 0 R]"), 1), "page tree too deep or cyclic"},
+		{"page tree lists itself twice", bytes.Replace(good, []byte("/Kids [4 0 R 6 0 R]"), []byte("/Kids [2 0 R 2 0 R]"), 1), "page tree too deep or cyclic"},
 		{"header only", []byte("%PDF-"), "corrupt or unreadable PDF"},
 	}
 	for _, tc := range tests {
