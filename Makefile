@@ -39,5 +39,25 @@ certs: ## generate the CA and agent certificates into CERTS_DIR (kept if present
 	$(GO) run ./cmd/certgen --certs-dir $(CERTS_DIR)
 
 .PHONY: demo
-demo: ## the whole system on loopback, end to end
-	@echo "make demo: not built yet (the Lambda and demo issue has not landed)"; exit 1
+demo: ## the whole system on loopback: certs, moto, IdP, agents, Lambda under the emulator, the attack; then stop
+	$(GO) run ./dev/local demo
+
+.PHONY: run-agents
+run-agents: ## start moto_server, the local identity provider and the four agents on 127.0.0.1 until Ctrl-C
+	$(GO) run ./dev/local run-agents
+
+.PHONY: idp
+idp: ## the local identity provider alone, in the foreground, on 127.0.0.1:$${IDP_PORT:-8443}
+	$(GO) run ./cmd/certgen --certs-dir $(CERTS_DIR) >/dev/null
+	CERTS_DIR=$(CERTS_DIR) IDP_STATE_DIR=./.local/idp bash dev/idp/run.sh
+
+.PHONY: invoke
+invoke: ## run EVENT (default events/s3-put.json) through the Lambda bootstrap under the Runtime Interface Emulator (needs make run-agents)
+	$(GO) run ./dev/local invoke $(or $(EVENT),events/s3-put.json)
+
+.PHONY: lambda
+lambda: ## build the Lambda bootstrap for provided.al2023 (arm64 and amd64) into dist/
+	for arch in arm64 amd64; do \
+	  GOOS=linux GOARCH=$$arch CGO_ENABLED=0 $(GO) build -trimpath -tags lambda.norpc -o dist/lambda-$$arch/bootstrap ./cmd/lambda; \
+	done
+	@ls -l dist/lambda-*/bootstrap

@@ -1,0 +1,262 @@
+// Package localrun starts the local stand-ins of the cloud parts on
+// loopback (DESIGN section 10): moto_server for Secrets Manager, the local
+// identity provider, the four agents, and the Lambda bootstrap under the
+// Runtime Interface Emulator. Every process it starts runs in its own
+// process group and is stopped by Group.Stop, also on interrupt.
+package localrun
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/ca-a2a/ca-a2a/internal/certgen"
+	"github.com/ca-a2a/ca-a2a/shared/certload"
+)
+
+// RIEVersion pins the Lambda Runtime Interface Emulator installed through Go.
+const RIEVersion = "v0.0.0-20261030222936-bef5c4ba774d"
+
+// Agents and their local ports.
+var Agents = []struct {
+	Name string
+	Port int
+}{{"extractor", 8002}, {"validator", 8003}, {"archivist", 8004}, {"orchestrator", 8001}}
+
+// Layout is where local state lives.
+type Layout struct {
+	CertsDir string // CERTS_DIR, ./certs
+	StateDir string // ./.local
+	IdPPort  int    // IDP_PORT, 8443
+	MotoPort int    // MOTO_PORT, 5000
+}
+
+// FromEnv reads CERTS_DIR, IDP_PORT and MOTO_PORT.
+func FromEnv() (Layout, error) {
+	l := Layout{CertsDir: envOr("CERTS_DIR", "./certs"), StateDir: "./.local", IdPPort: 8443, MotoPort: 5000}
+	for name, p := range map[string]*int{"IDP_PORT": &l.IdPPort, "MOTO_PORT": &l.MotoPort} {
+		if v := os.Getenv(name); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 65535 {
+				return l, fmt.Errorf("%s %q is not a port", name, v)
+			}
+			*p = n
+		}
+	}
+	return l, nil
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+// Paths under the state directory.
+func (l Layout) Bin(name string) string { return filepath.Join(l.StateDir, "bin", name) }
+func (l Layout) Log(name string) string { return filepath.Join(l.StateDir, "logs", name+".log") }
+func (l Layout) Documents() string      { return filepath.Join(l.StateDir, "documents") }
+
+// Issuer is the local issuer; clients dial 127.0.0.1 and verify the name.
+func (l Layout) Issuer() string {
+	return fmt.Sprintf("https://keycloak.ca-a2a.local:%d/realms/ca-a2a", l.IdPPort)
+}
+
+func (l Layout) oidcURL(path string) string {
+	return fmt.Sprintf("https://127.0.0.1:%d/realms/ca-a2a/protocol/openid-connect/%s", l.IdPPort, path)
+}
+
+// TokenURL dials the local identity provider.
+func (l Layout) TokenURL() string { return l.oidcURL("token") }
+
+// MotoEndpoint is moto_server's URL.
+func (l Layout) MotoEndpoint() string { return fmt.Sprintf("http://127.0.0.1:%d", l.MotoPort) }
+
+// AgentURL is https://127.0.0.1:PORT of agent.
+func AgentURL(agent string) string {
+	for _, a := range Agents {
+		if a.Name == agent {
+			return fmt.Sprintf("https://127.0.0.1:%d", a.Port)
+		}
+	}
+	return ""
+}
+
+// AWSEnv points the AWS SDK at moto_server with dummy credentials.
+func (l Layout) AWSEnv() []string {
+	return []string{"AWS_ENDPOINT_URL=" + l.MotoEndpoint(), "AWS_REGION=eu-west-3", "AWS_ACCESS_KEY_ID=test",
+		"AWS_SECRET_ACCESS_KEY=test", "AWS_SESSION_TOKEN=", "AWS_PROFILE=", "AWS_EC2_METADATA_DISABLED=true"}
+}
+
+// AgentEnv is the environment of a local agent.
+func (l Layout) AgentEnv(agent string, port int) []string {
+	cert, key := certgen.LeafPaths(l.CertsDir, agent)
+	ca, _ := certgen.CAPaths(l.CertsDir)
+	env := []string{
+		"AGENT_NAME=" + agent, fmt.Sprintf("AGENT_ADDR=127.0.0.1:%d", port),
+		"MTLS_CERT_PATH=" + cert, "MTLS_KEY_PATH=" + key, "MTLS_CA_CERT_PATH=" + ca,
+		"OIDC_ISSUER=" + l.Issuer(), "OIDC_JWKS_URL=" + l.oidcURL("certs"), "OIDC_TOKEN_URL=" + l.TokenURL(),
+		"DOCUMENTS_URL=file://" + l.Documents(),
+		"ARCHIVE_DSN=sqlite://" + filepath.Join(l.StateDir, "archive", "archive.db"),
+		"LOG_LEVEL=info",
+	}
+	for _, a := range Agents {
+		env = append(env, fmt.Sprintf("%s_URL=%s", upper(a.Name), AgentURL(a.Name)))
+	}
+	return env
+}
+
+// LambdaEnv is the environment of the local Lambda: secrets from moto,
+// token from the local identity provider, calls to the local orchestrator.
+func (l Layout) LambdaEnv() []string {
+	return append(l.AWSEnv(),
+		"OIDC_ISSUER="+l.Issuer(), "OIDC_TOKEN_URL="+l.TokenURL(),
+		"ORCHESTRATOR_URL="+AgentURL("orchestrator"), "FANOUT_CONCURRENCY=8",
+		"CERT_SECRET_ID=ca-a2a/lambda-cert", "KEY_SECRET_ID=ca-a2a/lambda-key", "CA_SECRET_ID=ca-a2a/ca-cert")
+}
+
+func upper(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if c >= 'a' && c <= 'z' {
+			b[i] = c - 32
+		}
+	}
+	return string(b)
+}
+
+// Group is a set of started processes.
+type Group struct {
+	mu    sync.Mutex
+	procs []*exec.Cmd
+	names []string
+}
+
+// Start runs bin with args and env (added to this process's environment),
+// its output appended to logPath, in its own process group.
+func (g *Group) Start(name, logPath string, env []string, bin string, args ...string) error {
+	if err := os.MkdirAll(filepath.Dir(logPath), 0o700); err != nil {
+		return err
+	}
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return fmt.Errorf("start %s: %w", name, err)
+	}
+	go func() { _ = cmd.Wait(); logf.Close() }()
+	g.mu.Lock()
+	g.procs, g.names = append(g.procs, cmd), append(g.names, name)
+	g.mu.Unlock()
+	return nil
+}
+
+// Stop ends every process, newest first: SIGTERM, then SIGKILL after 10s.
+func (g *Group) Stop() {
+	g.mu.Lock()
+	procs := g.procs
+	g.procs, g.names = nil, nil
+	g.mu.Unlock()
+	for i := len(procs) - 1; i >= 0; i-- {
+		p := procs[i].Process
+		_ = syscall.Kill(-p.Pid, syscall.SIGTERM)
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) && syscall.Kill(p.Pid, 0) == nil {
+			time.Sleep(50 * time.Millisecond)
+		}
+		_ = syscall.Kill(-p.Pid, syscall.SIGKILL)
+	}
+}
+
+// PortFree reports whether nothing listens on 127.0.0.1:port.
+func PortFree(port int) bool {
+	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 300*time.Millisecond)
+	if err != nil {
+		return true
+	}
+	c.Close()
+	return false
+}
+
+// WaitHTTP polls url until it answers with status want (or any status when
+// want is 0), up to timeout.
+func WaitHTTP(ctx context.Context, client *http.Client, url string, want int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	var last error
+	for time.Now().Before(deadline) {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		resp, err := client.Get(url)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if want == 0 || resp.StatusCode == want {
+				return nil
+			}
+			last = fmt.Errorf("HTTP %d", resp.StatusCode)
+		} else {
+			last = err
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return fmt.Errorf("%s not ready after %s: %v", url, timeout, last)
+}
+
+// Certs generates the certificates when missing.
+func (l Layout) Certs() error {
+	return certgen.Generate(certgen.Options{Dir: l.CertsDir})
+}
+
+// Source loads one certgen identity.
+func (l Layout) Source(name string) (certload.Source, error) {
+	cert, key := certgen.LeafPaths(l.CertsDir, name)
+	ca, _ := certgen.CAPaths(l.CertsDir)
+	src, _, err := certload.Load(certload.Config{CertPath: cert, KeyPath: key, CAPath: ca}, certload.Options{PollInterval: time.Hour})
+	return src, err
+}
+
+// Client is an mTLS client presenting name's certificate to server.
+func (l Layout) Client(name, server string) (*http.Client, error) {
+	src, err := l.Source(name)
+	if err != nil {
+		return nil, err
+	}
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: certload.ClientConfig(src, server, certload.ClientOptions{}),
+	}}, nil
+}
+
+// GoBuild builds pkg into out with extra environment (GOOS, tags...).
+func GoBuild(ctx context.Context, out, pkg string, env []string, tags string) error {
+	args := []string{"build", "-trimpath", "-o", out}
+	if tags != "" {
+		args = append(args, "-tags", tags)
+	}
+	cmd := exec.CommandContext(ctx, "go", append(args, pkg)...)
+	cmd.Env = append(os.Environ(), env...)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
+	}
+	return nil
+}
+
+// ErrPortBusy: a port the local system needs is taken.
+var ErrPortBusy = errors.New("port already in use")
