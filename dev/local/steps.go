@@ -19,9 +19,9 @@ func (s *steps) do(name string, f func() (string, error)) error {
 	result, err := f()
 	if err != nil {
 		s.failed++
-		fmt.Fprintf(os.Stdout, "✗ %-34s %v\n", name, err)
+		fmt.Fprintf(os.Stdout, "✗ %-42s %v\n", name, err)
 		return err
 	}
-	fmt.Fprintf(os.Stdout, "✓ %-34s %s (%.1fs)\n", name, result, time.Since(start).Seconds())
+	fmt.Fprintf(os.Stdout, "✓ %-42s %s (%.1fs)\n", name, result, time.Since(start).Seconds())
 	return nil
 }
