@@ -4,6 +4,7 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsec2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsecs"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awskms"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awss3"
@@ -152,6 +153,7 @@ func agentNames() []string {
 // stack never refers back to a role of this stack (which would make the
 // two stacks depend on each other).
 type importedSecrets struct {
+	Key              awskms.IKey
 	CA               awssecretsmanager.ISecret
 	Cert, PrivateKey map[string]awssecretsmanager.ISecret
 }
@@ -165,6 +167,7 @@ func importSecrets(st awscdk.Stack, sec *Secrets) *importedSecrets {
 		})
 	}
 	out := &importedSecrets{
+		Key:        key,
 		CA:         imp("CaCertRef", sec.CA),
 		Cert:       map[string]awssecretsmanager.ISecret{},
 		PrivateKey: map[string]awssecretsmanager.ISecret{},
@@ -174,4 +177,21 @@ func importSecrets(st awscdk.Stack, sec *Secrets) *importedSecrets {
 		out.PrivateKey[name] = imp(exportID(name)+"KeyRef", sec.PrivateKey[name])
 	}
 	return out
+}
+
+// grantDecrypt lets grantee decrypt the certificate secrets through Secrets
+// Manager only. Grants on an imported key cannot reach its key policy, and
+// the secret's own grant only names the key in a policy of the key's
+// (kms:ViaService), so the identity side is written here.
+func (s *importedSecrets) grantDecrypt(grantee awsiam.IGrantable) {
+	grantee.GrantPrincipal().AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Sid:       jsii.String("DecryptCertificateSecrets"),
+		Actions:   jsii.Strings("kms:Decrypt"),
+		Resources: &[]*string{s.Key.KeyArn()},
+		Conditions: &map[string]interface{}{
+			"StringEquals": map[string]interface{}{
+				"kms:ViaService": awscdk.Fn_Join(jsii.String(""), &[]*string{jsii.String("secretsmanager."), awscdk.Aws_REGION(), jsii.String(".amazonaws.com")}),
+			},
+		},
+	}))
 }

@@ -114,6 +114,7 @@ func (a *Application) keycloak() {
 			LogGroup:     a.logGroup("KeycloakLogs"),
 		}),
 	})
+	a.secrets.grantDecrypt(td.ObtainExecutionRole())
 	a.TaskDefs["keycloak"] = td
 	a.Services["keycloak"] = awsecs.NewFargateService(st, jsii.String("KeycloakService"), &awsecs.FargateServiceProps{
 		ServiceName:    jsii.String("ca-a2a-keycloak"),

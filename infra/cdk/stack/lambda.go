@@ -67,6 +67,7 @@ func (a *Application) lambda() {
 	} {
 		s.GrantRead(role, nil)
 	}
+	a.secrets.grantDecrypt(role)
 	if !a.cfg.SecretsExtension {
 		// One BatchGetSecretValue at init; the action takes no resource, the
 		// GetSecretValue grants above decide which secrets it returns.

@@ -165,6 +165,7 @@ func (a *Application) agent(ag Agent) {
 		props.MinHealthyPercent = jsii.Number(0)
 		props.MaxHealthyPercent = jsii.Number(100)
 	}
+	a.secrets.grantDecrypt(td.ObtainExecutionRole())
 	a.TaskDefs[ag.Name] = td
 	a.Services[ag.Name] = awsecs.NewFargateService(st, jsii.String(id+"Service"), props)
 	a.suppressTask(td, "agent")
