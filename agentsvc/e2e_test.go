@@ -1,12 +1,10 @@
 package agentsvc_test
 
 import (
-	"bytes"
 	"crypto/tls"
 	"encoding/json"
 	"io"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -242,23 +240,18 @@ func TestRejectionsFromOutside(t *testing.T) {
 	asExtractor := rawClient(t, s, "extractor", "orchestrator")
 
 	t.Run("handshake refusals", func(t *testing.T) {
-		caPEM, _ := os.ReadFile(s.CertsDir + "/ca/ca-cert.pem")
-		caCert, caKey, _ := s.Leaf("x")
-		_ = caCert
-		_ = caKey
-		roots := certload.ParseCAs
-		_ = roots
 		stackCA := pki.LoadCA(t, s.CertsDir+"/ca/ca-cert.pem", s.CertsDir+"/ca/ca-key.pem")
 		now := time.Now()
 		expired := stackCA.Issue(t, "lambda", pki.Validity(now.Add(-48*time.Hour), now.Add(-time.Hour)))
 		rogue := pki.NewCA(t, "CA A2A Root CA").Issue(t, "lambda")
 		for name, certs := range map[string][]tls.Certificate{
-			"no client certificate":    nil,
+			"no client certificate":     nil,
 			"certificate of another CA": {rogue.TLS()},
-			"expired certificate":      {expired.TLS()},
+			"expired certificate":       {expired.TLS()},
 		} {
+			// The attacker skips server verification: only the server's
+			// refusal is under test.
 			cfg := &tls.Config{InsecureSkipVerify: true, Certificates: certs}
-			_ = caPEM
 			tr := &http.Transport{TLSClientConfig: cfg}
 			_, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Post(orchURL, "application/json", strings.NewReader(ping))
 			tr.CloseIdleConnections()
@@ -336,5 +329,4 @@ func TestRejectionsFromOutside(t *testing.T) {
 			t.Fatalf("card: %v %s", err, card)
 		}
 	})
-	_ = bytes.MinRead
 }

@@ -17,10 +17,6 @@ import (
 // serveMessage runs after authentication: body limit, JSON-RPC parsing,
 // method lookup, authorization, dispatch.
 func (s *Server) serveMessage(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost {
-		notFound(w)
-		return
-	}
 	auth, _ := binding.FromContext(r.Context())
 	if r.ContentLength > MaxBodyBytes {
 		writeError(w, http.StatusRequestEntityTooLarge, errTooLarge)
