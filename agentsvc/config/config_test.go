@@ -1,0 +1,74 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+func env(kv map[string]string) func(string) string {
+	return func(k string) string { return kv[k] }
+}
+
+func base() map[string]string {
+	return map[string]string{"AGENT_NAME": "archivist", "MTLS_CERT_PATH": "c", "MTLS_KEY_PATH": "k", "MTLS_CA_CERT_PATH": "ca"}
+}
+
+func TestDefaults(t *testing.T) {
+	c, err := Load(env(base()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Addr != ":8004" || !c.MTLSEnabled || !c.RequireClientCert || !c.VerifyServer || !c.BindingEnabled || !c.BindingRequired ||
+		c.Issuer != DefaultIssuer || c.ServerName != "keycloak.ca-a2a.local" || c.Audience != "ca-a2a-agents" ||
+		c.JWKSURL != DefaultIssuer+"/protocol/openid-connect/certs" || c.TokenURL != DefaultIssuer+"/protocol/openid-connect/token" ||
+		c.ClientID != "archivist" || c.PeerURLs["extractor"] != "https://extractor.ca-a2a.local:8002" ||
+		c.DocumentsURL != "file://./data/documents" || c.ArchiveDSN != "sqlite://./data/archive.db" || len(c.Warnings()) != 0 {
+		t.Fatalf("defaults: %+v", c)
+	}
+}
+
+func TestRefusals(t *testing.T) {
+	tests := map[string]struct {
+		set  map[string]string
+		want string
+	}{
+		"no agent name":                  {map[string]string{"AGENT_NAME": ""}, "AGENT_NAME is required"},
+		"unknown agent":                  {map[string]string{"AGENT_NAME": "keycloak"}, "is not an agent"},
+		"binding required without certs": {map[string]string{"MTLS_REQUIRE_CLIENT_CERT": "false"}, "TOKEN_BINDING_REQUIRED=true needs client certificates"},
+		"binding without TLS":            {map[string]string{"MTLS_ENABLED": "false", "TOKEN_BINDING_REQUIRED": "false"}, "TOKEN_BINDING_ENABLED=true needs MTLS_ENABLED=true"},
+		"not a boolean":                  {map[string]string{"MTLS_VERIFY_SERVER": "yes please"}, "MTLS_VERIFY_SERVER must be true or false"},
+		"http JWKS":                      {map[string]string{"OIDC_JWKS_URL": "http://idp/certs"}, "OIDC_JWKS_URL must be an https URL"},
+		"http token URL":                 {map[string]string{"OIDC_TOKEN_URL": "http://idp/token"}, "OIDC_TOKEN_URL must be an https URL"},
+		"http issuer":                    {map[string]string{"OIDC_ISSUER": "http://idp/realms/x"}, "OIDC_ISSUER must be an https URL"},
+		"http peer":                      {map[string]string{"EXTRACTOR_URL": "http://127.0.0.1:8002"}, "EXTRACTOR_URL must be an https URL"},
+		"bad documents URL":              {map[string]string{"DOCUMENTS_URL": "./docs"}, "DOCUMENTS_URL must be"},
+		"bad archive DSN":                {map[string]string{"ARCHIVE_DSN": "postgres://x"}, "ARCHIVE_DSN must be"},
+		"bad log level":                  {map[string]string{"LOG_LEVEL": "loud"}, "LOG_LEVEL"},
+		"no certificate":                 {map[string]string{"MTLS_CERT_PATH": "", "MTLS_KEY_PATH": "", "MTLS_CA_CERT_PATH": ""}, "no certificate"},
+	}
+	for name, tc := range tests {
+		kv := base()
+		for k, v := range tc.set {
+			kv[k] = v
+		}
+		_, err := Load(env(kv))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err = %v, want %q", name, err, tc.want)
+		}
+	}
+}
+
+func TestWarnings(t *testing.T) {
+	kv := base()
+	kv["TOKEN_BINDING_ENABLED"], kv["TOKEN_BINDING_REQUIRED"], kv["MTLS_VERIFY_SERVER"] = "false", "false", "false"
+	c, err := Load(env(kv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := strings.Join(c.Warnings(), "\n")
+	for _, want := range []string{"MTLS_VERIFY_SERVER=false", "TOKEN_BINDING_ENABLED=false", "TOKEN_BINDING_REQUIRED=false"} {
+		if !strings.Contains(w, want) {
+			t.Errorf("no warning for %s in %q", want, w)
+		}
+	}
+}

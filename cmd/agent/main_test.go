@@ -1,0 +1,127 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ca-a2a/ca-a2a/internal/certgen"
+	"github.com/ca-a2a/ca-a2a/internal/testutil/pki"
+)
+
+// build compiles the real binary once per test run.
+func build(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "agent")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// TestStartupRefusals runs the binary with unsafe or broken settings: each
+// must exit 2 with a message naming the problem.
+func TestStartupRefusals(t *testing.T) {
+	bin := build(t)
+	dir := filepath.Join(t.TempDir(), "certs")
+	if err := certgen.Generate(certgen.Options{Dir: dir}); err != nil {
+		t.Fatal(err)
+	}
+	caPath, caKey := certgen.CAPaths(dir)
+	cert, key := certgen.LeafPaths(dir, "archivist")
+	otherCert, _ := certgen.LeafPaths(dir, "validator")
+	ca := pki.LoadCA(t, caPath, caKey)
+	now := time.Now()
+	expiredCert, expiredKey, _ := pki.WriteFiles(t, t.TempDir(), ca.Issue(t, "archivist", pki.Validity(now.Add(-48*time.Hour), now.Add(-time.Hour))), ca.PEM)
+	rogue := pki.NewCA(t, "CA A2A Root CA")
+	rogueCert, rogueKey, _ := pki.WriteFiles(t, t.TempDir(), rogue.Issue(t, "archivist"), rogue.PEM)
+	badPolicy := filepath.Join(t.TempDir(), "policy.json")
+	if err := os.WriteFile(badPolicy, []byte(`{"agents":{"archivist":{"drop_table":["lambda"]}}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	good := map[string]string{"AGENT_NAME": "archivist", "AGENT_ADDR": "127.0.0.1:0", "MTLS_CERT_PATH": cert, "MTLS_KEY_PATH": key,
+		"MTLS_CA_CERT_PATH": caPath, "OIDC_JWKS_URL": "https://127.0.0.1:1/certs", "ARCHIVE_DSN": "sqlite://" + filepath.Join(t.TempDir(), "a.db")}
+	tests := map[string]struct {
+		set  map[string]string
+		want string
+	}{
+		"unknown agent":                  {map[string]string{"AGENT_NAME": "mallory"}, "is not an agent"},
+		"binding required without certs": {map[string]string{"MTLS_REQUIRE_CLIENT_CERT": "false"}, "needs client certificates"},
+		"key of another certificate":     {map[string]string{"MTLS_CERT_PATH": otherCert}, "does not match"},
+		"expired certificate":            {map[string]string{"MTLS_CERT_PATH": expiredCert, "MTLS_KEY_PATH": expiredKey}, "expired"},
+		"certificate of another CA":      {map[string]string{"MTLS_CERT_PATH": rogueCert, "MTLS_KEY_PATH": rogueKey}, "not signed by the CA"},
+		"certificate of another agent":   {map[string]string{"AGENT_NAME": "validator"}, "does not match AGENT_NAME"},
+		"malformed policy file":          {map[string]string{"A2A_POLICY_FILE": badPolicy}, "drop_table"},
+		"http JWKS URL":                  {map[string]string{"OIDC_JWKS_URL": "http://127.0.0.1:1/certs"}, "https"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			env := []string{"PATH=" + os.Getenv("PATH")}
+			for k, v := range good {
+				if o, ok := tc.set[k]; ok {
+					v = o
+				}
+				env = append(env, k+"="+v)
+			}
+			for k, v := range tc.set {
+				if _, ok := good[k]; !ok {
+					env = append(env, k+"="+v)
+				}
+			}
+			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, bin)
+			cmd.Env = env
+			out, err := cmd.CombinedOutput()
+			var exit *exec.ExitError
+			if !errors.As(err, &exit) || exit.ExitCode() != 2 {
+				t.Fatalf("exit: %v, want code 2\n%s", err, out)
+			}
+			if !strings.Contains(string(out), tc.want) {
+				t.Fatalf("output does not name the problem (%q):\n%s", tc.want, out)
+			}
+			if strings.Contains(string(out), "PRIVATE KEY") {
+				t.Fatal("output leaks key material")
+			}
+		})
+	}
+
+	t.Run("starts, warns, and stops on SIGTERM", func(t *testing.T) {
+		env := []string{"PATH=" + os.Getenv("PATH"), "MTLS_VERIFY_SERVER=false"}
+		for k, v := range good {
+			env = append(env, k+"="+v)
+		}
+		cmd := exec.Command(bin)
+		cmd.Env = env
+		var out strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(1500 * time.Millisecond)
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("exit after SIGTERM: %v\n%s", err, out.String())
+			}
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			t.Fatal("agent did not stop within 30s of SIGTERM")
+		}
+		for _, want := range []string{"protection switched off", "MTLS_VERIFY_SERVER=false", "agent listening", "stopped"} {
+			if !strings.Contains(out.String(), want) {
+				t.Errorf("log lacks %q:\n%s", want, out.String())
+			}
+		}
+	})
+}
