@@ -51,8 +51,8 @@ func NewSecrets(scope constructs.Construct, cfg Config) *Secrets {
 		})
 		cdknag.NagSuppressions_AddResourceSuppressions(sec, &[]*cdknag.NagPackSuppression{{
 			Id: jsii.String("AwsSolutions-SMG4"),
-			Reason: jsii.String("Certificate material is rotated by re-issuing with certgen and publishing a new version " +
-				"(certgen publish); the agents re-read it without restart. A Secrets Manager rotation Lambda cannot issue certificates from the offline CA."),
+			Reason: jsii.String("Certificate material is rotated by re-issuing it with certgen from the offline CA and publishing a new version " +
+				"(certgen publish), then redeploying the services (ECS injects secrets at task start); a rotation Lambda cannot hold the CA key."),
 		}}, jsii.Bool(true))
 		return sec
 	}
