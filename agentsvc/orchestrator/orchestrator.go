@@ -13,6 +13,7 @@ package orchestrator
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -243,8 +244,11 @@ func failed(err error) *Stage {
 func DocumentID(bucket, key, contentSHA256 string) string {
 	h := sha256.New()
 	for _, part := range []string{bucket, key, contentSHA256} {
+		// Length-prefixed, so that no two different triples hash alike.
+		var n [8]byte
+		binary.BigEndian.PutUint64(n[:], uint64(len(part)))
+		h.Write(n[:])
 		h.Write([]byte(part))
-		h.Write([]byte{0})
 	}
 	return "doc-" + hex.EncodeToString(h.Sum(nil))[:32]
 }
