@@ -158,7 +158,13 @@ func (l Layout) Invoke(ctx context.Context, event []byte) ([]byte, error) {
 
 // InstallRIE installs the pinned emulator into the state directory.
 func (l Layout) InstallRIE(ctx context.Context) (string, error) {
-	bin, _ := filepath.Abs(l.Bin("aws-lambda-rie"))
+	return InstallRIE(ctx, filepath.Dir(l.Bin("aws-lambda-rie")))
+}
+
+// InstallRIE installs the pinned emulator into dir (through the Go module
+// proxy: no Docker) and returns its path.
+func InstallRIE(ctx context.Context, dir string) (string, error) {
+	bin, _ := filepath.Abs(filepath.Join(dir, "aws-lambda-rie"))
 	if _, err := os.Stat(bin); err == nil {
 		return bin, nil
 	}
