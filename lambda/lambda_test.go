@@ -1,14 +1,12 @@
 package lambda_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
 	"os"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,27 +19,16 @@ import (
 	"github.com/ca-a2a/ca-a2a/internal/samples"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/moto"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/stack"
+	"github.com/ca-a2a/ca-a2a/internal/testutil/syncbuf"
 	"github.com/ca-a2a/ca-a2a/lambda"
 	"github.com/ca-a2a/ca-a2a/shared/certload"
 )
-
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-func (l *logBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
 
 type env struct {
 	stack      *stack.Stack
 	cfg        *lambda.Config
 	sm         *secretsmanager.Client
-	logs       *logBuffer
+	logs       *syncbuf.Buffer
 	handshakes *atomic.Int64
 }
 
@@ -71,7 +58,7 @@ func setup(t *testing.T) *env {
 	s.PutDocument(t, "incoming/invoice.pdf", samples.Invoice())
 	s.PutDocument(t, "incoming/transactions.csv", samples.TransactionsCSV())
 	s.PutDocument(t, "incoming/with space.csv", []byte("a,b\n1,2\n"))
-	return &env{stack: s, cfg: cfg, sm: sm, logs: &logBuffer{}, handshakes: &atomic.Int64{}}
+	return &env{stack: s, cfg: cfg, sm: sm, logs: &syncbuf.Buffer{}, handshakes: &atomic.Int64{}}
 }
 
 func (e *env) runtime(t *testing.T) *lambda.Runtime {

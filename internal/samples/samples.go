@@ -1,55 +1,11 @@
-// Package samples writes small, valid documents for tests and the demo: a
-// multi-page PDF with real text and a CSV.
+// Package samples holds the small, valid documents the tests and the demo
+// use: a two-page invoice PDF with real text and a transactions CSV.
 package samples
 
-import (
-	"bytes"
-	"fmt"
-	"strings"
-)
+import "github.com/ca-a2a/ca-a2a/agentsvc/extractor/pdftest"
 
-// PDF returns a PDF 1.4 document with one page per string, each drawing its
-// text in Helvetica. Lines of a page are separated by "\n".
-func PDF(pages ...string) []byte {
-	var b bytes.Buffer
-	var offsets []int
-	obj := func(body string) {
-		offsets = append(offsets, b.Len())
-		fmt.Fprintf(&b, "%d 0 obj\n%s\nendobj\n", len(offsets), body)
-	}
-	b.WriteString("%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
-	n := len(pages)
-	// Objects: 1 catalog, 2 pages, 3 font, then per page: page, content.
-	kids := make([]string, n)
-	for i := range pages {
-		kids[i] = fmt.Sprintf("%d 0 R", 4+2*i)
-	}
-	obj("<< /Type /Catalog /Pages 2 0 R >>")
-	obj(fmt.Sprintf("<< /Type /Pages /Kids [%s] /Count %d >>", strings.Join(kids, " "), n))
-	obj("<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>")
-	for i, text := range pages {
-		obj(fmt.Sprintf("<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> /Contents %d 0 R >>", 5+2*i))
-		var content strings.Builder
-		content.WriteString("BT /F1 12 Tf 14 TL 72 720 Td\n")
-		for _, line := range strings.Split(text, "\n") {
-			fmt.Fprintf(&content, "(%s) Tj T*\n", escape(line))
-		}
-		content.WriteString("ET")
-		obj(fmt.Sprintf("<< /Length %d >>\nstream\n%s\nendstream", content.Len(), content.String()))
-	}
-	xref := b.Len()
-	fmt.Fprintf(&b, "xref\n0 %d\n0000000000 65535 f \n", len(offsets)+1)
-	for _, off := range offsets {
-		fmt.Fprintf(&b, "%010d 00000 n \n", off)
-	}
-	fmt.Fprintf(&b, "trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n", len(offsets)+1, xref)
-	return b.Bytes()
-}
-
-func escape(s string) string {
-	r := strings.NewReplacer(`\`, `\\`, "(", `\(`, ")", `\)`)
-	return r.Replace(s)
-}
+// PDF returns a PDF with one page per string (lines separated by "\n").
+func PDF(pages ...string) []byte { return pdftest.Build(pages...) }
 
 // Invoice is a two-page sample invoice.
 func Invoice() []byte {

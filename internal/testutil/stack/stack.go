@@ -4,7 +4,6 @@
 package stack
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -19,6 +18,7 @@ import (
 	"github.com/ca-a2a/ca-a2a/agentsvc/config"
 	"github.com/ca-a2a/ca-a2a/internal/certgen"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/idp"
+	"github.com/ca-a2a/ca-a2a/internal/testutil/syncbuf"
 )
 
 // Agents in start order: the orchestrator's peers first.
@@ -37,7 +37,7 @@ type Stack struct {
 	mu     sync.Mutex
 	cancel map[string]context.CancelFunc
 	done   map[string]chan error
-	logs   map[string]*syncBuffer
+	logs   map[string]*syncbuf.Buffer
 	t      testing.TB
 }
 
@@ -51,7 +51,7 @@ func Start(t testing.TB, opts ...Option) *Stack {
 	s := &Stack{
 		CertsDir: filepath.Join(base, "certs"), DocsDir: filepath.Join(base, "documents"),
 		URLs: map[string]string{}, Env: map[string]map[string]string{},
-		cancel: map[string]context.CancelFunc{}, done: map[string]chan error{}, logs: map[string]*syncBuffer{}, t: t,
+		cancel: map[string]context.CancelFunc{}, done: map[string]chan error{}, logs: map[string]*syncbuf.Buffer{}, t: t,
 	}
 	if err := certgen.Generate(certgen.Options{Dir: s.CertsDir}); err != nil {
 		t.Fatal(err)
@@ -107,7 +107,7 @@ func (s *Stack) StartAgent(agent string) {
 	if err != nil {
 		s.t.Fatalf("%s config: %v", agent, err)
 	}
-	buf := &syncBuffer{}
+	buf := &syncbuf.Buffer{}
 	log := slog.New(slog.NewJSONHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan struct{})
@@ -177,24 +177,4 @@ func freePort(t testing.TB) int {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	if s == nil {
-		return ""
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -1,0 +1,31 @@
+// Package syncbuf is a bytes.Buffer safe for concurrent writers, for tests
+// that collect a server's log or a process's output.
+package syncbuf
+
+import (
+	"bytes"
+	"sync"
+)
+
+// Buffer collects writes from several goroutines. The zero value is ready.
+type Buffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+// Write appends p.
+func (s *Buffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// String returns what was written so far ("" for a nil Buffer).
+func (s *Buffer) String() string {
+	if s == nil {
+		return ""
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
