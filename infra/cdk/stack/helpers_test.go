@@ -12,7 +12,6 @@ import (
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/assertions"
-	"github.com/aws/aws-cdk-go/awscdk/v2/cxapi"
 	"github.com/aws/jsii-runtime-go"
 
 	"github.com/ca-a2a/ca-a2a/infra/cdk/stack"
@@ -245,9 +244,6 @@ func container(t *testing.T, td resource) map[string]any {
 	}
 	return cds[0].(map[string]any)
 }
-
-// assertionsMsg is the message type the Annotations finders return.
-type assertionsMsg = cxapi.SynthesisMessage
 
 // newAppNoConfig is newApp without reading the config, for invalid contexts.
 func newAppNoConfig(t testing.TB, extra map[string]any) (awscdk.App, error) {
