@@ -26,4 +26,4 @@ export KC_HTTPS_CERTIFICATE_KEY_FILE="$dir/tls-key.pem"
 export KC_HTTPS_TRUST_STORE_FILE="$dir/ca-cert.pem"
 export KC_TRUSTSTORE_PATHS="$dir/ca-cert.pem"
 
-exec /opt/keycloak/bin/kc.sh "$@"
+exec "${CA_A2A_KC_SH:-/opt/keycloak/bin/kc.sh}" "$@"

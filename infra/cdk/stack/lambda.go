@@ -102,6 +102,10 @@ func (a *Application) lambda() {
 		})
 	}
 	a.Function = awslambda.NewFunction(st, jsii.String("DocumentsFunction"), props)
+	// Deliveries start once the orchestrator is up, not while the first
+	// deployment is still starting it (each failed batch counts towards the
+	// DLQ's maxReceiveCount).
+	a.Function.Node().AddDependency(a.Services[Agents[0].Name])
 	a.Function.AddEventSource(awslambdaeventsources.NewSqsEventSource(a.Queue, &awslambdaeventsources.SqsEventSourceProps{
 		BatchSize:               jsii.Number(sqsBatchSize),
 		MaxBatchingWindow:       awscdk.Duration_Seconds(jsii.Number(sqsBatchWindowSeconds)),

@@ -34,10 +34,22 @@ func (a *Application) services() {
 	})
 	a.agentImage = awsecs.ContainerImage_FromDockerImageAsset(agentImage)
 
-	for _, ag := range Agents {
-		a.agent(ag)
-	}
+	// First deployment order follows the health checks: every agent's
+	// /health needs the JWKS from Keycloak, and the orchestrator's also needs
+	// its three peers. Without the order, tasks that start first fail their
+	// health checks and the circuit breaker may roll the stack back.
 	a.keycloak()
+	for _, ag := range Agents[1:] {
+		a.agent(ag)
+		a.Services[ag.Name].Node().AddDependency(a.Services["keycloak"])
+	}
+	a.agent(Agents[0])
+	for _, ag := range Agents {
+		if ag.Name != Agents[0].Name {
+			a.Services[Agents[0].Name].Node().AddDependency(a.Services[ag.Name])
+		}
+	}
+	a.Services[Agents[0].Name].Node().AddDependency(a.Services["keycloak"])
 }
 
 // logGroup is a service's or function's log group with a fixed retention.

@@ -667,3 +667,41 @@ func TestContextValidation(t *testing.T) {
 		t.Error("an empty directory passed as the repository root")
 	}
 }
+
+// TestFirstDeploymentOrder checks that services start after what their
+// health checks need: Keycloak (JWKS) before every agent, the peers before
+// the orchestrator, the orchestrator before the Lambda gets events.
+func TestFirstDeploymentOrder(t *testing.T) {
+	s := synth(t, nil)
+	tp := s.appT
+	dependsOn := func(path string) []string {
+		_, r := tp.byPath(t, path)
+		var out []string
+		for _, d := range list(r.DependsOn) {
+			out = append(out, tp.construct(d.(string)))
+		}
+		return out
+	}
+	for _, ag := range stack.Agents {
+		id := strings.ToUpper(ag.Name[:1]) + ag.Name[1:]
+		deps := dependsOn("CaA2a/" + id + "Service/Service")
+		want := []string{"KeycloakService"}
+		if ag.Name == "orchestrator" {
+			want = append(want, "ExtractorService", "ValidatorService", "ArchivistService")
+		}
+		for _, w := range want {
+			if !slices.Contains(deps, w) {
+				t.Errorf("%s service does not depend on %s: %v", ag.Name, w, deps)
+			}
+		}
+	}
+	for _, id := range append(tp.ofType("AWS::Lambda::EventSourceMapping"), "") {
+		path := "CaA2a/DocumentsFunction/Resource"
+		if id != "" {
+			path, _ = tp.Resources[id].Metadata["aws:cdk:path"].(string)
+		}
+		if deps := dependsOn(path); !slices.Contains(deps, "OrchestratorService") {
+			t.Errorf("%s does not depend on the orchestrator service: %v", path, deps)
+		}
+	}
+}

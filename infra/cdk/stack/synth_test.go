@@ -6,6 +6,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/ca-a2a/ca-a2a/infra/cdk/stack"
@@ -58,6 +60,8 @@ func TestSynthBundlesLambdaForSAMAndPassesCfnLint(t *testing.T) {
 		t.Error("bootstrap is dynamically linked; provided.al2023 needs CGO_ENABLED=0")
 	}
 
+	checkDockerContexts(t, out)
+
 	lint, err := exec.LookPath("cfn-lint")
 	if err != nil {
 		if os.Getenv("CI") == "true" {
@@ -70,5 +74,66 @@ func TestSynthBundlesLambdaForSAMAndPassesCfnLint(t *testing.T) {
 	t.Logf("cfn-lint (warnings are informational):\n%s", outb)
 	if err != nil {
 		t.Fatalf("cfn-lint found errors: %v", err)
+	}
+}
+
+// checkDockerContexts checks what the two image assets put into their build
+// context: the sources they build and the realm, never certificates, local
+// state, node_modules, cdk.out or tests.
+func checkDockerContexts(t *testing.T, out string) {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(out, stack.AppStackID+".assets.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var assets struct {
+		DockerImages map[string]struct {
+			Source struct {
+				Directory  string `json:"directory"`
+				DockerFile string `json:"dockerFile"`
+				Platform   string `json:"platform"`
+			} `json:"source"`
+		} `json:"dockerImages"`
+	}
+	if err := json.Unmarshal(raw, &assets); err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]bool{}
+	for _, img := range assets.DockerImages {
+		files[img.Source.DockerFile] = true
+		if img.Source.Platform != "linux/arm64" {
+			t.Errorf("%s: platform %q", img.Source.DockerFile, img.Source.Platform)
+		}
+		dir := filepath.Join(out, img.Source.Directory)
+		var paths []string
+		err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			rel, _ := filepath.Rel(dir, p)
+			paths = append(paths, filepath.ToSlash(rel))
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range paths {
+			for _, bad := range []string{"certs", ".local", "node_modules", "cdk.out", ".git", "dev", "infra/cdk/stack"} {
+				if p == bad || strings.HasPrefix(p, bad+"/") {
+					t.Errorf("%s context holds %s", img.Source.DockerFile, p)
+				}
+			}
+			if strings.HasSuffix(p, "_test.go") || strings.HasSuffix(p, ".pem") {
+				t.Errorf("%s context holds %s", img.Source.DockerFile, p)
+			}
+		}
+		for _, want := range []string{"go.mod", "go.sum", "cmd/agent/main.go", "infra/keycloak/realm-ca-a2a.json", "infra/cdk/keycloak/entrypoint.sh"} {
+			if !slices.Contains(paths, want) {
+				t.Errorf("%s context lacks %s", img.Source.DockerFile, want)
+			}
+		}
+	}
+	if !files["Dockerfile"] || !files["infra/cdk/keycloak/Dockerfile"] || len(files) != 2 {
+		t.Errorf("image assets = %v", files)
 	}
 }
