@@ -28,12 +28,19 @@ func demo(ctx context.Context, l localrun.Layout) error {
 		fmt.Println("✓ stopped every process the demo started")
 	}()
 	s := newSteps()
+	// Refuse before touching any state when another run holds the ports.
+	if err := l.CheckPorts(); err != nil {
+		return fmt.Errorf("%w: is \"make run-agents\" running? stop it first", err)
+	}
 	// A clean archive each run, so the output tells this run's story.
 	_ = os.RemoveAll(filepath.Join(l.StateDir, "archive"))
 	if err := up(ctx, l, &g, s); err != nil {
 		return err
 	}
-	docs := map[string][]byte{"incoming/invoice.pdf": samples.Invoice(), "incoming/transactions.csv": samples.TransactionsCSV()}
+	// Every file in events/ points at one of these; "with space.csv" shows
+	// that URL-encoded keys in S3 notifications are decoded.
+	docs := map[string][]byte{"incoming/invoice.pdf": samples.Invoice(), "incoming/transactions.csv": samples.TransactionsCSV(),
+		"incoming/with space.csv": samples.TransactionsCSV()}
 	if err := s.do("sample documents", func() (string, error) {
 		var names []string
 		for k, v := range docs {

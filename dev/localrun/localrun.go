@@ -195,6 +195,19 @@ func PortFree(port int) bool {
 	return false
 }
 
+// CheckPorts fails when the identity provider's or an agent's port is taken.
+func (l Layout) CheckPorts() error {
+	if !PortFree(l.IdPPort) {
+		return fmt.Errorf("identity provider port 127.0.0.1:%d: %w", l.IdPPort, ErrPortBusy)
+	}
+	for _, a := range Agents {
+		if !PortFree(a.Port) {
+			return fmt.Errorf("%s port 127.0.0.1:%d: %w", a.Name, a.Port, ErrPortBusy)
+		}
+	}
+	return nil
+}
+
 // WaitHTTP polls url until it answers with status want (or any status when
 // want is 0), up to timeout.
 func WaitHTTP(ctx context.Context, client *http.Client, url string, want int, timeout time.Duration) error {
