@@ -1,0 +1,103 @@
+package bench
+
+import (
+	"os"
+	"strings"
+	"testing"
+)
+
+// TestRun runs every measurement with tiny settings and checks that each
+// row has its figure: the code measures what it says, not how fast it is.
+// BENCH_FULL=1 runs the settings of make bench (moto_server, nginx when
+// installed) instead.
+func TestRun(t *testing.T) {
+	o := Short()
+	if os.Getenv("BENCH_FULL") == "1" {
+		o = Full()
+	}
+	var log strings.Builder
+	o.Log = &log
+	rep := Run(t.Context(), o)
+	t.Log("\n" + rep.Markdown())
+	want := map[string]bool{"1": true, "2a": true, "2b": true, "2c": true, "2d": true, "3a": true, "3b": true, "3c": true,
+		"4a": true, "4b": true, "5a": true, "5b": true, "6": true}
+	for _, r := range rep.Rows {
+		if !want[r.ID] {
+			t.Errorf("unexpected row %q", r.ID)
+		}
+		delete(want, r.ID)
+		switch {
+		case r.Error != "":
+			t.Errorf("row %s: %s", r.ID, r.Error)
+		case r.Skipped != "":
+			if r.ID != "6" {
+				t.Errorf("row %s skipped: %s", r.ID, r.Skipped)
+			}
+		case r.Ratio == nil && r.Met == nil:
+			t.Errorf("row %s has neither a ratio nor a verdict: %+v", r.ID, r)
+		}
+	}
+	for id := range want {
+		t.Errorf("row %s missing", id)
+	}
+	// Counts are exact whatever the machine: check they are counted.
+	for _, r := range rep.Rows {
+		if r.ID == "4a" && r.Values["secrets_calls"] == 0 {
+			t.Errorf("cold Lambda counted no Secrets Manager call: %s", r.Detail)
+		}
+	}
+	dir := t.TempDir()
+	if err := rep.Write(dir); err != nil {
+		t.Fatal(err)
+	}
+	if t.Failed() {
+		t.Log(log.String())
+	}
+}
+
+// TestScope checks the TB adapter the driver runs the test helpers with.
+func TestScope(t *testing.T) {
+	var order []string
+	skipped, err := Do(t.Context(), "x", nil, func(tb testing.TB) {
+		tb.Cleanup(func() { order = append(order, "first") })
+		tb.Cleanup(func() { order = append(order, "second") })
+		tb.Fatalf("boom %d", 1)
+	})
+	if err == nil || !strings.Contains(err.Error(), "boom 1") || skipped != "" {
+		t.Fatalf("Fatal: err %v, skipped %q", err, skipped)
+	}
+	if strings.Join(order, ",") != "second,first" {
+		t.Fatalf("cleanups ran %v", order)
+	}
+	skipped, err = Do(t.Context(), "y", nil, func(tb testing.TB) { tb.Skip("no moto") })
+	if err != nil || skipped != "no moto" {
+		t.Fatalf("Skip: err %v, skipped %q", err, skipped)
+	}
+}
+
+// hotPath builds the named path on a fresh fixture (b.Loop keeps the
+// set-up out of the timing).
+func hotPath(b *testing.B, name string) HotPath {
+	b.Helper()
+	for _, h := range HotPaths(b, NewFixture(b)) {
+		if h.Name == name {
+			return h
+		}
+	}
+	b.Fatalf("no hot path %q", name)
+	return HotPath{}
+}
+
+// The verifier's hot path as go test benchmarks:
+//
+//	go test -run '^$' -bench . ./bench
+func BenchmarkMiddlewareFirstSightES256(b *testing.B) {
+	RunHotPath(b, hotPath(b, "middleware_first_sight_ES256"))
+}
+func BenchmarkMiddlewareCachedES256(b *testing.B) { RunHotPath(b, hotPath(b, "middleware_cached_ES256")) }
+func BenchmarkSignatureOnlyES256(b *testing.B)    { RunHotPath(b, hotPath(b, "signature_only_ES256")) }
+func BenchmarkMiddlewareFirstSightRS256(b *testing.B) {
+	RunHotPath(b, hotPath(b, "middleware_first_sight_RS256"))
+}
+func BenchmarkMiddlewareCachedRS256(b *testing.B) { RunHotPath(b, hotPath(b, "middleware_cached_RS256")) }
+func BenchmarkSignatureOnlyRS256(b *testing.B)    { RunHotPath(b, hotPath(b, "signature_only_RS256")) }

@@ -1,0 +1,50 @@
+// Command bench runs the measurements of package bench on loopback and
+// writes results.md and results.json (go run ./bench/cmd/bench; make bench).
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/ca-a2a/ca-a2a/bench"
+)
+
+func main() {
+	o := bench.Full()
+	out := flag.String("out", "bench/results", "directory for results.md and results.json")
+	short := flag.Bool("short", false, "tiny settings: checks that everything runs, figures mean nothing")
+	flag.DurationVar(&o.Duration, "duration", o.Duration, "measured load per target (rows 1 and 6)")
+	flag.IntVar(&o.Concurrency, "concurrency", o.Concurrency, "requests in flight, pinned")
+	flag.StringVar(&o.Nginx, "nginx", o.Nginx, `nginx binary ("" looks it up, "off" skips row 6)`)
+	flag.BoolVar(&o.Moto, "moto", o.Moto, "keep the Lambda's secrets in moto_server (else in memory)")
+	flag.Parse()
+	if *short {
+		s := bench.Short()
+		s.Nginx = o.Nginx
+		o = s
+	}
+	o.Log = os.Stderr
+	// The whole run is bounded too, whatever the settings.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	rep := bench.Run(ctx, o)
+	if err := rep.Write(*out); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+	fmt.Print(rep.Markdown())
+	fmt.Fprintf(os.Stderr, "bench: wrote %s/results.md and results.json\n", *out)
+	for _, r := range rep.Rows {
+		if r.Error != "" {
+			os.Exit(1)
+		}
+	}
+}

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# make bench: install nginx for the reference row when it is missing and we
+# are root (Debian/Ubuntu), then run the measurements and write
+# bench/results/results.md and results.json. Extra arguments go to the driver.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "bench: installing nginx for the reference row (apt-get)" >&2
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; }; then
+      echo "bench: nginx could not be installed; row 6 will be skipped" >&2
+    fi
+  else
+    echo "bench: nginx is missing and this is not a root shell with apt-get; row 6 will be skipped" >&2
+  fi
+fi
+exec "${GO:-go}" run ./bench/cmd/bench "$@"

@@ -1,0 +1,268 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"testing"
+	"time"
+
+	vegeta "github.com/tsenart/vegeta/v12/lib"
+)
+
+// Options size a run. Every loop is bounded in count and in time.
+type Options struct {
+	// Duration is the measured load time per target (rows 1 and 6).
+	Duration time.Duration `json:"duration"`
+	// Rounds alternates the load targets; Warmup precedes each.
+	Rounds int           `json:"rounds"`
+	Warmup time.Duration `json:"warmup"`
+	// Concurrency is the number of requests in flight, pinned.
+	Concurrency int `json:"concurrency"`
+	// MaxRequests bounds each attack.
+	MaxRequests uint64 `json:"max_requests"`
+	// Benchmarks runs the hot paths with testing.Benchmark (about a second
+	// each); without it each runs HotPathCalls times, timed by hand.
+	Benchmarks   bool `json:"benchmarks"`
+	HotPathCalls int  `json:"hot_path_calls"`
+	// HandshakeCalls per kind of connection (row 3).
+	HandshakeCalls int `json:"handshake_calls"`
+	// FanoutDelay is added to each process_document; FanoutReps times each
+	// fan-out measurement; BatchSize is the SQS batch (rows 4 and 5).
+	FanoutDelay time.Duration `json:"fanout_delay"`
+	FanoutReps  int           `json:"fanout_reps"`
+	BatchSize   int           `json:"batch_size"`
+	// Moto stores the Lambda's secrets in moto_server (else in memory).
+	Moto bool `json:"moto"`
+	// Nginx is the nginx binary ("" finds it, "off" skips row 6).
+	Nginx string `json:"nginx"`
+	// Log receives progress.
+	Log io.Writer `json:"-"`
+}
+
+// Full are the settings of `make bench`.
+func Full() Options {
+	return Options{Duration: 5 * time.Second, Rounds: 2, Warmup: 500 * time.Millisecond, Concurrency: 8,
+		MaxRequests: 2_000_000, Benchmarks: true, HotPathCalls: 1000, HandshakeCalls: 200,
+		FanoutDelay: 200 * time.Millisecond, FanoutReps: 3, BatchSize: 10, Moto: true}
+}
+
+// Short are settings that only check that everything runs (tests).
+func Short() Options {
+	return Options{Duration: 200 * time.Millisecond, Rounds: 1, Warmup: 0, Concurrency: 2,
+		MaxRequests: 200, HotPathCalls: 3, HandshakeCalls: 2,
+		FanoutDelay: 20 * time.Millisecond, FanoutReps: 1, BatchSize: 10, Nginx: "off"}
+}
+
+// Run takes every measurement and returns the report. A measurement that
+// fails or cannot run becomes a row saying so; the others still run.
+func Run(ctx context.Context, o Options) *Report {
+	if o.Log == nil {
+		o.Log = io.Discard
+	}
+	rep := newReport(o)
+	start := time.Now()
+	step := func(name string, fn func(tb testing.TB) []Row, ids ...string) {
+		fmt.Fprintf(o.Log, "bench: %s...\n", name)
+		t0 := time.Now()
+		var rows []Row
+		skipped, err := Do(ctx, name, o.Log, func(tb testing.TB) { rows = fn(tb) })
+		if err != nil || skipped != "" {
+			for _, id := range ids {
+				row := Row{ID: id, Title: name}
+				if err != nil {
+					row.Error = err.Error()
+				} else {
+					row.Skipped = skipped
+				}
+				rows = append(rows, row)
+			}
+		}
+		rep.Rows = append(rep.Rows, rows...)
+		fmt.Fprintf(o.Log, "bench: %s done in %s\n", name, time.Since(t0).Round(time.Millisecond))
+	}
+	step("auth overhead and nginx reference", func(tb testing.TB) []Row { return loadRows(ctx, tb, o) }, "1", "6")
+	step("verifier hot path", func(tb testing.TB) []Row { return hotPathRows(tb, o) }, "2")
+	step("A2A client handshakes", func(tb testing.TB) []Row { return handshakeRows(ctx, tb, o) }, "3")
+	step("Lambda round trips and fan-out", func(tb testing.TB) []Row { return lambdaRows(ctx, tb, o) }, "4", "5")
+	rep.Elapsed = time.Since(start).Round(time.Millisecond).String()
+	return rep
+}
+
+func loadRows(ctx context.Context, tb testing.TB, o Options) []Row {
+	f := NewFixture(tb)
+	agent := f.StartAgent(tb, "extractor")
+	client := f.HTTPClient(tb, "extractor", o.Concurrency)
+	hdr := http.Header{"Authorization": {"Bearer " + f.Token}, "Content-Type": {"application/json"}}
+	targets := []LoadTarget{
+		{Name: "message", Client: client, Target: vegeta.Target{Method: http.MethodPost, URL: agent.URL + "/message", Header: hdr,
+			Body: []byte(`{"jsonrpc":"2.0","method":"get_health","id":1}`)}},
+		{Name: "health", Client: client, Target: vegeta.Target{Method: http.MethodGet, URL: agent.URL + "/health"}},
+	}
+	if err := probe(targets[0], `"result"`); err != nil {
+		tb.Fatal(err)
+	}
+	if err := probe(targets[1], `"healthy"`); err != nil {
+		tb.Fatal(err)
+	}
+	nginxRow := Row{ID: "6", Title: "reference: authenticated path vs nginx", Of: "req/s our POST /message (full chain) ÷ req/s nginx GET (mTLS, static JSON)"}
+	if o.Nginx == "off" {
+		nginxRow.Skipped = "switched off (short mode or -nginx off)"
+	} else if bin, err := FindNginx(o.Nginx); err != nil {
+		nginxRow.Skipped = err.Error()
+	} else if url, err := f.StartNginx(tb, bin); err != nil {
+		nginxRow.Skipped = err.Error()
+	} else {
+		targets = append(targets, LoadTarget{Name: "nginx", Client: f.HTTPClient(tb, "nginx", o.Concurrency),
+			Target: vegeta.Target{Method: http.MethodGet, URL: url + "/health"}})
+	}
+	res := Load(ctx, targets, LoadOptions{Duration: o.Duration, Rounds: o.Rounds, Concurrency: o.Concurrency,
+		MaxRequests: o.MaxRequests, Warmup: o.Warmup})
+	for i, r := range res {
+		if r.Errors > 0 {
+			tb.Logf("%s: %d of %d requests failed, first: %s", targets[i].Name, r.Errors, r.Requests, r.FirstError)
+		}
+	}
+	msg, health := res[0], res[1]
+	auth := Row{ID: "1", Title: "auth overhead: get_health via POST /message vs GET /health, same server",
+		Of: "req/s with mTLS + JWT + binding + policy ÷ req/s with mTLS only", Target: ">= 0.90",
+		Ratio: ratio(msg.RPS, health.RPS),
+		Detail: fmt.Sprintf("/message %s; /health %s; p99 ratio %.2f", loadText(msg), loadText(health),
+			float64(msg.P99)/max(float64(health.P99), 1)),
+		Values: map[string]float64{"message_rps": msg.RPS, "health_rps": health.RPS,
+			"message_p50_ms": msf(msg.P50), "message_p99_ms": msf(msg.P99), "health_p50_ms": msf(health.P50), "health_p99_ms": msf(health.P99),
+			"message_errors": float64(msg.Errors), "health_errors": float64(health.Errors)},
+	}
+	if auth.Ratio != nil {
+		auth.Met = met(*auth.Ratio >= 0.90)
+	}
+	if len(res) == 3 {
+		ng := res[2]
+		nginxRow.Ratio = ratio(msg.RPS, ng.RPS)
+		nginxRow.Detail = fmt.Sprintf("nginx %s; our GET /health ÷ nginx %.3f", loadText(ng), health.RPS/max(ng.RPS, 1))
+		nginxRow.Values = map[string]float64{"nginx_rps": ng.RPS, "nginx_p50_ms": msf(ng.P50), "nginx_p99_ms": msf(ng.P99),
+			"nginx_errors": float64(ng.Errors), "message_rps": msg.RPS, "health_rps": health.RPS}
+	}
+	return []Row{auth, nginxRow}
+}
+
+func msf(d time.Duration) float64 { return float64(d) / 1e6 }
+
+func loadText(r LoadResult) string {
+	s := fmt.Sprintf("%.0f req/s, p50 %.2f ms, p99 %.2f ms (%d requests", r.RPS, msf(r.P50), msf(r.P99), r.Requests)
+	if r.Errors > 0 {
+		s += fmt.Sprintf(", %d failed", r.Errors)
+	}
+	return s + ")"
+}
+
+func hotPathRows(tb testing.TB, o Options) []Row {
+	f := NewFixture(tb)
+	type fig struct{ ns, allocs, bytes float64 }
+	figs := map[string]fig{}
+	for _, h := range HotPaths(tb, f) {
+		if err := h.Op(); err != nil {
+			tb.Fatalf("%s: %v", h.Name, err)
+		}
+		if o.Benchmarks {
+			r := testing.Benchmark(func(b *testing.B) { RunHotPath(b, h) })
+			if r.N == 0 {
+				tb.Fatalf("%s: benchmark failed", h.Name)
+			}
+			figs[h.Name] = fig{float64(r.NsPerOp()), float64(r.AllocsPerOp()), float64(r.AllocedBytesPerOp())}
+			continue
+		}
+		n := max(o.HotPathCalls, 1)
+		start := time.Now()
+		for i := 0; i < n; i++ {
+			if err := h.Op(); err != nil {
+				tb.Fatalf("%s: %v", h.Name, err)
+			}
+		}
+		ns := float64(time.Since(start).Nanoseconds()) / float64(n)
+		figs[h.Name] = fig{ns: ns, allocs: testing.AllocsPerRun(n, func() { _ = h.Op() })}
+	}
+	txt := func(name string) string {
+		g := figs[name]
+		return fmt.Sprintf("%s %.1f µs/op, %.0f allocs/op", name, g.ns/1e3, g.allocs)
+	}
+	var rows []Row
+	for i, alg := range []string{"ES256", "RS256"} {
+		first, cached, sig := "middleware_first_sight_"+alg, "middleware_cached_"+alg, "signature_only_"+alg
+		values := map[string]float64{}
+		for _, n := range []string{first, cached, sig} {
+			values[n+"_ns"], values[n+"_allocs"], values[n+"_bytes"] = figs[n].ns, figs[n].allocs, figs[n].bytes
+		}
+		rows = append(rows,
+			Row{ID: fmt.Sprintf("2%c", 'a'+2*i), Title: "verifier " + alg + ": first sight of a token vs bare signature check",
+				Of: "ns/op middleware, token not cached ÷ ns/op signature verification alone", Ratio: ratio(figs[first].ns, figs[sig].ns),
+				Detail: txt(first) + "; " + txt(sig), Values: values},
+			Row{ID: fmt.Sprintf("2%c", 'b'+2*i), Title: "verifier " + alg + ": cached token vs first sight",
+				Of: "ns/op middleware, token cached ÷ ns/op token not cached", Ratio: ratio(figs[cached].ns, figs[first].ns),
+				Detail: txt(cached), Values: values},
+		)
+	}
+	return rows
+}
+
+func handshakeRows(ctx context.Context, tb testing.TB, o Options) []Row {
+	f := NewFixture(tb)
+	agent := f.StartAgent(tb, "extractor")
+	h := Handshakes(ctx, tb, f, agent, o.HandshakeCalls)
+	values := map[string]float64{"full_ms": msf(h.Full), "resumed_ms": msf(h.Resumed), "reused_ms": msf(h.Reused),
+		"calls": float64(h.Calls), "resumed_seen": float64(h.ResumedSeen), "resumed_phase_handshakes": float64(h.ResumedHandshakes),
+		"reused_phase_handshakes": float64(h.ReusedHandshakes)}
+	check := fmt.Sprintf("server saw %d resumed of %d handshakes in the resumed phase, %d in the keep-alive phase",
+		h.ResumedSeen, h.ResumedHandshakes, h.ReusedHandshakes)
+	return []Row{
+		{ID: "3a", Title: "A2A call on a new connection, full handshake, vs keep-alive", Of: "ms/call full TLS 1.3 handshake ÷ ms/call reused connection",
+			Ratio: ratio(float64(h.Full), float64(h.Reused)), Detail: h.String(), Values: values},
+		{ID: "3b", Title: "A2A call on a new connection, resumed (ticket), vs keep-alive", Of: "ms/call resumed ÷ ms/call reused connection",
+			Ratio: ratio(float64(h.Resumed), float64(h.Reused)), Detail: check, Values: values},
+		{ID: "3c", Title: "resumed vs full handshake", Of: "ms/call resumed ÷ ms/call full",
+			Ratio: ratio(float64(h.Resumed), float64(h.Full)), Values: values},
+	}
+}
+
+func lambdaRows(ctx context.Context, tb testing.TB, o Options) []Row {
+	f := NewFixture(tb)
+	backend := SecretsMemory
+	if o.Moto {
+		backend = SecretsMoto
+	}
+	r := Lambda(ctx, tb, f, LambdaOptions{Secrets: backend, Delay: o.FanoutDelay, Reps: max(o.FanoutReps, 1), BatchSize: o.BatchSize})
+	counts := func(c LambdaCounts) string {
+		return fmt.Sprintf("%d BatchGetSecretValue, %d token requests, %d handshakes to the orchestrator", c.SecretsCalls, c.TokenRequests, c.Handshakes)
+	}
+	rows := []Row{
+		{ID: "4a", Title: "Lambda cold: init + first invocation (1 document)", Of: "counted round trips",
+			Target: "1 secrets call, 1 token request", Met: met(r.Cold.SecretsCalls == 1 && r.Cold.TokenRequests == 1),
+			Detail: counts(r.Cold) + fmt.Sprintf(" (secrets from %s; the identity provider counted %d token requests over both invocations)", r.Secrets, r.IdPTokenRequests),
+			Values: map[string]float64{"secrets_calls": float64(r.Cold.SecretsCalls), "token_requests": float64(r.Cold.TokenRequests), "handshakes": float64(r.Cold.Handshakes)}},
+		{ID: "4b", Title: "Lambda warm: next invocation (1 document)", Of: "counted round trips",
+			Target: "0 secrets calls, 0 token requests (0 handshakes)", Met: met(r.Warm == LambdaCounts{}),
+			Detail: counts(r.Warm),
+			Values: map[string]float64{"secrets_calls": float64(r.Warm.SecretsCalls), "token_requests": float64(r.Warm.TokenRequests), "handshakes": float64(r.Warm.Handshakes)}},
+	}
+	for i, c := range r.Concurrent {
+		b := r.Batch[c]
+		row := Row{ID: fmt.Sprintf("5%c", 'a'+i),
+			Title: fmt.Sprintf("fan-out: SQS batch of %d vs 1 document, FANOUT_CONCURRENCY=%d", r.BatchSize, c),
+			Of:    fmt.Sprintf("invocation time, %d documents ÷ 1 document (each call sleeps %s at the orchestrator)", r.BatchSize, r.Delay),
+			Ratio: ratio(float64(b.Median), float64(r.One)),
+			Detail: fmt.Sprintf("1 document %s, %d documents %s (median of %d); ideal %d", ms(r.One), r.BatchSize, ms(b.Median), r.Reps,
+				(r.BatchSize+c-1)/c),
+			Values: map[string]float64{"one_ms": msf(r.One), "batch_ms": msf(b.Median), "concurrency": float64(c), "batch_size": float64(r.BatchSize)}}
+		if c >= r.BatchSize {
+			row.Target = "close to 1 (< 1.5), far from " + fmt.Sprint(r.BatchSize)
+			if row.Ratio != nil {
+				row.Met = met(*row.Ratio < 1.5)
+			}
+		} else {
+			row.Target = fmt.Sprintf("close to %d waves", (r.BatchSize+c-1)/c)
+		}
+		rows = append(rows, row)
+	}
+	return rows
+}
