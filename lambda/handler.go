@@ -48,8 +48,7 @@ type Object struct {
 func (h *Handler) Invoke(ctx context.Context, payload json.RawMessage) (any, error) {
 	var probe struct {
 		Records []struct {
-			EventSource  string `json:"eventSource"`
-			EventSource2 string `json:"EventSource"`
+			EventSource string `json:"eventSource"`
 		} `json:"Records"`
 	}
 	if err := json.Unmarshal(payload, &probe); err != nil || len(probe.Records) == 0 {

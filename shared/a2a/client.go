@@ -154,7 +154,7 @@ type response struct {
 }
 
 func (c *Client) send(ctx context.Context, p peer, body []byte) (*response, error) {
-	tok, err := c.cfg.Tokens.Token()
+	tok, err := tokenWithin(ctx, c.cfg.Tokens)
 	if err != nil {
 		return nil, fmt.Errorf("a2a: token: %w", err)
 	}
@@ -178,6 +178,27 @@ func (c *Client) send(ctx context.Context, p peer, body []byte) (*response, erro
 		return nil, errors.New("a2a: answer larger than 64 MiB")
 	}
 	return &response{status: resp.StatusCode, body: data}, nil
+}
+
+// tokenWithin bounds Token by ctx: oauth2.TokenSource takes no context, and
+// a token endpoint that hangs must not hold a call past its deadline. The
+// fetch itself ends by the token client's own timeout.
+func tokenWithin(ctx context.Context, ts TokenSource) (*oauth2.Token, error) {
+	type result struct {
+		tok *oauth2.Token
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		tok, err := ts.Token()
+		ch <- result{tok, err}
+	}()
+	select {
+	case r := <-ch:
+		return r.tok, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 func (c *Client) encode(method string, params any) ([]byte, error) {

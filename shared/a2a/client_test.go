@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+	"golang.org/x/oauth2"
 
 	"github.com/ca-a2a/ca-a2a/internal/testutil/pki"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/tokens"
@@ -245,5 +246,32 @@ func TestNoRetryOfSentRequests(t *testing.T) {
 	down := f.client(t, map[string]string{"validator": "https://127.0.0.1:1"}, nil)
 	if err := down.Call(t.Context(), "validator", "m", nil, nil); jsonrpc.CodeOf(err) != jsonrpc.CodeUnavailable {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// hangingTokens never answers until released.
+type hangingTokens struct{ release chan struct{} }
+
+func (h hangingTokens) Token() (*oauth2.Token, error) {
+	<-h.release
+	return nil, errors.New("released")
+}
+func (h hangingTokens) Invalidate() {}
+
+func TestTokenFetchBoundedByDeadline(t *testing.T) {
+	f := newFixture(t)
+	url := f.serve(t, "validator", echo)
+	h := hangingTokens{release: make(chan struct{})}
+	defer close(h.release)
+	c, err := a2a.New(a2a.Config{Certificate: f.caller, Tokens: h, Peers: map[string]string{"validator": url}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if err := c.Call(ctx, "validator", "m", nil, nil); !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 2*time.Second {
+		t.Fatalf("err %v after %s", err, time.Since(start))
 	}
 }
