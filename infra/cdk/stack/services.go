@@ -90,6 +90,9 @@ func AgentEnvironment(ag Agent, documentsURL string) map[string]*string {
 		env["DOCUMENTS_URL"] = jsii.String(documentsURL)
 	case "archivist":
 		env["ARCHIVE_DSN"] = jsii.String("sqlite://" + ArchiveMount + "/archive.db")
+		// The root filesystem is read-only: SQLite's rare temporary files
+		// (large sorts, spilled statement journals) go next to the database.
+		env["SQLITE_TMPDIR"] = jsii.String(ArchiveMount)
 	}
 	return env
 }
@@ -209,7 +212,32 @@ func (a *Application) readDocuments(td awsecs.FargateTaskDefinition) {
 // distroless nonroot user, at ArchiveMount with IAM authorization and TLS.
 func (a *Application) archiveVolume(td awsecs.FargateTaskDefinition, c awsecs.ContainerDefinition) {
 	st := a.Stack
+	// Only the archivist's task role may mount, only through a mount target
+	// and only over TLS (CDK's default policy allows any principal that
+	// reaches a mount target).
+	policy := awsiam.NewPolicyDocument(&awsiam.PolicyDocumentProps{Statements: &[]awsiam.PolicyStatement{
+		awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+			Sid:        jsii.String("ArchivistMountsThroughMountTarget"),
+			Principals: &[]awsiam.IPrincipal{awsiam.NewArnPrincipal(td.TaskRole().RoleArn())},
+			Actions:    jsii.Strings("elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"),
+			Resources:  jsii.Strings("*"),
+			Conditions: &map[string]interface{}{"Bool": map[string]interface{}{"elasticfilesystem:AccessedViaMountTarget": "true"}},
+		}),
+		awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+			Sid:        jsii.String("DenyWithoutTLS"),
+			Effect:     awsiam.Effect_DENY,
+			Principals: &[]awsiam.IPrincipal{awsiam.NewAnyPrincipal()},
+			Actions:    jsii.Strings("*"),
+			Resources:  jsii.Strings("*"),
+			Conditions: &map[string]interface{}{"Bool": map[string]interface{}{"aws:SecureTransport": "false"}},
+		}),
+	}})
 	fs := awsefs.NewFileSystem(st, jsii.String("ArchiveFs"), &awsefs.FileSystemProps{
+		FileSystemPolicy: policy,
+		// Despite its name, true only stops CDK from appending an allow for
+		// every IAM principal; clients without IAM stay refused because the
+		// policy above allows none.
+		AllowAnonymousAccess:   jsii.Bool(true),
 		Vpc:                    a.Vpc,
 		VpcSubnets:             a.Private,
 		SecurityGroup:          a.ArchiveFsSG,
@@ -241,7 +269,14 @@ func (a *Application) archiveVolume(td awsecs.FargateTaskDefinition, c awsecs.Co
 		SourceVolume:  jsii.String("archive"),
 		ReadOnly:      jsii.Bool(false),
 	})
-	fs.GrantReadWrite(td.TaskRole())
+	td.AddToTaskRolePolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Sid:       jsii.String("MountArchiveAccessPoint"),
+		Actions:   jsii.Strings("elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"),
+		Resources: &[]*string{fs.FileSystemArn()},
+		Conditions: &map[string]interface{}{
+			"StringEquals": map[string]interface{}{"elasticfilesystem:AccessPointArn": ap.AccessPointArn()},
+		},
+	}))
 }
 
 // suppressTask records why the cdk-nag findings that every task definition

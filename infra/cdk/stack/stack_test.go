@@ -495,6 +495,23 @@ func TestArchivistStoreOnEncryptedEFS(t *testing.T) {
 	s := synth(t, nil)
 	s.app.ResourceCountIs(jsii.String("AWS::EFS::FileSystem"), jsii.Number(1))
 	s.app.HasResourceProperties(jsii.String("AWS::EFS::FileSystem"), map[string]any{"Encrypted": true, "KmsKeyId": assertions.Match_AnyValue()})
+	// Only the archivist's task role may mount, and only over TLS.
+	fsID := s.appT.ofType("AWS::EFS::FileSystem")[0]
+	taskRole, _ := s.appT.byPath(t, "CaA2a/ArchivistTask/TaskRole/Resource")
+	for _, st := range list(s.appT.Resources[fsID].Properties["FileSystemPolicy"].(map[string]any)["Statement"]) {
+		m := st.(map[string]any)
+		principal := m["Principal"].(map[string]any)["AWS"]
+		switch m["Effect"] {
+		case "Allow":
+			if ref(principal) != taskRole {
+				t.Errorf("file system policy allows %v", principal)
+			}
+		case "Deny":
+			if fmt.Sprint(m["Condition"]) != "map[Bool:map[aws:SecureTransport:false]]" {
+				t.Errorf("file system policy denies %v", m)
+			}
+		}
+	}
 	s.app.HasResourceProperties(jsii.String("AWS::EFS::AccessPoint"), map[string]any{
 		"PosixUser": map[string]any{"Uid": "65532", "Gid": "65532"},
 	})
