@@ -94,10 +94,14 @@ func hotPath(b *testing.B, name string) HotPath {
 func BenchmarkMiddlewareFirstSightES256(b *testing.B) {
 	RunHotPath(b, hotPath(b, "middleware_first_sight_ES256"))
 }
-func BenchmarkMiddlewareCachedES256(b *testing.B) { RunHotPath(b, hotPath(b, "middleware_cached_ES256")) }
-func BenchmarkSignatureOnlyES256(b *testing.B)    { RunHotPath(b, hotPath(b, "signature_only_ES256")) }
+func BenchmarkMiddlewareCachedES256(b *testing.B) {
+	RunHotPath(b, hotPath(b, "middleware_cached_ES256"))
+}
+func BenchmarkSignatureOnlyES256(b *testing.B) { RunHotPath(b, hotPath(b, "signature_only_ES256")) }
 func BenchmarkMiddlewareFirstSightRS256(b *testing.B) {
 	RunHotPath(b, hotPath(b, "middleware_first_sight_RS256"))
 }
-func BenchmarkMiddlewareCachedRS256(b *testing.B) { RunHotPath(b, hotPath(b, "middleware_cached_RS256")) }
-func BenchmarkSignatureOnlyRS256(b *testing.B)    { RunHotPath(b, hotPath(b, "signature_only_RS256")) }
+func BenchmarkMiddlewareCachedRS256(b *testing.B) {
+	RunHotPath(b, hotPath(b, "middleware_cached_RS256"))
+}
+func BenchmarkSignatureOnlyRS256(b *testing.B) { RunHotPath(b, hotPath(b, "signature_only_RS256")) }

@@ -97,7 +97,9 @@ func (s *Scope) Cleanup(f func()) {
 func (s *Scope) Log(args ...any) { fmt.Fprintln(s.log, append([]any{s.name + ":"}, args...)...) }
 
 // Logf writes to the progress log.
-func (s *Scope) Logf(format string, args ...any) { fmt.Fprintf(s.log, s.name+": "+format+"\n", args...) }
+func (s *Scope) Logf(format string, args ...any) {
+	fmt.Fprintf(s.log, s.name+": "+format+"\n", args...)
+}
 
 // Error records a failure; Do still runs fn to its end.
 func (s *Scope) Error(args ...any) { s.Log(args...); s.Fail() }

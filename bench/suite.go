@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os/exec"
 	"testing"
 	"time"
 
@@ -26,6 +27,10 @@ type Options struct {
 	// each); without it each runs HotPathCalls times, timed by hand.
 	Benchmarks   bool `json:"benchmarks"`
 	HotPathCalls int  `json:"hot_path_calls"`
+	// HotPathRounds runs the six hot paths one after the other this many
+	// times and keeps each one's fastest round, so that a slow spell of the
+	// machine does not land on one path only.
+	HotPathRounds int `json:"hot_path_rounds"`
 	// HandshakeCalls per kind of connection (row 3).
 	HandshakeCalls int `json:"handshake_calls"`
 	// FanoutDelay is added to each process_document; FanoutReps times each
@@ -44,7 +49,7 @@ type Options struct {
 // Full are the settings of `make bench`.
 func Full() Options {
 	return Options{Duration: 5 * time.Second, Rounds: 2, Warmup: 500 * time.Millisecond, Concurrency: 8,
-		MaxRequests: 2_000_000, Benchmarks: true, HotPathCalls: 1000, HandshakeCalls: 200,
+		MaxRequests: 2_000_000, Benchmarks: true, HotPathCalls: 1000, HotPathRounds: 3, HandshakeCalls: 200,
 		FanoutDelay: 200 * time.Millisecond, FanoutReps: 3, BatchSize: 10, Moto: true}
 }
 
@@ -161,27 +166,35 @@ func hotPathRows(tb testing.TB, o Options) []Row {
 	f := NewFixture(tb)
 	type fig struct{ ns, allocs, bytes float64 }
 	figs := map[string]fig{}
-	for _, h := range HotPaths(tb, f) {
+	paths := HotPaths(tb, f)
+	for _, h := range paths {
 		if err := h.Op(); err != nil {
 			tb.Fatalf("%s: %v", h.Name, err)
 		}
-		if o.Benchmarks {
-			r := testing.Benchmark(func(b *testing.B) { RunHotPath(b, h) })
-			if r.N == 0 {
-				tb.Fatalf("%s: benchmark failed", h.Name)
+	}
+	for round := 0; round < max(o.HotPathRounds, 1); round++ {
+		for _, h := range paths {
+			var g fig
+			if o.Benchmarks {
+				r := testing.Benchmark(func(b *testing.B) { RunHotPath(b, h) })
+				if r.N == 0 {
+					tb.Fatalf("%s: benchmark failed", h.Name)
+				}
+				g = fig{float64(r.NsPerOp()), float64(r.AllocsPerOp()), float64(r.AllocedBytesPerOp())}
+			} else {
+				n := max(o.HotPathCalls, 1)
+				start := time.Now()
+				for i := 0; i < n; i++ {
+					if err := h.Op(); err != nil {
+						tb.Fatalf("%s: %v", h.Name, err)
+					}
+				}
+				g = fig{ns: float64(time.Since(start).Nanoseconds()) / float64(n), allocs: testing.AllocsPerRun(n, func() { _ = h.Op() })}
 			}
-			figs[h.Name] = fig{float64(r.NsPerOp()), float64(r.AllocsPerOp()), float64(r.AllocedBytesPerOp())}
-			continue
-		}
-		n := max(o.HotPathCalls, 1)
-		start := time.Now()
-		for i := 0; i < n; i++ {
-			if err := h.Op(); err != nil {
-				tb.Fatalf("%s: %v", h.Name, err)
+			if old, ok := figs[h.Name]; !ok || g.ns < old.ns {
+				figs[h.Name] = g
 			}
 		}
-		ns := float64(time.Since(start).Nanoseconds()) / float64(n)
-		figs[h.Name] = fig{ns: ns, allocs: testing.AllocsPerRun(n, func() { _ = h.Op() })}
 	}
 	txt := func(name string) string {
 		g := figs[name]
@@ -229,7 +242,13 @@ func lambdaRows(ctx context.Context, tb testing.TB, o Options) []Row {
 	f := NewFixture(tb)
 	backend := SecretsMemory
 	if o.Moto {
-		backend = SecretsMoto
+		// Without moto_server the count is taken against the in-memory
+		// stand-in: it is the Lambda's calls that are counted either way.
+		if _, err := exec.LookPath("moto_server"); err == nil {
+			backend = SecretsMoto
+		} else {
+			tb.Logf("moto_server not on PATH: counting Secrets Manager calls against the in-memory stand-in")
+		}
 	}
 	r := Lambda(ctx, tb, f, LambdaOptions{Secrets: backend, Delay: o.FanoutDelay, Reps: max(o.FanoutReps, 1), BatchSize: o.BatchSize})
 	counts := func(c LambdaCounts) string {
