@@ -88,34 +88,36 @@ func NewApplication(scope constructs.Construct, cfg Config, sec *Secrets) *Appli
 	return a
 }
 
-// sg creates a security group; tasks keep outbound open because the VPC
-// has no route to the internet unless NAT is enabled, and their peers are
-// reached through the ingress rules of the callee.
-func (a *Application) sg(id, desc string, outbound bool) awsec2.SecurityGroup {
+// sg creates a security group with no outbound rule of its own: egress is
+// added rule by rule next to the matching ingress.
+func (a *Application) sg(id, desc string) awsec2.SecurityGroup {
 	return awsec2.NewSecurityGroup(a.Stack, jsii.String(id), &awsec2.SecurityGroupProps{
 		Vpc:              a.Vpc,
 		Description:      jsii.String(desc),
-		AllowAllOutbound: jsii.Bool(outbound),
+		AllowAllOutbound: jsii.Bool(false),
 	})
 }
 
-// securityGroups creates one group per caller and callee and the ingress
-// rules of the default policy (DESIGN section 6): Lambda -> orchestrator;
+// securityGroups creates one group per caller and callee and the rules of
+// the default policy (DESIGN section 6): Lambda -> orchestrator;
 // orchestrator -> extractor, validator, archivist; Lambda and every agent
 // -> Keycloak (the Lambda and the orchestrator get tokens; every agent
 // fetches the JWKS to verify them); Keycloak -> its database; archivist ->
-// its EFS volume.
+// its EFS volume. Each rule is both the callee's ingress and the caller's
+// egress. Tasks may also send HTTPS anywhere: the interface endpoints and
+// the S3 gateway endpoint (image layers, documents), whose prefix list has
+// no CloudFormation-resolvable id; without NAT nothing else is routed.
 func (a *Application) securityGroups() {
 	for _, ag := range Agents {
-		a.SecurityGroups[ag.Name] = a.sg(exportID(ag.Name)+"SG", "ca-a2a "+ag.Name+" agent", true)
+		a.SecurityGroups[ag.Name] = a.sg(exportID(ag.Name)+"SG", "ca-a2a "+ag.Name+" agent")
 	}
-	a.SecurityGroups["keycloak"] = a.sg("KeycloakSG", "ca-a2a Keycloak", true)
-	a.FunctionSG = a.sg("FunctionSG", "ca-a2a documents Lambda", true)
-	a.KeycloakDBSG = a.sg("KeycloakDbSG", "ca-a2a Keycloak database", false)
-	a.ArchiveFsSG = a.sg("ArchiveFsSG", "ca-a2a archivist EFS volume", false)
+	a.SecurityGroups["keycloak"] = a.sg("KeycloakSG", "ca-a2a Keycloak")
+	a.FunctionSG = a.sg("FunctionSG", "ca-a2a documents Lambda")
+	a.KeycloakDBSG = a.sg("KeycloakDbSG", "ca-a2a Keycloak database")
+	a.ArchiveFsSG = a.sg("ArchiveFsSG", "ca-a2a archivist EFS volume")
 
 	allow := func(to awsec2.SecurityGroup, from awsec2.SecurityGroup, port int, desc string) {
-		to.AddIngressRule(from, awsec2.Port_Tcp(jsii.Number(port)), jsii.String(desc), nil)
+		from.Connections().AllowTo(to, awsec2.Port_Tcp(jsii.Number(port)), jsii.String(desc))
 	}
 	orch := a.SecurityGroups["orchestrator"]
 	for _, ag := range Agents {
@@ -135,6 +137,8 @@ func (a *Application) securityGroups() {
 	allow(a.ArchiveFsSG, a.SecurityGroups["archivist"], 2049, "archivist mounts its volume")
 	for _, name := range append(agentNames(), "keycloak") {
 		allow(a.EndpointsSG, a.SecurityGroups[name], 443, name+" reaches AWS APIs")
+		a.SecurityGroups[name].AddEgressRule(awsec2.Peer_AnyIpv4(), awsec2.Port_Tcp(jsii.Number(443)),
+			jsii.String("HTTPS to the S3 gateway endpoint (image layers, documents)"), nil)
 	}
 	allow(a.EndpointsSG, a.FunctionSG, 443, "Lambda reaches Secrets Manager")
 }

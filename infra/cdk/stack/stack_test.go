@@ -364,6 +364,33 @@ func TestSecurityGroupIngressFollowsTheDefaultPolicy(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("ingress rules:\n got %v\nwant %v", got, want)
 	}
+	// Every allowed call is also the caller's egress; beyond those, tasks
+	// (not the Lambda) may send HTTPS to the S3 gateway endpoint, and the
+	// callee-only groups send nothing.
+	var egress []string
+	for _, id := range tp.ofType("AWS::EC2::SecurityGroupEgress") {
+		p := tp.Resources[id].Properties
+		egress = append(egress, fmt.Sprintf("%s->%s:%v", tp.construct(ref(p["GroupId"])), tp.construct(ref(p["DestinationSecurityGroupId"])), p["FromPort"]))
+	}
+	for _, id := range tp.ofType("AWS::EC2::SecurityGroup") {
+		for _, e := range list(tp.Resources[id].Properties["SecurityGroupEgress"]) {
+			m := e.(map[string]any)
+			if m["CidrIp"] == "255.255.255.255/32" { // CDK's "no traffic" placeholder
+				continue
+			}
+			egress = append(egress, fmt.Sprintf("%s->%v:%v", tp.construct(id), m["CidrIp"], m["FromPort"]))
+		}
+	}
+	wantEgress := slices.Clone(want)
+	for _, sg := range []string{"OrchestratorSG", "ExtractorSG", "ValidatorSG", "ArchivistSG", "KeycloakSG"} {
+		wantEgress = append(wantEgress, sg+"->0.0.0.0/0:443")
+	}
+	slices.Sort(egress)
+	slices.Sort(wantEgress)
+	if !slices.Equal(egress, wantEgress) {
+		t.Errorf("egress rules:\n got %v\nwant %v", egress, wantEgress)
+	}
+
 	// Each service and the function sit in their own group.
 	for name, sg := range map[string]string{"Orchestrator": "OrchestratorSG", "Extractor": "ExtractorSG", "Validator": "ValidatorSG", "Archivist": "ArchivistSG", "Keycloak": "KeycloakSG"} {
 		_, svc := tp.byPath(t, "CaA2a/"+name+"Service/Service")
