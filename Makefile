@@ -55,6 +55,10 @@ idp: ## the local identity provider alone, in the foreground, on 127.0.0.1:$${ID
 invoke: ## run EVENT (default events/s3-put.json) through the Lambda bootstrap under the Runtime Interface Emulator (needs make run-agents)
 	$(GO) run ./dev/local invoke $(or $(EVENT),events/s3-put.json)
 
+.PHONY: bench
+bench: ## loopback measurements as side-by-side ratios into bench/results/ (installs nginx with apt-get when root)
+	GO=$(GO) bash bench/run.sh
+
 .PHONY: lambda
 lambda: ## build the Lambda bootstrap for provided.al2023 (arm64 and amd64) into dist/
 	for arch in arm64 amd64; do \
