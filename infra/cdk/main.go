@@ -1,5 +1,6 @@
 // Command cdk is the ca-a2a CDK app: `cdk synth` and `cdk deploy` run it
-// from infra/cdk (cdk.json).
+// from infra/cdk (cdk.json). Context keys: natGateways, secretsExtension,
+// dbMultiAz, account, region (see infra/README.md).
 package main
 
 import (
@@ -13,18 +14,25 @@ import (
 )
 
 func main() {
-	defer jsii.Close()
+	err := run()
+	jsii.Close()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "cdk:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
 	app := awscdk.NewApp(nil)
 	root, err := stack.FindRepoRoot(".")
-	if err == nil {
-		var cfg stack.Config
-		cfg, err = stack.ConfigFromContext(app, root)
-		if err == nil {
-			stack.Build(app, cfg)
-			app.Synth(nil)
-			return
-		}
+	if err != nil {
+		return err
 	}
-	fmt.Fprintln(os.Stderr, "cdk:", err)
-	os.Exit(1)
+	cfg, err := stack.ConfigFromContext(app, root)
+	if err != nil {
+		return err
+	}
+	stack.Build(app, cfg)
+	app.Synth(nil)
+	return nil
 }

@@ -93,11 +93,27 @@ func synth(t *testing.T, extra map[string]any) *synthesized {
 	return s
 }
 
+// outRoot holds the cloud assemblies shared between tests; TestMain
+// removes it, and stops the jsii runtime so its files go too.
+var outRoot string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "ca-a2a-cdk-test-")
+	if err != nil {
+		panic(err)
+	}
+	outRoot = dir
+	code := m.Run()
+	jsii.Close()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
 // persistentTB gives a TempDir that is not removed when the first test ends.
 type persistentTB struct{ testing.TB }
 
 func (p *persistentTB) TempDir() string {
-	d, err := os.MkdirTemp("", "ca-a2a-cdk-test-")
+	d, err := os.MkdirTemp(outRoot, "app-")
 	if err != nil {
 		p.Fatal(err)
 	}
