@@ -13,7 +13,7 @@ for v in CA_A2A_TLS_CERT CA_A2A_TLS_KEY CA_A2A_TLS_CA; do
 done
 
 umask 077
-dir=$(mktemp -d /tmp/ca-a2a-tls.XXXXXX)
+dir=$(mktemp -d /tmp/ca-a2a-tls.XXXXXX 2>/dev/null) || { dir=/tmp/ca-a2a-tls.$$ && mkdir -m 700 "$dir"; }
 printf '%s\n' "$CA_A2A_TLS_CERT" >"$dir/tls-cert.pem"
 printf '%s\n' "$CA_A2A_TLS_KEY" >"$dir/tls-key.pem"
 printf '%s\n' "$CA_A2A_TLS_CA" >"$dir/ca-cert.pem"

@@ -23,6 +23,7 @@ const (
 	SecretsExtensionPort  = 2773
 	sqsBatchSize          = 10
 	sqsBatchWindowSeconds = 5
+	sqsMaxConcurrency     = 5
 )
 
 // LambdaEnvironment is the Lambda's environment, without the variables the
@@ -110,6 +111,9 @@ func (a *Application) lambda() {
 		BatchSize:               jsii.Number(sqsBatchSize),
 		MaxBatchingWindow:       awscdk.Duration_Seconds(jsii.Number(sqsBatchWindowSeconds)),
 		ReportBatchItemFailures: jsii.Bool(true),
+		// Each invocation fans out FANOUT_CONCURRENCY calls to the one
+		// orchestrator task; this bounds the calls in flight to 5 x 8.
+		MaxConcurrency: jsii.Number(sqsMaxConcurrency),
 	}))
 	cdknag.NagSuppressions_AddResourceSuppressions(role, &[]*cdknag.NagPackSuppression{{
 		Id: jsii.String("AwsSolutions-IAM5"),

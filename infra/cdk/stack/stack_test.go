@@ -657,6 +657,7 @@ func TestLambda(t *testing.T) {
 		"FunctionResponseTypes":          []any{"ReportBatchItemFailures"},
 		"BatchSize":                      10,
 		"MaximumBatchingWindowInSeconds": 5,
+		"ScalingConfig":                  map[string]any{"MaximumConcurrency": 5},
 	})
 
 	// The role reads its own three secrets and the queue, nothing more.
