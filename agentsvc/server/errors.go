@@ -20,7 +20,7 @@ var (
 )
 
 // toRPCError maps a handler error to the JSON-RPC error the caller sees.
-func (s *Server) toRPCError(ctx context.Context, log *slog.Logger, err error) *jsonrpc.Error {
+func (s *Server) toRPCError(ctx context.Context, log func() *slog.Logger, err error) *jsonrpc.Error {
 	if err == nil {
 		return nil
 	}
@@ -28,15 +28,15 @@ func (s *Server) toRPCError(ctx context.Context, log *slog.Logger, err error) *j
 	switch {
 	case errors.As(err, &rpcErr):
 		if rpcErr.Code == jsonrpc.CodeInternalError {
-			log.Error("handler failed", "error", err)
+			log().Error("handler failed", "error", err)
 			return errInternal
 		}
 		return rpcErr
 	case errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil:
-		log.Warn("handler ran out of time", "error", err)
+		log().Warn("handler ran out of time", "error", err)
 		return jsonrpc.Errorf(jsonrpc.CodeUnavailable, "deadline exceeded")
 	default:
-		log.Error("handler failed", "error", err)
+		log().Error("handler failed", "error", err)
 		return errInternal
 	}
 }

@@ -18,6 +18,7 @@ import (
 // method lookup, authorization, dispatch.
 func (s *Server) serveMessage(w http.ResponseWriter, r *http.Request) {
 	auth, _ := binding.FromContext(r.Context())
+	infoOf(r.Context()).caller = auth.Caller
 	if r.ContentLength > MaxBodyBytes {
 		writeError(w, http.StatusRequestEntityTooLarge, errTooLarge)
 		return
@@ -37,12 +38,11 @@ func (s *Server) serveMessage(w http.ResponseWriter, r *http.Request) {
 		s.serveBatch(w, r.Context(), auth.Caller, trimmed)
 		return
 	}
-	var raw json.RawMessage
-	if err := json.Unmarshal(trimmed, &raw); err != nil {
+	if !json.Valid(trimmed) {
 		writeJSON(w, http.StatusOK, errorResponse(nil, jsonrpc.Errorf(jsonrpc.CodeParseError, "parse error")))
 		return
 	}
-	resp, status := s.call(r.Context(), auth.Caller, raw, false)
+	resp, status := s.call(r.Context(), auth.Caller, trimmed, false)
 	if resp == nil {
 		w.WriteHeader(http.StatusNoContent)
 		return
@@ -60,6 +60,7 @@ func (s *Server) serveBatch(w http.ResponseWriter, ctx context.Context, caller s
 		writeJSON(w, http.StatusOK, errorResponse(nil, jsonrpc.Errorf(jsonrpc.CodeInvalidRequest, "empty batch")))
 		return
 	}
+	infoOf(ctx).method = "batch"
 	if len(elems) > MaxBatch {
 		writeJSON(w, http.StatusOK, errorResponse(nil, jsonrpc.Errorf(jsonrpc.CodeInvalidRequest, "batch larger than %d", MaxBatch)))
 		return
@@ -84,13 +85,24 @@ func (s *Server) call(ctx context.Context, caller string, raw json.RawMessage, i
 	if err := json.Unmarshal(raw, &req); err != nil || req.JSONRPC != jsonrpc.Version || req.Method == "" || !validID(req.ID) {
 		return errorResponse(validOrNullID(req.ID), jsonrpc.Errorf(jsonrpc.CodeInvalidRequest, "invalid request")), http.StatusOK
 	}
-	log := s.log.With("request_id", RequestID(ctx), "caller", caller, "method", req.Method)
+	info := infoOf(ctx)
+	if !inBatch {
+		info.method = req.Method
+	}
+	// Built only when something is logged: most calls log nothing here.
+	log := func() *slog.Logger { return s.log.With("request_id", info.id, "caller", caller, "method", req.Method) }
 	m, ok := s.methods[req.Method]
 	if !ok {
+		if !inBatch {
+			info.code = jsonrpc.CodeMethodNotFound
+		}
 		return s.reply(req, nil, jsonrpc.Errorf(jsonrpc.CodeMethodNotFound, "method not found")), http.StatusOK
 	}
 	if err := s.opts.Policy.Allow(caller, req.Method); err != nil {
-		log.Warn("call denied by policy")
+		log().Warn("call denied by policy")
+		if !inBatch {
+			info.code = jsonrpc.CodeForbidden
+		}
 		resp := s.reply(req, nil, jsonrpc.Errorf(jsonrpc.CodeForbidden, "caller %q may not call %s", caller, req.Method))
 		if inBatch || resp == nil {
 			return resp, http.StatusOK
@@ -102,17 +114,20 @@ func (s *Server) call(ctx context.Context, caller string, raw json.RawMessage, i
 	start := time.Now()
 	result, err := s.invoke(ctx, m.Handler, req.Params)
 	rpcErr := s.toRPCError(ctx, log, err)
-	level := slog.LevelInfo
-	if rpcErr != nil {
-		level = slog.LevelWarn
+	if !inBatch {
+		info.code = codeOf(rpcErr)
 	}
-	log.LogAttrs(ctx, level, "call", slog.Int64("latency_ms", time.Since(start).Milliseconds()), slog.Int("code", codeOf(rpcErr)))
+	// The access line says how a single call ended; this one is for
+	// following the elements of a batch.
+	if s.log.Enabled(ctx, slog.LevelDebug) {
+		log().LogAttrs(ctx, slog.LevelDebug, "call", slog.Int64("latency_ms", time.Since(start).Milliseconds()), slog.Int("code", codeOf(rpcErr)))
+	}
 	if rpcErr != nil {
 		return s.reply(req, nil, rpcErr), http.StatusOK
 	}
 	data, err := json.Marshal(result)
 	if err != nil {
-		log.Error("result does not encode", "error", err)
+		log().Error("result does not encode", "error", err)
 		return s.reply(req, nil, errInternal), http.StatusOK
 	}
 	return s.reply(req, data, nil), http.StatusOK

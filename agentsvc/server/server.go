@@ -114,24 +114,38 @@ func (s *Server) Offered() []string {
 	return out
 }
 
-// Handler returns the agent's HTTP handler with request logging.
+// Handler returns the agent's HTTP handler. Each request is logged once,
+// when it ends, with its id, caller, JSON-RPC method and code, status and
+// latency; never its token or body.
 func (s *Server) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		id := requestID(r)
+		info := &requestInfo{id: requestID(r)}
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
-		w.Header().Set("X-Request-Id", id)
-		ctx := context.WithValue(r.Context(), requestIDKey{}, id)
-		s.mux.ServeHTTP(rec, r.WithContext(ctx))
-		caller := ""
-		if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
-			caller = r.TLS.PeerCertificates[0].Subject.CommonName
+		w.Header().Set("X-Request-Id", info.id)
+		s.mux.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), requestIDKey{}, info)))
+		if info.caller == "" && r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+			info.caller = r.TLS.PeerCertificates[0].Subject.CommonName
 		}
-		s.log.LogAttrs(ctx, slog.LevelInfo, "request",
-			slog.String("request_id", id), slog.String("http_method", r.Method), slog.String("path", r.URL.Path),
-			slog.Int("status", rec.status), slog.String("client_cert", caller),
-			slog.Int64("latency_ms", time.Since(start).Milliseconds()))
+		s.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
+			slog.String("request_id", info.id), slog.String("http_method", r.Method), slog.String("path", r.URL.Path),
+			slog.Int("status", rec.status), slog.String("caller", info.caller), slog.String("method", info.method),
+			slog.Int("code", info.code), slog.Int64("latency_ms", time.Since(start).Milliseconds()))
 	})
+}
+
+// requestInfo collects what the access log line reports about a request.
+// Only the goroutine serving the request writes it.
+type requestInfo struct {
+	id, caller, method string
+	code               int
+}
+
+func infoOf(ctx context.Context) *requestInfo {
+	if i, ok := ctx.Value(requestIDKey{}).(*requestInfo); ok {
+		return i
+	}
+	return &requestInfo{}
 }
 
 // HTTPServer returns an http.Server with the timeouts and limits of DESIGN
@@ -153,10 +167,7 @@ func (s *Server) HTTPServer(addr string, tlsCfg *tls.Config) *http.Server {
 type requestIDKey struct{}
 
 // RequestID returns the id of the request ctx belongs to.
-func RequestID(ctx context.Context) string {
-	id, _ := ctx.Value(requestIDKey{}).(string)
-	return id
-}
+func RequestID(ctx context.Context) string { return infoOf(ctx).id }
 
 var validRequestID = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 
