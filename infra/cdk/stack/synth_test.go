@@ -127,6 +127,13 @@ func checkDockerContexts(t *testing.T, out string) {
 				t.Errorf("%s context holds %s", img.Source.DockerFile, p)
 			}
 		}
+		if img.Source.DockerFile == "Dockerfile" {
+			for _, pkg := range agentPackageDirs(t) {
+				if !slices.Contains(paths, pkg) {
+					t.Errorf("the agent image context lacks %s, which ./cmd/agent imports (see .dockerignore)", pkg)
+				}
+			}
+		}
 		for _, want := range []string{"go.mod", "go.sum", "cmd/agent/main.go", "infra/keycloak/realm-ca-a2a.json", "infra/cdk/keycloak/entrypoint.sh"} {
 			if !slices.Contains(paths, want) {
 				t.Errorf("%s context lacks %s", img.Source.DockerFile, want)
@@ -136,4 +143,29 @@ func checkDockerContexts(t *testing.T, out string) {
 	if !files["Dockerfile"] || !files["infra/cdk/keycloak/Dockerfile"] || len(files) != 2 {
 		t.Errorf("image assets = %v", files)
 	}
+}
+
+// agentPackageDirs lists the module's package directories that ./cmd/agent
+// builds from, relative to the repository root.
+func agentPackageDirs(t *testing.T) []string {
+	t.Helper()
+	root := repoRoot(t)
+	cmd := exec.Command("go", "list", "-deps", "-f", "{{if .Module}}{{if eq .Module.Path \"github.com/ca-a2a/ca-a2a\"}}{{.Dir}}{{end}}{{end}}", "./cmd/agent")
+	cmd.Dir = root
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list ./cmd/agent: %v", err)
+	}
+	var dirs []string
+	for _, d := range strings.Fields(string(out)) {
+		rel, err := filepath.Rel(root, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dirs = append(dirs, filepath.ToSlash(rel))
+	}
+	if len(dirs) < 2 {
+		t.Fatalf("go list found only %v", dirs)
+	}
+	return dirs
 }
