@@ -133,6 +133,7 @@ func checkDockerContexts(t *testing.T, out string) {
 					t.Errorf("the agent image context lacks %s, which ./cmd/agent imports (see .dockerignore)", pkg)
 				}
 			}
+			buildAgentLikeTheDockerfile(t, dir)
 		}
 		for _, want := range []string{"go.mod", "go.sum", "cmd/agent/main.go", "infra/keycloak/realm-ca-a2a.json", "infra/cdk/keycloak/entrypoint.sh"} {
 			if !slices.Contains(paths, want) {
@@ -168,4 +169,26 @@ func agentPackageDirs(t *testing.T) []string {
 		t.Fatalf("go list found only %v", dirs)
 	}
 	return dirs
+}
+
+// buildAgentLikeTheDockerfile runs the Dockerfile's build step on the
+// staged context, without Docker: the context is complete and the binary
+// is static.
+func buildAgentLikeTheDockerfile(t *testing.T, context string) {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "agent")
+	cmd := exec.Command("go", "build", "-trimpath", "-buildvcs=false", "-ldflags=-s -w", "-o", bin, "./cmd/agent")
+	cmd.Dir = context
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=arm64", "GOFLAGS=-mod=readonly")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/agent in the image context: %v\n%s", err, out)
+	}
+	f, err := elf.Open(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if f.Machine != elf.EM_AARCH64 || f.Section(".interp") != nil {
+		t.Errorf("agent binary: machine %v, dynamic %v", f.Machine, f.Section(".interp") != nil)
+	}
 }
