@@ -85,7 +85,24 @@ func NewApplication(scope constructs.Construct, cfg Config, sec *Secrets) *Appli
 	a.services()
 	a.lambda()
 	a.stackSuppressions()
+	a.outputs()
 	return a
+}
+
+// outputs are what an operator needs after cdk deploy.
+func (a *Application) outputs() {
+	for _, o := range []struct{ id, value, desc string }{
+		{"DocumentsBucketName", *a.Documents.BucketName(), "put documents here (s3:ObjectCreated -> queue -> Lambda)"},
+		{"DocumentsQueueUrl", *a.Queue.QueueUrl(), "the Lambda's event source"},
+		{"DocumentsDlqUrl", *a.DLQ.QueueUrl(), "messages that failed 5 times; redrive after fixing the cause"},
+		{"FunctionName", *a.Function.FunctionName(), "the documents Lambda"},
+		{"ClusterName", *a.Cluster.ClusterName(), "ECS cluster of the agents and Keycloak (services ca-a2a-<name>)"},
+	} {
+		awscdk.NewCfnOutput(a.Stack, jsii.String(o.id), &awscdk.CfnOutputProps{
+			Value:       jsii.String(o.value),
+			Description: jsii.String(o.desc),
+		})
+	}
 }
 
 // sg creates a security group with no outbound rule of its own: egress is

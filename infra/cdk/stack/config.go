@@ -35,6 +35,9 @@ const (
 	// AgentUID is distroless's nonroot user, which owns the archive volume.
 	AgentUID = "65532"
 
+	// ClusterName is the ECS cluster; services are ca-a2a-<name> in it.
+	ClusterName = "ca-a2a"
+
 	// SecretsStackID and AppStackID are the construct ids (and CloudFormation
 	// stack names) of the two stacks.
 	SecretsStackID = "CaA2aSecrets"

@@ -82,6 +82,7 @@ func (a *Application) network() {
 		Description: jsii.String("ca-a2a services: <name>." + Namespace + ", the name each certificate carries"),
 	})
 	a.Cluster = awsecs.NewCluster(st, jsii.String("Cluster"), &awsecs.ClusterProps{
+		ClusterName:         jsii.String(ClusterName),
 		Vpc:                 a.Vpc,
 		ContainerInsightsV2: awsecs.ContainerInsights_ENABLED,
 	})

@@ -750,3 +750,14 @@ func TestFirstDeploymentOrder(t *testing.T) {
 		}
 	}
 }
+
+func TestOperatorOutputs(t *testing.T) {
+	s := synth(t, nil)
+	for _, o := range []string{"DocumentsBucketName", "DocumentsQueueUrl", "DocumentsDlqUrl", "FunctionName", "ClusterName"} {
+		s.app.HasOutput(jsii.String(o), map[string]any{"Value": assertions.Match_AnyValue()})
+	}
+	s.app.HasResourceProperties(jsii.String("AWS::ECS::Cluster"), map[string]any{"ClusterName": stack.ClusterName})
+	for _, name := range append(agentNames(), "keycloak") {
+		s.app.HasResourceProperties(jsii.String("AWS::ECS::Service"), map[string]any{"ServiceName": "ca-a2a-" + name})
+	}
+}
