@@ -126,7 +126,7 @@ func (a *Application) sg(id, desc string) awsec2.SecurityGroup {
 // no CloudFormation-resolvable id; without NAT nothing else is routed.
 func (a *Application) securityGroups() {
 	for _, ag := range Agents {
-		a.SecurityGroups[ag.Name] = a.sg(exportID(ag.Name)+"SG", "ca-a2a "+ag.Name+" agent")
+		a.SecurityGroups[ag.Name] = a.sg(constructID(ag.Name)+"SG", "ca-a2a "+ag.Name+" agent")
 	}
 	a.SecurityGroups["keycloak"] = a.sg("KeycloakSG", "ca-a2a Keycloak")
 	a.FunctionSG = a.sg("FunctionSG", "ca-a2a documents Lambda")
@@ -194,8 +194,8 @@ func importSecrets(st awscdk.Stack, sec *Secrets) *importedSecrets {
 		PrivateKey: map[string]awssecretsmanager.ISecret{},
 	}
 	for _, name := range Principals {
-		out.Cert[name] = imp(exportID(name)+"CertRef", sec.Cert[name])
-		out.PrivateKey[name] = imp(exportID(name)+"KeyRef", sec.PrivateKey[name])
+		out.Cert[name] = imp(constructID(name)+"CertRef", sec.Cert[name])
+		out.PrivateKey[name] = imp(constructID(name)+"KeyRef", sec.PrivateKey[name])
 	}
 	return out
 }

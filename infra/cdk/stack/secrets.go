@@ -58,15 +58,16 @@ func NewSecrets(scope constructs.Construct, cfg Config) *Secrets {
 	}
 	s.CA = secret("CaCert", CASecretName, "ca-a2a project CA certificate (PEM), written by certgen publish")
 	for _, name := range Principals {
-		id := exportID(name)
+		id := constructID(name)
 		s.Cert[name] = secret(id+"Cert", CertSecretName(name), "ca-a2a "+name+" certificate (PEM), written by certgen publish")
 		s.PrivateKey[name] = secret(id+"Key", KeySecretName(name), "ca-a2a "+name+" private key (PEM), written by certgen publish")
 	}
 	return s
 }
 
-// exportID turns a principal name into a construct id fragment.
-func exportID(name string) string {
+// constructID turns a principal name into a construct id fragment
+// ("orchestrator" -> "Orchestrator").
+func constructID(name string) string {
 	if name == "" {
 		return name
 	}

@@ -1,9 +1,8 @@
 package stack
 
 import (
-	"fmt"
-	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsec2"
@@ -39,17 +38,16 @@ func (a *Application) services() {
 	// its three peers. Without the order, tasks that start first fail their
 	// health checks and the circuit breaker may roll the stack back.
 	a.keycloak()
-	for _, ag := range Agents[1:] {
+	orchestrator, peers := Agents[0], Agents[1:]
+	for _, ag := range peers {
 		a.agent(ag)
 		a.Services[ag.Name].Node().AddDependency(a.Services["keycloak"])
 	}
-	a.agent(Agents[0])
-	for _, ag := range Agents {
-		if ag.Name != Agents[0].Name {
-			a.Services[Agents[0].Name].Node().AddDependency(a.Services[ag.Name])
-		}
+	a.agent(orchestrator)
+	a.Services[orchestrator.Name].Node().AddDependency(a.Services["keycloak"])
+	for _, ag := range peers {
+		a.Services[orchestrator.Name].Node().AddDependency(a.Services[ag.Name])
 	}
-	a.Services[Agents[0].Name].Node().AddDependency(a.Services["keycloak"])
 }
 
 // logGroup is a service's or function's log group with a fixed retention.
@@ -83,7 +81,7 @@ func AgentEnvironment(ag Agent, documentsURL string) map[string]*string {
 		"LOG_LEVEL":        jsii.String("info"),
 	}
 	for _, peer := range Agents {
-		env[fmt.Sprintf("%s_URL", upper(peer.Name))] = jsii.String(peer.URL())
+		env[strings.ToUpper(peer.Name)+"_URL"] = jsii.String(peer.URL())
 	}
 	switch ag.Name {
 	case "orchestrator", "extractor":
@@ -97,20 +95,10 @@ func AgentEnvironment(ag Agent, documentsURL string) map[string]*string {
 	return env
 }
 
-func upper(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if 'a' <= c && c <= 'z' {
-			b[i] = c - 'a' + 'A'
-		}
-	}
-	return string(b)
-}
-
 // agent defines one agent's task definition and service.
 func (a *Application) agent(ag Agent) {
 	st := a.Stack
-	id := exportID(ag.Name)
+	id := constructID(ag.Name)
 	td := awsecs.NewFargateTaskDefinition(st, jsii.String(id+"Task"), &awsecs.FargateTaskDefinitionProps{
 		Family:         jsii.String("ca-a2a-" + ag.Name),
 		Cpu:            jsii.Number(256),
@@ -122,7 +110,7 @@ func (a *Application) agent(ag Agent) {
 	})
 	documentsURL := *awscdk.Fn_Join(jsii.String(""), &[]*string{jsii.String("s3://"), a.Documents.BucketName()})
 	env := AgentEnvironment(ag, documentsURL)
-	linux := awsecs.NewLinuxParameters(st, jsii.String(id+"Linux"), &awsecs.LinuxParametersProps{InitProcessEnabled: jsii.Bool(false)})
+	linux := awsecs.NewLinuxParameters(st, jsii.String(id+"Linux"), &awsecs.LinuxParametersProps{})
 	linux.DropCapabilities(awsecs.Capability_ALL)
 	c := td.AddContainer(jsii.String("agent"), &awsecs.ContainerDefinitionOptions{
 		ContainerName: jsii.String(ag.Name),
@@ -298,4 +286,4 @@ func (a *Application) suppressTask(td awsecs.FargateTaskDefinition, what string)
 
 // keycloakDockerfile is the Dockerfile of the Keycloak image, relative to
 // the repository root (the build context, so the realm file is in it).
-var keycloakDockerfile = filepath.Join("infra", "cdk", "keycloak", "Dockerfile")
+const keycloakDockerfile = "infra/cdk/keycloak/Dockerfile"
