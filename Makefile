@@ -6,6 +6,8 @@ SHELL := /bin/bash
 GO          ?= go
 CERTS_DIR   ?= ./certs
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+CDK_DIR     := infra/cdk
+CDK_ENV     := CDK_DISABLE_VERSION_CHECK=1 CDK_DISABLE_CLI_TELEMETRY=1
 GOTESTFLAGS ?=
 
 export CERTS_DIR
@@ -15,11 +17,11 @@ help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 .PHONY: test
-test: fmt-check vet lint test-go ## every check CI runs: gofmt, go vet, staticcheck, go test -race
+test: fmt-check vet lint test-go test-infra ## every check CI runs: gofmt, go vet, staticcheck, go test -race, and the CDK checks
 
 .PHONY: fmt-check
 fmt-check: ## fail when a Go file is not gofmt'ed
-	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^infra/') ); \
+	@out=$$(gofmt -l $$(git ls-files '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi; echo "gofmt: ok"
 
 .PHONY: vet
@@ -33,6 +35,15 @@ lint: ## staticcheck (pinned)
 .PHONY: test-go
 test-go: ## go test -race over the root module
 	$(GO) test -race -count=1 $(GOTESTFLAGS) ./...
+
+.PHONY: test-infra
+test-infra: ## CDK checks: assertions, cdk-nag AwsSolutions, bundled synth + cfn-lint (offline)
+	cd $(CDK_DIR) && $(GO) vet ./... && $(GO) run $(STATICCHECK) ./... && $(GO) test -race -count=1 $(GOTESTFLAGS) ./...
+
+.PHONY: synth
+synth: ## CDK templates into infra/cdk/cdk.out (offline: no AWS account, no Docker)
+	cd $(CDK_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	cd $(CDK_DIR) && $(CDK_ENV) npx --no-install cdk synth --quiet
 
 .PHONY: certs
 certs: ## generate the CA and agent certificates into CERTS_DIR (kept if present)

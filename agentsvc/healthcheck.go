@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/ca-a2a/ca-a2a/agentsvc/config"
@@ -14,8 +15,10 @@ import (
 
 // Healthcheck calls this agent's own /health over mTLS with its own
 // certificate, as an ECS container health check does. It returns nil when
-// the agent answers 200.
-func Healthcheck(ctx context.Context, cfg *config.Config) error {
+// the agent answers: 200, or 503 (a dependency is down, the agent itself
+// works) unless strict. A restart would not bring a peer back, so a liveness
+// probe must not fail on a peer's outage.
+func Healthcheck(ctx context.Context, cfg *config.Config, strict bool) error {
 	src, closeCert, err := certload.Load(cfg.Cert, certload.Options{Usage: certload.UsageServerAndClient})
 	if err != nil {
 		return err
@@ -47,8 +50,13 @@ func Healthcheck(ctx context.Context, cfg *config.Config) error {
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	if resp.StatusCode != http.StatusOK {
+	switch {
+	case resp.StatusCode == http.StatusOK:
+		return nil
+	case resp.StatusCode == http.StatusServiceUnavailable && !strict:
+		fmt.Fprintf(os.Stderr, "agent: degraded: %s\n", body)
+		return nil
+	default:
 		return fmt.Errorf("health: HTTP %d: %s", resp.StatusCode, body)
 	}
-	return nil
 }

@@ -1,6 +1,7 @@
 // Command agent runs one ca-a2a agent; AGENT_NAME chooses the role
-// (DESIGN section 4). "agent healthcheck" probes the running agent's /health
-// over mTLS and exits 0 when it is healthy (the ECS container health check).
+// (DESIGN section 4). "agent healthcheck [--strict]" probes the running
+// agent's /health over mTLS and exits 0 when the agent answers (the ECS
+// container health check); --strict also fails when it reports degraded.
 package main
 
 import (
@@ -25,7 +26,8 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if len(os.Args) > 1 && os.Args[1] == "healthcheck" {
-		if err := agentsvc.Healthcheck(ctx, cfg); err != nil {
+		strict := len(os.Args) > 2 && os.Args[2] == "--strict"
+		if err := agentsvc.Healthcheck(ctx, cfg, strict); err != nil {
 			fmt.Fprintln(os.Stderr, "agent: unhealthy:", err)
 			os.Exit(1)
 		}

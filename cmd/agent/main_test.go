@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -93,9 +94,18 @@ func TestStartupRefusals(t *testing.T) {
 		})
 	}
 
-	t.Run("starts, warns, and stops on SIGTERM", func(t *testing.T) {
+	t.Run("starts, warns, answers healthcheck, and stops on SIGTERM", func(t *testing.T) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
 		env := []string{"PATH=" + os.Getenv("PATH"), "MTLS_VERIFY_SERVER=false"}
 		for k, v := range good {
+			if k == "AGENT_ADDR" {
+				v = addr
+			}
 			env = append(env, k+"="+v)
 		}
 		cmd := exec.Command(bin)
@@ -106,6 +116,20 @@ func TestStartupRefusals(t *testing.T) {
 			t.Fatal(err)
 		}
 		time.Sleep(1500 * time.Millisecond)
+		// The identity provider is unreachable: the agent is up but degraded.
+		probe := func(args ...string) int {
+			hc := exec.Command(bin, append([]string{"healthcheck"}, args...)...)
+			hc.Env = env
+			out, _ := hc.CombinedOutput()
+			t.Logf("healthcheck %v: %s", args, out)
+			return hc.ProcessState.ExitCode()
+		}
+		if code := probe(); code != 0 {
+			t.Errorf("liveness probe of a degraded agent: exit %d, want 0", code)
+		}
+		if code := probe("--strict"); code != 1 {
+			t.Errorf("strict probe of a degraded agent: exit %d, want 1", code)
+		}
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		done := make(chan error, 1)
 		go func() { done <- cmd.Wait() }()
