@@ -58,7 +58,16 @@ function signingKey() {
     writeFileSync(tmp, JSON.stringify(jwk), { mode: 0o600 });
     renameSync(tmp, file);
   }
-  return JSON.parse(readFileSync(file, 'utf8'));
+  chmodSync(file, 0o600); // a key copied in with a looser mode is tightened, not trusted as is
+  let jwk;
+  try {
+    jwk = JSON.parse(readFileSync(file, 'utf8'));
+  } catch {
+    jwk = undefined;
+  }
+  // Never echo the file: it holds the private key.
+  if (jwk?.kty !== 'EC' || jwk.crv !== 'P-256' || !jwk.d || !jwk.kid) fail(`${file} is not an EC P-256 private JWK with a kid; remove it to generate a new key`);
+  return { ...jwk, alg: 'ES256', use: 'sig' };
 }
 
 // RFC 4514 form of a certificate subject, most specific RDN first, as
@@ -149,6 +158,9 @@ const server = https.createServer({
   if (req.url === prefix || req.url.startsWith(`${prefix}/`) || req.url.startsWith(`${prefix}?`)) {
     req.originalUrl = req.url;
     req.url = req.url.slice(prefix.length) || '/';
+    // Endpoint URLs in discovery come from the issuer, whatever host the
+    // client dialled (Keycloak with a fixed KC_HOSTNAME does the same).
+    req.headers.host = `${host}:${port}`;
     callback(req, res);
     return;
   }
@@ -158,6 +170,7 @@ const server = https.createServer({
 server.headersTimeout = 10000;
 server.requestTimeout = 30000;
 
+server.on('error', (err) => fail(`cannot listen on ${listenHost}:${port}: ${err.code || err.message}`));
 server.listen(port, listenHost, () => {
   console.log(`idp: listening on https://${listenHost}:${port} issuer=${issuer} clients=${clients.join(',')}`);
 });

@@ -3,8 +3,11 @@
 package idp
 
 import (
-	"bufio"
+	"bytes"
 	"crypto/ecdsa"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -25,14 +28,22 @@ import (
 // ServerName is the name the identity provider's certificate carries.
 const ServerName = "keycloak.ca-a2a.local"
 
+// readyTimeout bounds the wait for the provider's "listening" line once its
+// packages are installed (npm ci is not counted).
+const readyTimeout = 20 * time.Second
+
 // IdP is a running identity provider.
 type IdP struct {
-	// Issuer is https://keycloak.ca-a2a.local:PORT/realms/ca-a2a.
+	// Issuer is https://keycloak.ca-a2a.local:PORT/realms/ca-a2a, the exact
+	// iss of its tokens.
 	Issuer string
 	// TokenURL and JWKSURL dial 127.0.0.1; clients verify ServerName.
 	TokenURL, JWKSURL string
 	// Addr is 127.0.0.1:PORT.
 	Addr string
+	// ServerName is the name to verify the provider's certificate against
+	// (the package constant, here for callers that hold only an *IdP).
+	ServerName string
 
 	stateDir string
 }
@@ -57,10 +68,11 @@ func (p *IdP) SigningKey(t testing.TB) (kid string, key *ecdsa.PrivateKey) {
 	return jwk.Marshal().KID, k
 }
 
-// Option changes how the provider runs.
+// Option changes how the provider runs. Each option appends to the
+// process environment; the last value of a variable wins.
 type Option func(*[]string)
 
-// TokenTTL sets the access token lifetime.
+// TokenTTL sets the access token lifetime (whole seconds, at least one).
 func TokenTTL(d time.Duration) Option {
 	return func(env *[]string) { *env = append(*env, "IDP_TOKEN_TTL="+strconv.Itoa(int(d.Seconds()))) }
 }
@@ -70,21 +82,48 @@ func Clients(names ...string) Option {
 	return func(env *[]string) { *env = append(*env, "IDP_CLIENTS="+strings.Join(names, ",")) }
 }
 
-var installOnce sync.Mutex
+// StateDir keeps the signing key in dir instead of a fresh temporary
+// directory, so that a second provider started on it signs with the same key.
+func StateDir(dir string) Option {
+	return func(env *[]string) { *env = append(*env, "IDP_STATE_DIR="+dir) }
+}
 
-// Install runs "npm ci" in dev/idp when its packages are missing, once per
-// machine at a time (test packages run in parallel).
+// installMu serialises installs inside this process; the file lock serialises
+// them between test binaries (go test runs packages in parallel) and with
+// dev/idp/run.sh.
+var installMu sync.Mutex
+
+// Install runs "npm ci" in dev/idp when its packages are missing or were
+// installed from another package-lock.json, and returns that directory.
+// Without node it skips the test, or fails it when CI is set.
 func Install(t testing.TB) string {
 	t.Helper()
 	if _, err := exec.LookPath("node"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("node is required in CI")
+		if ci := os.Getenv("CI"); ci != "" && ci != "false" && ci != "0" {
+			t.Fatal("idp: node is required in CI (the local identity provider is the npm oidc-provider)")
 		}
-		t.Skip("SKIPPING: node not installed; the identity provider interop is untested here")
+		t.Skip("SKIPPING: node is not installed, so the tests against the real identity provider (dev/idp) do not run here")
 	}
 	dir := filepath.Join(repo.Root(t), "dev", "idp")
-	installOnce.Lock()
-	defer installOnce.Unlock()
+	lockfile, err := os.ReadFile(filepath.Join(dir, "package-lock.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(lockfile)
+	want := hex.EncodeToString(sum[:])
+	// The same stamp as run.sh: npm ci removes node_modules first, so a
+	// stamp is only ever present beside a complete install.
+	stamp := filepath.Join(dir, "node_modules", ".ca-a2a-lock.sha256")
+	installed := func() bool {
+		got, err := os.ReadFile(stamp)
+		return err == nil && strings.TrimSpace(string(got)) == want
+	}
+
+	installMu.Lock()
+	defer installMu.Unlock()
+	if installed() {
+		return dir
+	}
 	lock, err := os.OpenFile(filepath.Join(dir, ".install.lock"), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		t.Fatal(err)
@@ -93,79 +132,166 @@ func Install(t testing.TB) string {
 	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
 		t.Fatal(err)
 	}
-	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "oidc-provider", "package.json")); err != nil {
-		cmd := exec.Command("npm", "ci", "--no-audit", "--no-fund", "--loglevel=error")
-		cmd.Dir = dir
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("npm ci in dev/idp: %v\n%s", err, out)
-		}
+	defer func() { _ = syscall.Flock(int(lock.Fd()), syscall.LOCK_UN) }()
+	if installed() { // another process installed while this one waited
+		return dir
+	}
+	cmd := exec.Command("npm", "ci", "--no-audit", "--no-fund", "--loglevel=error")
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("idp: npm ci in %s: %v\n%s", dir, err, out)
+	}
+	if err := os.WriteFile(stamp, []byte(want+"\n"), 0o644); err != nil {
+		t.Fatal(err)
 	}
 	return dir
 }
 
 // Start runs the provider with the certificates of certsDir (certgen
-// layout) until the test ends.
+// layout) on a free 127.0.0.1 port until the test ends, and returns once it
+// accepts connections.
 func Start(t testing.TB, certsDir string, opts ...Option) *IdP {
 	t.Helper()
 	dir := Install(t)
-	port := freePort(t)
-	stateDir := t.TempDir()
-	env := append(os.Environ(),
-		"CERTS_DIR="+certsDir,
-		"IDP_PORT="+strconv.Itoa(port),
-		"IDP_LISTEN_HOST=127.0.0.1",
-		"IDP_STATE_DIR="+stateDir,
-	)
-	for _, o := range opts {
-		o(&env)
-	}
-	cmd := exec.Command("node", filepath.Join(dir, "server.js"))
-	cmd.Env = env
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	stdout, err := cmd.StdoutPipe()
+	certsDir, err := filepath.Abs(certsDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stderr strings.Builder
-	var mu sync.Mutex
-	cmd.Stderr = writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return stderr.Write(p) })
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		_ = cmd.Wait()
-	})
-	ready := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if strings.HasPrefix(sc.Text(), "idp: listening") {
-				close(ready)
-				break
-			}
+	stateDir := t.TempDir()
+	// The port is probed, closed and handed to node, so another process can
+	// take it in between; that failure is recognised and retried.
+	for attempt := 1; ; attempt++ {
+		port := freePort(t)
+		env := append(os.Environ(),
+			"CERTS_DIR="+certsDir,
+			"IDP_HOST="+ServerName,
+			"IDP_PORT="+strconv.Itoa(port),
+			"IDP_LISTEN_HOST=127.0.0.1",
+			"IDP_STATE_DIR="+stateDir,
+		)
+		for _, o := range opts {
+			o(&env)
 		}
-		for sc.Scan() { // keep draining
+		p, err := run(t, dir, env)
+		if errors.Is(err, errPortTaken) && attempt < 3 {
+			continue
 		}
-	}()
-	select {
-	case <-ready:
-	case <-time.After(30 * time.Second):
-		mu.Lock()
-		defer mu.Unlock()
-		t.Fatalf("identity provider did not start within 30s:\n%s", stderr.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Issuer = fmt.Sprintf("https://%s:%d/realms/ca-a2a", ServerName, port)
+		base := fmt.Sprintf("https://127.0.0.1:%d/realms/ca-a2a/protocol/openid-connect", port)
+		p.TokenURL, p.JWKSURL = base+"/token", base+"/certs"
+		p.Addr = fmt.Sprintf("127.0.0.1:%d", port)
+		p.ServerName = ServerName
+		p.stateDir = lastValue(env, "IDP_STATE_DIR")
+		return p
 	}
-	issuer := fmt.Sprintf("https://%s:%d/realms/ca-a2a", ServerName, port)
-	base := fmt.Sprintf("https://127.0.0.1:%d/realms/ca-a2a/protocol/openid-connect", port)
-	return &IdP{Issuer: issuer, TokenURL: base + "/token", JWKSURL: base + "/certs", Addr: fmt.Sprintf("127.0.0.1:%d", port), stateDir: stateDir}
 }
 
-type writerFunc func([]byte) (int, error)
+var errPortTaken = errors.New("idp: port taken")
 
-func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+// run starts node and waits for its ready line, its exit or the timeout.
+func run(t testing.TB, dir string, env []string) (*IdP, error) {
+	out := &output{ready: make(chan struct{})}
+	cmd := exec.Command("node", filepath.Join(dir, "server.js"))
+	cmd.Dir = dir
+	cmd.Env = env
+	cmd.Stdout = out
+	cmd.Stderr = &out.stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("idp: start node: %w", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	stop := func() {
+		// SIGTERM first: the server closes its listener and exits; the
+		// group kill makes sure nothing outlives the test.
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(3 * time.Second):
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-exited
+		}
+	}
+	select {
+	case <-out.ready:
+	case err := <-exited:
+		if strings.Contains(out.String(), "EADDRINUSE") {
+			return nil, errPortTaken
+		}
+		return nil, fmt.Errorf("idp: exited before it was ready (%v):\n%s", err, out)
+	case <-time.After(readyTimeout):
+		stop()
+		return nil, fmt.Errorf("idp: not ready within %s:\n%s", readyTimeout, out)
+	}
+	t.Cleanup(func() {
+		stop()
+		if t.Failed() {
+			t.Logf("identity provider output:\n%s", out)
+		}
+	})
+	return &IdP{}, nil
+}
+
+// output collects the provider's stdout and stderr and signals its ready
+// line. Neither carries tokens or keys.
+type output struct {
+	mu     sync.Mutex
+	stdout bytes.Buffer
+	stderr lockedBuffer
+	ready  chan struct{}
+	seen   bool
+}
+
+func (o *output) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.stdout.Write(p)
+	if !o.seen && bytes.Contains(o.stdout.Bytes(), []byte("idp: listening ")) {
+		o.seen = true
+		close(o.ready)
+	}
+	return len(p), nil
+}
+
+func (o *output) String() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.stdout.String() + o.stderr.String()
+}
+
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func lastValue(env []string, key string) string {
+	v := ""
+	for _, kv := range env {
+		if k, val, ok := strings.Cut(kv, "="); ok && k == key {
+			v = val
+		}
+	}
+	return v
+}
 
 func freePort(t testing.TB) int {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
