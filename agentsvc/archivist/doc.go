@@ -3,9 +3,11 @@
 // search_documents, get_document_stats).
 //
 // The store is an embedded SQLite database (modernc.org/sqlite, pure Go) in
-// WAL mode, opened from ARCHIVE_DSN = sqlite://PATH. Its schema is built by
-// an ordered list of migrations recorded in schema_migrations; a database
-// whose schema is newer than this code is refused rather than misread.
+// WAL mode, opened from ARCHIVE_DSN = sqlite://PATH with OpenDSN
+// (sqlite://:memory: gives a private in-memory store for tests). Its schema
+// is built by an ordered list of migrations recorded in schema_migrations; a
+// database whose schema is newer than this code is refused rather than
+// misread.
 //
 // # Statuses
 //
@@ -26,13 +28,15 @@
 // # Idempotence
 //
 // archive_document is idempotent on document_id: one INSERT ... ON
-// CONFLICT(document_id) DO NOTHING followed by a read of the row, so
-// concurrent redeliveries of the same document create exactly one row and
-// exactly one caller sees created:true. A later call never overwrites the
+// CONFLICT(document_id) DO NOTHING followed by a read of the row, in one
+// transaction, so concurrent redeliveries of the same document create
+// exactly one row and exactly one caller sees created:true. A later call never overwrites the
 // stored row; it answers with the stored status.
 //
 // # Errors
 //
 // Storage failures reach the client as -32002 "archive store unavailable";
-// the SQL error, with any path in it, goes to the log only.
+// the SQL error, with any path in it, goes to the log only (the store's
+// logger, or the Archivist's, WithLogger, for errors a Store did not
+// classify).
 package archivist

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"math"
 	"regexp"
 
@@ -32,10 +33,33 @@ const (
 )
 
 // Archivist offers the archive methods on a Store.
-type Archivist struct{ store Store }
+type Archivist struct {
+	store Store
+	log   *slog.Logger
+}
+
+// Option configures an Archivist.
+type Option func(*Archivist)
+
+// WithLogger sets where the Archivist logs store failures that the store did
+// not log itself (a Store other than SQLite returning a raw error). The
+// default is slog.Default().
+func WithLogger(l *slog.Logger) Option {
+	return func(a *Archivist) {
+		if l != nil {
+			a.log = l
+		}
+	}
+}
 
 // New returns an Archivist on store.
-func New(store Store) *Archivist { return &Archivist{store: store} }
+func New(store Store, opts ...Option) *Archivist {
+	a := &Archivist{store: store, log: slog.Default()}
+	for _, o := range opts {
+		o(a)
+	}
+	return a
+}
 
 // Methods returns the archivist's JSON-RPC methods.
 func (a *Archivist) Methods() []skill.Method {
@@ -101,7 +125,7 @@ func (a *Archivist) archive(ctx context.Context, params json.RawMessage) (any, e
 	}
 	stored, created, err := a.store.Archive(ctx, doc)
 	if err != nil {
-		return nil, toRPC(err)
+		return nil, a.toRPC(ctx, "archive_document", err)
 	}
 	return ArchiveResult{DocumentID: stored.DocumentID, Status: stored.Status, Created: created}, nil
 }
@@ -216,7 +240,7 @@ func (a *Archivist) get(ctx context.Context, params json.RawMessage) (any, error
 	}
 	d, err := a.store.Get(ctx, p.DocumentID)
 	if err != nil {
-		return nil, toRPC(err)
+		return nil, a.toRPC(ctx, "get_document", err)
 	}
 	return d, nil
 }
@@ -248,7 +272,7 @@ func (a *Archivist) updateStatus(ctx context.Context, params json.RawMessage) (a
 	}
 	prev, err := a.store.UpdateStatus(ctx, p.DocumentID, p.Status, p.Reason)
 	if err != nil {
-		return nil, toRPC(err)
+		return nil, a.toRPC(ctx, "update_document_status", err)
 	}
 	return UpdateStatusResult{DocumentID: p.DocumentID, Status: p.Status, PreviousStatus: prev}, nil
 }
@@ -290,7 +314,7 @@ func (a *Archivist) search(ctx context.Context, params json.RawMessage) (any, er
 	}
 	docs, total, err := a.store.Search(ctx, q)
 	if err != nil {
-		return nil, toRPC(err)
+		return nil, a.toRPC(ctx, "search_documents", err)
 	}
 	return SearchResult{Documents: docs, Total: total, Limit: q.Limit, Offset: q.Offset}, nil
 }
@@ -301,14 +325,15 @@ func (a *Archivist) stats(ctx context.Context, params json.RawMessage) (any, err
 	}
 	st, err := a.store.Stats(ctx)
 	if err != nil {
-		return nil, toRPC(err)
+		return nil, a.toRPC(ctx, "get_document_stats", err)
 	}
 	return st, nil
 }
 
 // toRPC maps store errors to the codes of the contract. Only the transition
-// message is passed on, and it holds nothing but status names.
-func toRPC(err error) error {
+// message is passed on, and it holds nothing but status names. An error the
+// store did not classify is logged here, since no one else will.
+func (a *Archivist) toRPC(ctx context.Context, method string, err error) error {
 	var te *TransitionError
 	switch {
 	case errors.Is(err, ErrNotFound):
@@ -318,7 +343,11 @@ func toRPC(err error) error {
 			Data: map[string]any{"from": te.From, "to": te.To, "allowed": allowedFrom(te.From)}}
 	case errors.Is(err, ErrUnknownStatus):
 		return jsonrpc.InvalidParams("status must be archived, rejected or failed")
+	case errors.Is(err, ErrUnavailable):
+		// Logged by the store, with the cause.
+		return jsonrpc.Errorf(jsonrpc.CodeUnavailable, "archive store unavailable")
 	default:
+		a.log.ErrorContext(ctx, "archive store failure", "method", method, "error", err)
 		return jsonrpc.Errorf(jsonrpc.CodeUnavailable, "archive store unavailable")
 	}
 }

@@ -85,7 +85,10 @@ var _ Store = (*SQLite)(nil)
 // OpenDSN opens the store named by ARCHIVE_DSN, sqlite://PATH, creating the
 // parent directory (0700), the file (0600) and the schema as needed. PATH is
 // a filesystem path, relative to the working directory unless it starts
-// with "/"; it is not parsed as a URL. Other schemes are refused.
+// with "/"; it is not parsed as a URL. sqlite://:memory: opens an in-memory
+// store instead (see MemoryPath). Other schemes are refused. logger (nil:
+// slog.Default()) receives the storage errors that clients only see as
+// -32002.
 func OpenDSN(ctx context.Context, dsn string, logger *slog.Logger) (Store, error) {
 	path, ok := strings.CutPrefix(dsn, DSNScheme)
 	if !ok {
@@ -99,6 +102,9 @@ func OpenDSN(ctx context.Context, dsn string, logger *slog.Logger) (Store, error
 	if path == "" || strings.ContainsRune(path, 0) {
 		return nil, errors.New("archivist: ARCHIVE_DSN sqlite://PATH needs a file path")
 	}
+	if path == MemoryPath {
+		return openMemory(ctx, logger)
+	}
 	s, err := openFile(ctx, path, logger)
 	if err != nil {
 		return nil, err
@@ -106,10 +112,28 @@ func OpenDSN(ctx context.Context, dsn string, logger *slog.Logger) (Store, error
 	return s, nil
 }
 
-func openFile(ctx context.Context, path string, logger *slog.Logger) (*SQLite, error) {
-	if logger == nil {
-		logger = slog.Default()
+// MemoryPath, as in sqlite://:memory:, opens a private in-memory store that
+// lives as long as the Store: for tests and throw-away local runs only.
+// Nothing is written to disk.
+const MemoryPath = ":memory:"
+
+// openMemory opens an in-memory store. Every SQLite connection to :memory:
+// is a database of its own, so the pool is pinned to one connection that
+// never expires; callers queue on it, which is what SQLite's single writer
+// would make them do anyway.
+func openMemory(ctx context.Context, logger *slog.Logger) (*SQLite, error) {
+	db, err := sql.Open("sqlite", "file::memory:?"+pragmas)
+	if err != nil {
+		return nil, fmt.Errorf("archivist: open archive: %w", err)
 	}
+	db.SetMaxOpenConns(1)
+	db.SetMaxIdleConns(1)
+	db.SetConnMaxLifetime(0)
+	db.SetConnMaxIdleTime(0)
+	return start(ctx, db, logger)
+}
+
+func openFile(ctx context.Context, path string, logger *slog.Logger) (*SQLite, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, fmt.Errorf("archivist: archive path: %w", err)
@@ -131,6 +155,14 @@ func openFile(ctx context.Context, path string, logger *slog.Logger) (*SQLite, e
 	}
 	db.SetMaxOpenConns(maxOpenConns)
 	db.SetMaxIdleConns(maxOpenConns)
+	return start(ctx, db, logger)
+}
+
+// start migrates the schema of a freshly opened pool.
+func start(ctx context.Context, db *sql.DB, logger *slog.Logger) (*SQLite, error) {
+	if logger == nil {
+		logger = slog.Default()
+	}
 	s := &SQLite{db: db, log: logger, now: time.Now}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
@@ -213,10 +245,17 @@ const columns = `document_id, s3_key, bucket, document_type, file_name, sha256, 
 
 const summaryColumns = `document_id, s3_key, bucket, document_type, file_name, sha256, status, score, passed, validation, stage, error, created_at, updated_at`
 
-// Archive implements Store.
+// Archive implements Store. The INSERT ... ON CONFLICT DO NOTHING and the
+// read of the stored row share one (immediate) transaction: there is no
+// check-then-insert window, and the row returned is the one that won.
 func (s *SQLite) Archive(ctx context.Context, d *Document) (*Document, bool, error) {
 	now := s.stamp()
-	res, err := s.db.ExecContext(ctx, `INSERT INTO documents (`+columns+`)
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, false, s.unavailable(ctx, "archive", d.DocumentID, err)
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `INSERT INTO documents (`+columns+`)
 		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
 		ON CONFLICT(document_id) DO NOTHING`,
 		d.DocumentID, d.S3Key, d.Bucket, d.DocumentType, d.FileName, d.SHA256, d.Status,
@@ -229,14 +268,16 @@ func (s *SQLite) Archive(ctx context.Context, d *Document) (*Document, bool, err
 	if err != nil {
 		return nil, false, s.unavailable(ctx, "archive", d.DocumentID, err)
 	}
-	stored, err := s.Get(ctx, d.DocumentID)
+	stored, err := s.get(ctx, tx, d.DocumentID)
 	if err != nil {
 		if errors.Is(err, ErrNotFound) {
-			// Inserted or found a moment ago: only a concurrent delete,
-			// which this package never does, gets here.
-			return nil, false, s.unavailable(ctx, "archive", d.DocumentID, errors.New("row vanished after insert"))
+			// Inserted or found a moment ago in this transaction.
+			return nil, false, s.unavailable(ctx, "archive", d.DocumentID, errors.New("row missing after insert"))
 		}
 		return nil, false, err
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, false, s.unavailable(ctx, "archive", d.DocumentID, err)
 	}
 	return stored, n == 1, nil
 }
@@ -264,9 +305,18 @@ func nullJSON(r []byte) any {
 
 // Get implements Store.
 func (s *SQLite) Get(ctx context.Context, id string) (*Document, error) {
+	return s.get(ctx, s.db, id)
+}
+
+// querier is what Get needs of a pool or a transaction.
+type querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func (s *SQLite) get(ctx context.Context, q querier, id string) (*Document, error) {
 	var d Document
 	var n nullables
-	err := s.db.QueryRowContext(ctx, `SELECT `+columns+` FROM documents WHERE document_id = ?`, id).Scan(
+	err := q.QueryRowContext(ctx, `SELECT `+columns+` FROM documents WHERE document_id = ?`, id).Scan(
 		&d.DocumentID, &d.S3Key, &d.Bucket, &d.DocumentType, &d.FileName, &d.SHA256, &d.Status,
 		&n.score, &n.passed, &n.extracted, &n.validation, &d.Stage, &d.Error, &d.CreatedAt, &d.UpdatedAt)
 	if errors.Is(err, sql.ErrNoRows) {
