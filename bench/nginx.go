@@ -3,7 +3,6 @@ package bench
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -12,6 +11,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ca-a2a/ca-a2a/internal/loopback"
+	"github.com/ca-a2a/ca-a2a/internal/testutil/syncbuf"
 )
 
 // NginxBody is what the reference server answers on /health.
@@ -48,7 +50,7 @@ func (f *Fixture) StartNginx(tb testing.TB, bin string) (url string, err error) 
 			tb.Fatal(err)
 		}
 	}
-	port, err := freePort()
+	port, err := loopback.FreePort()
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -87,7 +89,7 @@ http {
 		tb.Fatal(err)
 	}
 	cmd := exec.Command(bin, "-p", dir, "-c", confPath, "-e", filepath.Join(dir, "error.log"))
-	out := &tailBuffer{max: 16 << 10}
+	out := &syncbuf.Buffer{Max: 16 << 10}
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -128,13 +130,4 @@ http {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ca-a2a/ca-a2a/dev/localrun"
+	"github.com/ca-a2a/ca-a2a/internal/loopback"
 )
 
 // TestBootstrapUnderRuntimeInterfaceEmulator builds the real bootstrap and
@@ -75,11 +75,12 @@ func TestBootstrapUnderRuntimeInterfaceEmulator(t *testing.T) {
 	}
 }
 
-func freePort(t *testing.T) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+// freePort is loopback.FreePort for tests.
+func freePort(t testing.TB) int {
+	t.Helper()
+	p, err := loopback.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return p
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/ca-a2a/ca-a2a/internal/certgen"
+	"github.com/ca-a2a/ca-a2a/internal/loopback"
 )
 
 // StartMoto starts moto_server on MotoPort unless one already answers there.
@@ -124,7 +124,14 @@ func (l Layout) Invoke(ctx context.Context, event []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	port, apiPort := freePort(), freePort()
+	port, err := loopback.FreePort()
+	if err != nil {
+		return nil, err
+	}
+	apiPort, err := loopback.FreePort()
+	if err != nil {
+		return nil, err
+	}
 	var g Group
 	defer g.Stop()
 	err = g.Start("rie", l.Log("lambda"), l.LambdaEnv(), rie,
@@ -174,13 +181,4 @@ func InstallRIE(ctx context.Context, dir string) (string, error) {
 		return "", fmt.Errorf("installing the runtime interface emulator: %v\n%s", err, b)
 	}
 	return bin, nil
-}
-
-func freePort() int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }

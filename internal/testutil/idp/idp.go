@@ -9,7 +9,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/MicahParks/jwkset"
 
+	"github.com/ca-a2a/ca-a2a/internal/loopback"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/repo"
 )
 
@@ -290,12 +290,12 @@ func lastValue(env []string, key string) string {
 	return v
 }
 
+// freePort is loopback.FreePort for tests.
 func freePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := loopback.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return p
 }

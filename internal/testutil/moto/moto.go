@@ -9,24 +9,24 @@
 package moto
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ca-a2a/ca-a2a/internal/loopback"
+	"github.com/ca-a2a/ca-a2a/internal/testutil/syncbuf"
 )
 
 const (
 	// readyTimeout bounds how long Start waits for one server to answer.
 	readyTimeout = 20 * time.Second
-	// attempts covers the window between freePort closing its listener and
+	// attempts covers the window between loopback.FreePort closing its listener and
 	// moto_server binding the port, where another process may take it.
 	attempts = 3
 	// maxLog keeps the tail of the server's output for failure reports.
@@ -69,7 +69,7 @@ var errExited = errors.New("moto_server exited before it was ready")
 // server is one moto_server process.
 type server struct {
 	cmd    *exec.Cmd
-	out    *tailBuffer
+	out    *syncbuf.Buffer
 	exited chan struct{} // closed once cmd.Wait returned
 }
 
@@ -83,11 +83,11 @@ func (s *server) stop() {
 }
 
 func start(t testing.TB, bin string) (string, error) {
-	port, err := freePort()
+	port, err := loopback.FreePort()
 	if err != nil {
 		return "", err
 	}
-	s := &server{out: &tailBuffer{max: maxLog}, exited: make(chan struct{})}
+	s := &server{out: &syncbuf.Buffer{Max: maxLog}, exited: make(chan struct{})}
 	s.cmd = exec.Command(bin, "-H", "127.0.0.1", "-p", strconv.Itoa(port))
 	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -159,36 +159,4 @@ func Env(t *testing.T, endpoint string) {
 	t.Setenv("AWS_CONFIG_FILE", os.DevNull)
 	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", os.DevNull)
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-}
-
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
-// tailBuffer keeps the last max bytes written to it; moto logs every request.
-type tailBuffer struct {
-	mu  sync.Mutex
-	max int
-	b   bytes.Buffer
-}
-
-func (s *tailBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.b.Write(p)
-	if extra := s.b.Len() - s.max; extra > 0 {
-		s.b.Next(extra)
-	}
-	return len(p), nil
-}
-
-func (s *tailBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -7,7 +7,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -17,6 +16,7 @@ import (
 	"github.com/ca-a2a/ca-a2a/agentsvc"
 	"github.com/ca-a2a/ca-a2a/agentsvc/config"
 	"github.com/ca-a2a/ca-a2a/internal/certgen"
+	"github.com/ca-a2a/ca-a2a/internal/loopback"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/idp"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/syncbuf"
 )
@@ -170,11 +170,12 @@ func (s *Stack) Leaf(agent string) (cert, key, ca string) {
 	return cert, key, ca
 }
 
+// freePort is loopback.FreePort for tests.
 func freePort(t testing.TB) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	t.Helper()
+	p, err := loopback.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return p
 }

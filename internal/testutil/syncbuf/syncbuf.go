@@ -7,8 +7,12 @@ import (
 	"sync"
 )
 
-// Buffer collects writes from several goroutines. The zero value is ready.
+// Buffer collects writes from several goroutines. The zero value is ready
+// and keeps everything; with Max > 0 it keeps only the last Max bytes (a
+// chatty process's tail, for a failure message).
 type Buffer struct {
+	Max int
+
 	mu sync.Mutex
 	b  bytes.Buffer
 }
@@ -17,7 +21,11 @@ type Buffer struct {
 func (s *Buffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.b.Write(p)
+	s.b.Write(p)
+	if extra := s.b.Len() - s.Max; s.Max > 0 && extra > 0 {
+		s.b.Next(extra)
+	}
+	return len(p), nil
 }
 
 // String returns what was written so far ("" for a nil Buffer).
