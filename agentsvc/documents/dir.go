@@ -78,9 +78,12 @@ func classify(r *os.Root, err error) error {
 }
 
 // Get reads key.
-func (d *Dir) Get(_ context.Context, key string, maxBytes int64) (*Object, error) {
+func (d *Dir) Get(ctx context.Context, key string, maxBytes int64) (*Object, error) {
 	if err := CheckKey(key); err != nil {
 		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	maxBytes = maxOrDefault(maxBytes)
 	root, err := d.root()
@@ -120,10 +123,11 @@ func (d *Dir) Get(_ context.Context, key string, maxBytes int64) (*Object, error
 		return nil, tooLarge(-1, maxBytes)
 	}
 	return &Object{
-		Key:  key,
-		Data: data,
-		Size: int64(len(data)),
-		ETag: fmt.Sprintf("%x-%x", st.ModTime().UnixNano(), st.Size()),
+		Key:          key,
+		Data:         data,
+		Size:         int64(len(data)),
+		ETag:         fmt.Sprintf("%x-%x", st.ModTime().UnixNano(), st.Size()),
+		LastModified: st.ModTime(),
 	}, nil
 }
 

@@ -4,7 +4,8 @@
 // An s3_key is an object key, never a path. Every key is checked by CheckKey
 // before any I/O: a key that is empty, longer than 1024 bytes, absolute,
 // holds a backslash, a NUL or another control character, invalid UTF-8, a
-// "." or ".." segment or an empty segment is refused with ErrInvalidKey. A
+// "." or ".." segment or an empty segment is refused with ErrInvalidKey, and
+// so is a key that would become one of those once percent-decoded. A
 // directory store also opens through os.Root, which refuses anything that
 // would resolve outside the directory, symbolic links included.
 package documents
@@ -13,7 +14,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 )
@@ -45,6 +48,9 @@ type Object struct {
 	// ETag is S3's entity tag (quotes removed), or a modification-time and
 	// size tag for a directory store. It may be empty.
 	ETag string
+	// LastModified is the object's modification time; zero when the store
+	// did not say.
+	LastModified time.Time
 }
 
 // Store reads documents by key.
@@ -110,7 +116,35 @@ func Open(ctx context.Context, rawURL string, opts ...Options) (Store, error) {
 }
 
 // CheckKey validates an object key without touching any store.
+//
+// A key that percent-decodes, once or repeatedly ("%252e" is "%2e" is "."),
+// into an invalid key, such
+// as "%2e%2e/x" or "%2Fetc/passwd", is refused too: no store here decodes
+// keys, but a proxy, a console or another client on the way may, and an
+// accepted key must not turn into a traversal there. Keys whose "%" encodes
+// nothing harmful ("100%.csv", "a%20b.pdf") are accepted as they are.
 func CheckKey(key string) error {
+	if err := checkRawKey(key); err != nil {
+		return err
+	}
+	// Each round shortens the key, so this ends within len(key)/3 rounds.
+	for {
+		if !strings.Contains(key, "%") {
+			return nil
+		}
+		dec, err := url.PathUnescape(key)
+		if err != nil || dec == key {
+			return nil // not an encoding: the "%" is part of the name
+		}
+		if err := checkRawKey(dec); err != nil {
+			return fmt.Errorf("%w: percent-encoded form of an invalid key", ErrInvalidKey)
+		}
+		key = dec
+	}
+}
+
+// checkRawKey validates key as written, without decoding it.
+func checkRawKey(key string) error {
 	if key == "" || len(key) > MaxKeyLen {
 		return fmt.Errorf("%w: must be 1 to %d bytes", ErrInvalidKey, MaxKeyLen)
 	}

@@ -3,7 +3,9 @@ package documents_test
 import (
 	"bytes"
 	"errors"
+	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -24,6 +26,10 @@ func TestCheckKey(t *testing.T) {
 		{"...", true}, // a name, not a segment of the path grammar
 		{".hidden.csv", true},
 		{strings.Repeat("k", 1024), true},
+		{"100%.csv", true},      // "%" that encodes nothing
+		{"a%20b.pdf", true},     // decodes to a valid key
+		{"a%2Fb.csv", true},     // "a/b.csv" is valid too
+		{"50%25 off.csv", true}, // "50% off.csv"
 
 		{"", false},
 		{strings.Repeat("k", 1025), false},
@@ -49,6 +55,21 @@ func TestCheckKey(t *testing.T) {
 		{"a\xffb", false},   // invalid UTF-8
 		{"C:/x", false},
 		{"c:x", false},
+
+		// Percent-encoded forms of the above, once or more.
+		{"%2e%2e/secret", false},
+		{"%2E%2E%2Fsecret", false},
+		{"a/%2e%2e/b", false},
+		{"a/%2e/b", false},
+		{"%2e", false},
+		{"%252e%252e/x", false},
+		{"%25252e%25252e/x", false},
+		{"%252525252e%252525252e/x", false},
+		{"%2fetc/passwd", false},
+		{"a%00b", false},
+		{"a%5cb", false},
+		{"a%0ab", false},
+		{"C%3a/x", false},
 	}
 	for _, tc := range tests {
 		err := documents.CheckKey(tc.key)
@@ -122,6 +143,8 @@ func TestDirGet(t *testing.T) {
 		{key: `..\secret.txt`, err: documents.ErrInvalidKey},
 		{key: "in/a.csv\x00.pdf", err: documents.ErrInvalidKey},
 		{key: "./in/a.csv", err: documents.ErrInvalidKey},
+		{key: "%2e%2e/secret.txt", err: documents.ErrInvalidKey},
+		{key: "in/%2e%2e/%2e%2e/secret.txt", err: documents.ErrInvalidKey},
 	}
 	for _, tc := range tests {
 		obj, err := store.Get(t.Context(), tc.key, tc.max)
@@ -131,7 +154,7 @@ func TestDirGet(t *testing.T) {
 			}
 			continue
 		}
-		if err != nil || string(obj.Data) != tc.want || obj.Size != int64(len(tc.want)) || obj.Key != tc.key || obj.Bucket != "" || obj.ETag == "" {
+		if err != nil || string(obj.Data) != tc.want || obj.Size != int64(len(tc.want)) || obj.Key != tc.key || obj.Bucket != "" || obj.ETag == "" || obj.LastModified.IsZero() {
 			t.Errorf("Get(%q) = %+v, %v", tc.key, obj, err)
 		}
 	}
@@ -292,4 +315,27 @@ func TestOpen(t *testing.T) {
 	if _, err := documents.Open(ctx, "file://x", documents.Options{}, documents.Options{}); err == nil {
 		t.Error("two Options accepted")
 	}
+}
+
+// FuzzCheckKey: whatever CheckKey accepts is a clean, local, relative path,
+// and stays one once percent-decoded.
+func FuzzCheckKey(f *testing.F) {
+	for _, k := range []string{"a.pdf", "in/a.csv", "../x", "%2e%2e/x", "a%20b", "100%.csv", "a//b", `a\b`, "C:x"} {
+		f.Add(k)
+	}
+	f.Fuzz(func(t *testing.T, key string) {
+		if documents.CheckKey(key) != nil {
+			return
+		}
+		for k := key; ; {
+			if !filepath.IsLocal(k) || path.Clean(k) != k || strings.ContainsAny(k, "\\\x00") {
+				t.Fatalf("CheckKey accepted %q (form %q)", key, k)
+			}
+			dec, err := url.PathUnescape(k)
+			if err != nil || dec == k {
+				break
+			}
+			k = dec
+		}
+	})
 }

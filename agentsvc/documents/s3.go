@@ -100,11 +100,12 @@ func (s *S3) Get(ctx context.Context, key string, maxBytes int64) (*Object, erro
 		return nil, tooLarge(-1, maxBytes)
 	}
 	return &Object{
-		Key:    key,
-		Bucket: s.bucket,
-		Data:   data,
-		Size:   int64(len(data)),
-		ETag:   strings.Trim(aws.ToString(out.ETag), `"`),
+		Key:          key,
+		Bucket:       s.bucket,
+		Data:         data,
+		Size:         int64(len(data)),
+		ETag:         strings.Trim(aws.ToString(out.ETag), `"`),
+		LastModified: aws.ToTime(out.LastModified),
 	}, nil
 }
 

@@ -69,6 +69,7 @@ func TestS3(t *testing.T) {
 		{key: "../other/x.csv", err: documents.ErrInvalidKey},
 		{key: "/incoming/r.csv", err: documents.ErrInvalidKey},
 		{key: "sub/./q.pdf", err: documents.ErrInvalidKey},
+		{key: "%2e%2e/other/x.csv", err: documents.ErrInvalidKey},
 	}
 	for _, tc := range gets {
 		obj, err := store.Get(ctx, tc.key, tc.max)
@@ -78,7 +79,7 @@ func TestS3(t *testing.T) {
 			}
 			continue
 		}
-		if err != nil || string(obj.Data) != tc.want || obj.Bucket != "docs" || obj.Key != tc.key || obj.ETag == "" || strings.Contains(obj.ETag, `"`) {
+		if err != nil || string(obj.Data) != tc.want || obj.Bucket != "docs" || obj.Key != tc.key || obj.ETag == "" || strings.Contains(obj.ETag, `"`) || obj.LastModified.IsZero() {
 			t.Errorf("Get(%q) = %+v, %v", tc.key, obj, err)
 		}
 	}
@@ -173,7 +174,7 @@ func TestS3InvalidKeyBeforeIO(t *testing.T) {
 		t.Fatal(err)
 	}
 	// With the 3-byte prefix "in/", a 1024-byte key is over S3's limit.
-	for _, key := range []string{"", "../x", "/x", "a/./b", `a\b`, "a\x00", "a/../../etc/passwd", strings.Repeat("k", 1022)} {
+	for _, key := range []string{"", "../x", "/x", "a/./b", `a\b`, "a\x00", "a/../../etc/passwd", "%2e%2e/x", "%252e%252e%252fx", strings.Repeat("k", 1022)} {
 		if _, err := store.Get(t.Context(), key, 0); !errors.Is(err, documents.ErrInvalidKey) {
 			t.Errorf("Get(%q) = %v, want ErrInvalidKey", key, err)
 		}
