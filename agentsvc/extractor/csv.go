@@ -13,6 +13,9 @@ import (
 const (
 	// maxRows bounds the data rows read from one CSV.
 	maxRows = 200_000
+	// maxCells bounds the fields read from one CSV, header included: a
+	// 20 MiB line of delimiters would otherwise be 20 million strings.
+	maxCells = 4_000_000
 	// sniffLines and sniffBytes bound the sample delimiter detection reads.
 	sniffLines = 20
 	sniffBytes = 64 << 10
@@ -46,6 +49,7 @@ func ExtractCSV(data []byte) (*CSVData, error) {
 		return nil, csvError(err)
 	}
 	out := &CSVData{Delimiter: string(delim), Headers: header, ColumnCount: len(header), Rows: [][]string{}}
+	cells := len(header)
 	for {
 		rec, err := r.Read()
 		if errors.Is(err, io.EOF) {
@@ -56,6 +60,9 @@ func ExtractCSV(data []byte) (*CSVData, error) {
 		}
 		if len(out.Rows) == maxRows {
 			return nil, jsonrpc.InvalidParams("CSV has more than %d rows", maxRows)
+		}
+		if cells += len(rec); cells > maxCells {
+			return nil, jsonrpc.InvalidParams("CSV has more than %d fields", maxCells)
 		}
 		out.Rows = append(out.Rows, rec)
 	}

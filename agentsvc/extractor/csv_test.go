@@ -77,6 +77,18 @@ func TestCSVRowLimit(t *testing.T) {
 	}
 }
 
+// TestCSVFieldLimit: one long line of delimiters is refused, not split into
+// millions of strings.
+func TestCSVFieldLimit(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a 4 MB CSV")
+	}
+	in := "a,b\n" + strings.Repeat(",", 4_000_000) + "\n"
+	if _, err := extractor.ExtractCSV([]byte(in)); err == nil || !strings.Contains(err.Error(), "more than 4000000 fields") {
+		t.Fatalf("field limit: %v", err)
+	}
+}
+
 func FuzzExtractCSV(f *testing.F) {
 	for _, s := range []string{
 		"a,b\n1,2\n", "a;b\n1;2\n", "a\tb\n1\t2\n", "\xef\xbb\xbfa,b\n", "a,\"b\n", "\"a\"\"b\",c\n1,2,3\n", "", "\x00",

@@ -28,6 +28,11 @@ type Result struct {
 type PDFData struct {
 	Pages     []Page `json:"pages"`
 	PageCount int    `json:"page_count"`
+	// Metadata holds the document information dictionary's text entries
+	// that are present and not blank, under the keys title, author,
+	// subject, keywords, creator, producer, creation_date and mod_date
+	// (dates as written in the PDF, e.g. "D:20260102150405+01'00'").
+	Metadata map[string]string `json:"metadata,omitempty"`
 }
 
 // Page is one page's text. Number counts from 1.
@@ -36,8 +41,10 @@ type Page struct {
 	Text   string `json:"text"`
 }
 
-// CSVData is a CSV's header and rows. Rows may be ragged (their length may
-// differ from the header's): the validator reports them.
+// CSVData is a CSV's header and rows. The first record is the header; each
+// row is an array of strings in file order (not an object keyed by header,
+// so that duplicate or empty column names lose nothing). Rows may be ragged
+// (their length may differ from the header's): the validator reports them.
 type CSVData struct {
 	Headers     []string   `json:"headers"`
 	Rows        [][]string `json:"rows"`

@@ -12,24 +12,44 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"path"
+	"runtime"
 	"strings"
+	"time"
 
 	"github.com/ca-a2a/ca-a2a/agentsvc/documents"
 	"github.com/ca-a2a/ca-a2a/agentsvc/skill"
 	"github.com/ca-a2a/ca-a2a/shared/jsonrpc"
 )
 
-// Options configure an Extractor.
+// DefaultTimeout bounds one extract_document call when Options sets none.
+const DefaultTimeout = 60 * time.Second
+
+// Options configure an Extractor. The zero value is usable.
 type Options struct {
 	// MaxBytes bounds a document (default documents.DefaultMaxBytes, 20 MiB).
 	MaxBytes int64
+	// Timeout bounds one extract_document call, reading included
+	// (default DefaultTimeout); the caller's deadline applies too.
+	Timeout time.Duration
+	// PDFWorkers bounds the PDFs parsed at once (default GOMAXPROCS).
+	PDFWorkers int
+	// Logger receives the causes that callers do not see (a store
+	// failure, a parse abandoned at the deadline). Nil discards them.
+	Logger *slog.Logger
 }
 
 // Extractor offers extract_document and list_supported_formats.
 type Extractor struct {
 	store documents.Store
 	opts  Options
+	// pdfSlots holds one token per PDF being parsed. The PDF library is
+	// not known to end on every input: a parse that outlives its request is
+	// left to finish, and keeps its slot, so at most PDFWorkers such
+	// parses can run; beyond that PDFs are refused as unavailable rather
+	// than piling up.
+	pdfSlots chan struct{}
 }
 
 // New returns an Extractor reading from store.
@@ -37,7 +57,16 @@ func New(store documents.Store, opts Options) *Extractor {
 	if opts.MaxBytes <= 0 {
 		opts.MaxBytes = documents.DefaultMaxBytes
 	}
-	return &Extractor{store: store, opts: opts}
+	if opts.Timeout <= 0 {
+		opts.Timeout = DefaultTimeout
+	}
+	if opts.PDFWorkers <= 0 {
+		opts.PDFWorkers = runtime.GOMAXPROCS(0)
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Extractor{store: store, opts: opts, pdfSlots: make(chan struct{}, opts.PDFWorkers)}
 }
 
 // Methods returns the extractor's methods.
@@ -63,20 +92,60 @@ func (e *Extractor) extractDocument(ctx context.Context, params json.RawMessage)
 	if err := documents.CheckKey(p.S3Key); err != nil {
 		return nil, errInvalidKey
 	}
-	if TypeOf(p.S3Key) == "" {
+	kind := TypeOf(p.S3Key)
+	if kind == "" {
 		return nil, errUnsupported
 	}
+	ctx, cancel := context.WithTimeout(ctx, e.opts.Timeout)
+	defer cancel()
 	obj, err := e.store.Get(ctx, p.S3Key, e.opts.MaxBytes)
 	if err != nil {
-		return nil, e.mapStoreError(err)
+		return nil, e.mapStoreError(ctx, p.S3Key, err)
 	}
-	return Extract(ctx, p.S3Key, obj.Data)
+	if kind != TypePDF {
+		return Extract(ctx, p.S3Key, obj.Data)
+	}
+	return e.extractPDFBounded(ctx, p.S3Key, obj.Data)
+}
+
+// parsePDF is Extract; tests replace it with a parse that does not end.
+var parsePDF = Extract
+
+// extractPDFBounded runs Extract in a worker slot and waits for it at most
+// until ctx ends.
+func (e *Extractor) extractPDFBounded(ctx context.Context, key string, data []byte) (*Result, error) {
+	select {
+	case e.pdfSlots <- struct{}{}:
+	case <-ctx.Done():
+		e.opts.Logger.WarnContext(ctx, "extractor: no PDF worker free before the deadline", "s3_key", key, "workers", cap(e.pdfSlots))
+		return nil, errBusy
+	}
+	type outcome struct {
+		res *Result
+		err error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		defer func() { <-e.pdfSlots }()
+		res, err := parsePDF(ctx, key, data)
+		done <- outcome{res, err}
+	}()
+	select {
+	case o := <-done:
+		return o.res, o.err
+	case <-ctx.Done():
+		// Extract stops between pages once ctx ends; one still running
+		// is stuck inside the library.
+		e.opts.Logger.ErrorContext(ctx, "extractor: PDF parse still running at the deadline; its worker stays busy until it ends", "s3_key", key, "size", len(data))
+		return nil, jsonrpc.Errorf(jsonrpc.CodeUnavailable, "extraction did not finish in time")
+	}
 }
 
 var (
 	errInvalidKey  = jsonrpc.InvalidParams("s3_key is not a valid object key")
 	errUnsupported = jsonrpc.InvalidParams("unsupported document type: want .pdf or .csv")
 	errEmpty       = jsonrpc.InvalidParams("empty document")
+	errBusy        = jsonrpc.Errorf(jsonrpc.CodeUnavailable, "extractor busy: try again later")
 )
 
 // Extract extracts data, stored under key, by the type the key's extension
@@ -117,8 +186,8 @@ func TypeOf(key string) string {
 }
 
 // mapStoreError chooses the code a caller sees. The store's own message
-// may hold a path or a bucket error: it is not passed on.
-func (e *Extractor) mapStoreError(err error) error {
+// may hold a path or a bucket error: it is logged, not passed on.
+func (e *Extractor) mapStoreError(ctx context.Context, key string, err error) error {
 	switch {
 	case errors.Is(err, documents.ErrInvalidKey):
 		return errInvalidKey
@@ -127,6 +196,7 @@ func (e *Extractor) mapStoreError(err error) error {
 	case errors.Is(err, documents.ErrTooLarge):
 		return jsonrpc.InvalidParams("document larger than the %d-byte limit", e.opts.MaxBytes)
 	default:
+		e.opts.Logger.WarnContext(ctx, "extractor: document store failed", "s3_key", key, "error", err.Error())
 		return jsonrpc.Errorf(jsonrpc.CodeUnavailable, "document store unavailable")
 	}
 }
@@ -136,23 +206,21 @@ type Format struct {
 	Type       string   `json:"type"`
 	Extensions []string `json:"extensions"`
 	MIMEType   string   `json:"mime_type"`
+	// MaxBytes is the largest document of this type the extractor reads.
+	MaxBytes int64 `json:"max_bytes"`
 }
 
 // Formats is list_supported_formats's result.
 type Formats struct {
-	Formats  []Format `json:"formats"`
-	MaxBytes int64    `json:"max_bytes"`
+	Formats []Format `json:"formats"`
 }
 
 func (e *Extractor) listFormats(_ context.Context, params json.RawMessage) (any, error) {
 	if err := jsonrpc.DecodeParams(params, &struct{}{}); err != nil {
 		return nil, err
 	}
-	return Formats{
-		Formats: []Format{
-			{Type: TypePDF, Extensions: []string{".pdf"}, MIMEType: "application/pdf"},
-			{Type: TypeCSV, Extensions: []string{".csv"}, MIMEType: "text/csv"},
-		},
-		MaxBytes: e.opts.MaxBytes,
-	}, nil
+	return Formats{Formats: []Format{
+		{Type: TypePDF, Extensions: []string{".pdf"}, MIMEType: "application/pdf", MaxBytes: e.opts.MaxBytes},
+		{Type: TypeCSV, Extensions: []string{".csv"}, MIMEType: "text/csv", MaxBytes: e.opts.MaxBytes},
+	}}, nil
 }

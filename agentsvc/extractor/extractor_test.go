@@ -1,22 +1,31 @@
 package extractor_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
+
+	"go.uber.org/goleak"
 
 	"github.com/ca-a2a/ca-a2a/agentsvc/documents"
 	"github.com/ca-a2a/ca-a2a/agentsvc/extractor"
 	"github.com/ca-a2a/ca-a2a/agentsvc/extractor/pdftest"
 	"github.com/ca-a2a/ca-a2a/shared/jsonrpc"
 )
+
+// The extractor parses PDFs in goroutines: none may outlive a test.
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func method(t *testing.T, e *extractor.Extractor, name string) func(params string) (any, error) {
 	t.Helper()
@@ -177,21 +186,31 @@ func (s *stubStore) Get(context.Context, string, int64) (*documents.Object, erro
 }
 
 func TestStoreErrors(t *testing.T) {
+	const cause = "dial tcp 10.0.0.1:443: i/o timeout /srv/docs"
 	tests := []struct {
-		err  error
-		code int
+		err    error
+		code   int
+		logged bool // the cause reaches the log
 	}{
-		{documents.ErrNotFound, jsonrpc.CodeNotFound},
-		{documents.ErrInvalidKey, jsonrpc.CodeInvalidParams},
-		{documents.ErrTooLarge, jsonrpc.CodeInvalidParams},
-		{documents.ErrUnavailable, jsonrpc.CodeUnavailable},
-		{context.DeadlineExceeded, jsonrpc.CodeUnavailable},
+		{documents.ErrNotFound, jsonrpc.CodeNotFound, false},
+		{documents.ErrInvalidKey, jsonrpc.CodeInvalidParams, false},
+		{documents.ErrTooLarge, jsonrpc.CodeInvalidParams, false},
+		{fmt.Errorf("%w: %s", documents.ErrUnavailable, cause), jsonrpc.CodeUnavailable, true},
+		{fmt.Errorf("%w: %s", context.DeadlineExceeded, cause), jsonrpc.CodeUnavailable, true},
 	}
 	for _, tc := range tests {
+		var logs bytes.Buffer
 		store := &stubStore{err: tc.err}
-		_, err := extract(t, extractor.New(store, extractor.Options{}), "a.csv")
+		e := extractor.New(store, extractor.Options{Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+		_, err := extract(t, e, "a.csv")
 		if jsonrpc.CodeOf(err) != tc.code {
 			t.Errorf("store error %v: got %v, want code %d", tc.err, err, tc.code)
+		}
+		if strings.Contains(err.Error(), cause) {
+			t.Errorf("store error %v: the cause reached the caller: %v", tc.err, err)
+		}
+		if got := strings.Contains(logs.String(), cause); got != tc.logged {
+			t.Errorf("store error %v: cause logged %v, want %v: %s", tc.err, got, tc.logged, logs.String())
 		}
 	}
 	// Unsupported types and bad keys are refused before the store is asked.
@@ -214,7 +233,8 @@ func TestListSupportedFormats(t *testing.T) {
 		t.Fatal(err)
 	}
 	b, _ := json.Marshal(out)
-	want := `{"formats":[{"type":"pdf","extensions":[".pdf"],"mime_type":"application/pdf"},{"type":"csv","extensions":[".csv"],"mime_type":"text/csv"}],"max_bytes":20971520}`
+	want := `{"formats":[{"type":"pdf","extensions":[".pdf"],"mime_type":"application/pdf","max_bytes":20971520},` +
+		`{"type":"csv","extensions":[".csv"],"mime_type":"text/csv","max_bytes":20971520}]}`
 	if string(b) != want {
 		t.Fatalf("got  %s\nwant %s", b, want)
 	}
@@ -245,4 +265,70 @@ func TestResultJSON(t *testing.T) {
 func hexSum(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(sum[:])
+}
+
+// TestPDFWorkers: a PDF parse that outlives its request keeps its worker
+// slot; with every slot taken PDFs are refused as unavailable (-32002),
+// CSVs still work, and a slot comes back when its parse ends.
+func TestPDFWorkers(t *testing.T) {
+	release := make(chan struct{})
+	var running atomic.Int32
+	defer extractor.SetPDFParser(func(ctx context.Context, key string, data []byte) (*extractor.Result, error) {
+		running.Add(1)
+		defer running.Add(-1)
+		if bytes.Contains(data, []byte("stuck")) {
+			<-release // a parse that ignores ctx, as a looping library would
+		}
+		return extractor.Extract(ctx, key, data)
+	})()
+	store, _ := docStore(t, map[string][]byte{
+		"stuck.pdf": pdftest.Build("stuck"),
+		"ok.pdf":    pdftest.Build("fine"),
+		"ok.csv":    []byte("a,b\n1,2\n"),
+	})
+	var logs bytes.Buffer
+	e := extractor.New(store, extractor.Options{PDFWorkers: 1, Timeout: 100 * time.Millisecond,
+		Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+
+	steps := []struct {
+		key     string
+		code    int // 0: success
+		message string
+	}{
+		{"ok.pdf", 0, ""},
+		{"stuck.pdf", jsonrpc.CodeUnavailable, "did not finish in time"},
+		{"ok.pdf", jsonrpc.CodeUnavailable, "extractor busy"}, // the stuck parse holds the only slot
+		{"ok.csv", 0, ""},
+	}
+	for _, s := range steps {
+		res, err := extract(t, e, s.key)
+		if s.code == 0 {
+			if err != nil || res == nil {
+				t.Fatalf("%s: %v", s.key, err)
+			}
+			continue
+		}
+		if jsonrpc.CodeOf(err) != s.code || !strings.Contains(err.Error(), s.message) {
+			t.Fatalf("%s: %v, want %d %q", s.key, err, s.code, s.message)
+		}
+	}
+	if !strings.Contains(logs.String(), "still running at the deadline") || !strings.Contains(logs.String(), "stuck.pdf") {
+		t.Errorf("the stuck parse was not logged: %s", logs.String())
+	}
+
+	close(release)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := extract(t, e, "ok.pdf")
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("slot never came back: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := running.Load(); n != 0 {
+		t.Fatalf("%d parses still running", n)
+	}
 }
