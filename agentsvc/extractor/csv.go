@@ -13,8 +13,8 @@ import (
 const (
 	// maxRows bounds the data rows read from one CSV.
 	maxRows = 200_000
-	// maxCells bounds the fields read from one CSV, header included: a
-	// 20 MiB line of delimiters would otherwise be 20 million strings.
+	// maxCells bounds the fields of one CSV, header included: a 20 MiB
+	// line of delimiters would otherwise be 20 million strings.
 	maxCells = 4_000_000
 	// sniffLines and sniffBytes bound the sample delimiter detection reads.
 	sniffLines = 20
@@ -41,6 +41,12 @@ func ExtractCSV(data []byte) (*CSVData, error) {
 		return nil, jsonrpc.InvalidParams("malformed CSV: not valid UTF-8")
 	}
 	delim := detectDelimiter(data)
+	// Every field but a record's first follows a delimiter, and every
+	// record but the first follows a newline: this bounds the fields before
+	// encoding/csv builds a record, which it does whole, however long.
+	if bytes.Count(data, []byte(string(delim)))+bytes.Count(data, []byte("\n"))+1 > maxCells {
+		return nil, jsonrpc.InvalidParams("CSV has more than %d fields", maxCells)
+	}
 	r := csv.NewReader(bytes.NewReader(data))
 	r.Comma = delim
 	r.FieldsPerRecord = -1
@@ -49,7 +55,6 @@ func ExtractCSV(data []byte) (*CSVData, error) {
 		return nil, csvError(err)
 	}
 	out := &CSVData{Delimiter: string(delim), Headers: header, ColumnCount: len(header), Rows: [][]string{}}
-	cells := len(header)
 	for {
 		rec, err := r.Read()
 		if errors.Is(err, io.EOF) {
@@ -60,9 +65,6 @@ func ExtractCSV(data []byte) (*CSVData, error) {
 		}
 		if len(out.Rows) == maxRows {
 			return nil, jsonrpc.InvalidParams("CSV has more than %d rows", maxRows)
-		}
-		if cells += len(rec); cells > maxCells {
-			return nil, jsonrpc.InvalidParams("CSV has more than %d fields", maxCells)
 		}
 		out.Rows = append(out.Rows, rec)
 	}
