@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/ca-a2a/ca-a2a/agentsvc/extractor"
 )
@@ -39,6 +40,10 @@ const (
 	// MinTextLength is the least number of non-blank characters a PDF
 	// with text should hold.
 	MinTextLength = 50
+	// UnreadableTextWarn is the share of U+FFFD among a PDF's non-blank
+	// characters above which unreadable_text warns: the extractor writes
+	// U+FFFD for bytes a font's encoding could not turn into text.
+	UnreadableTextWarn = 0.05
 )
 
 // Rule IDs.
@@ -49,11 +54,13 @@ const (
 	RuleRaggedRows          = "ragged_rows"
 	RuleEmptyCellsRatio     = "empty_cells_ratio"
 	RuleDuplicateRows       = "duplicate_rows"
+	RuleUntrimmedValues     = "untrimmed_values"
 	RuleRowCountConsistent  = "row_count_consistent"
 	RuleHasPages            = "has_pages"
 	RuleEmptyPages          = "empty_pages"
 	RuleMinTextLength       = "min_text_length"
 	RulePageCountConsistent = "page_count_consistent"
+	RuleUnreadableText      = "unreadable_text"
 )
 
 // Rules lists every rule this package applies, with its usual severity.
@@ -65,10 +72,12 @@ var Rules = []Rule{
 	{RuleRaggedRows, CategoryFormat, extractor.TypeCSV, SeverityWarning, fmt.Sprintf("Every row has as many fields as the header; an error when more than %.0f%% of rows differ.", RaggedRowsError*100)},
 	{RuleEmptyCellsRatio, CategoryQuality, extractor.TypeCSV, SeverityWarning, fmt.Sprintf("At most %.0f%% of cells are empty or blank; an error above %.0f%%.", EmptyCellsWarn*100, EmptyCellsError*100)},
 	{RuleDuplicateRows, CategoryQuality, extractor.TypeCSV, SeverityWarning, "No data row appears more than once."},
+	{RuleUntrimmedValues, CategoryFormat, extractor.TypeCSV, SeverityInfo, "No column name or value starts or ends with white space."},
 	{RuleHasPages, CategoryCompleteness, extractor.TypePDF, SeverityError, "The document has at least one page."},
 	{RulePageCountConsistent, CategoryConsistency, extractor.TypePDF, SeverityError, "page_count equals the number of pages, numbered 1 to page_count in order."},
 	{RuleEmptyPages, CategoryQuality, extractor.TypePDF, SeverityWarning, "Every page holds text; an error when no page does (a scan without text layer)."},
 	{RuleMinTextLength, CategoryQuality, extractor.TypePDF, SeverityWarning, fmt.Sprintf("The document holds at least %d non-blank characters of text.", MinTextLength)},
+	{RuleUnreadableText, CategoryQuality, extractor.TypePDF, SeverityWarning, fmt.Sprintf("At most %.0f%% of the text's characters are undecodable (U+FFFD).", UnreadableTextWarn*100)},
 }
 
 type issues []Issue
@@ -80,10 +89,13 @@ func (is *issues) add(rule, severity, format string, args ...any) {
 // CheckCSV applies the CSV rules to d.
 func CheckCSV(d *extractor.CSVData) []Issue {
 	var out issues
-	empty := 0
+	empty, untrimmed := 0, 0
 	seen := map[string]bool{}
 	var dups []string
 	for _, h := range d.Headers {
+		if isUntrimmed(h) {
+			untrimmed++
+		}
 		name := strings.TrimSpace(h)
 		if name == "" {
 			empty++
@@ -110,6 +122,9 @@ func CheckCSV(d *extractor.CSVData) []Issue {
 	}
 	if len(d.Rows) == 0 {
 		out.add(RuleHasDataRows, SeverityError, "no data rows after the header")
+		if untrimmed > 0 {
+			out.add(RuleUntrimmedValues, SeverityInfo, "%d values start or end with white space", untrimmed)
+		}
 		return out
 	}
 
@@ -124,6 +139,8 @@ func CheckCSV(d *extractor.CSVData) []Issue {
 			cells++
 			if strings.TrimSpace(c) == "" {
 				emptyCells++
+			} else if isUntrimmed(c) {
+				untrimmed++
 			}
 			// Length-prefixed, so ["a,b"] and ["a","b"] differ.
 			fmt.Fprintf(h, "%d:%s", len(c), c)
@@ -154,7 +171,16 @@ func CheckCSV(d *extractor.CSVData) []Issue {
 	if dupRows > 0 {
 		out.add(RuleDuplicateRows, SeverityWarning, "%d rows repeat an earlier row", dupRows)
 	}
+	if untrimmed > 0 {
+		out.add(RuleUntrimmedValues, SeverityInfo, "%d values start or end with white space", untrimmed)
+	}
 	return out
+}
+
+// isUntrimmed reports whether a non-blank s starts or ends with white space.
+func isUntrimmed(s string) bool {
+	t := strings.TrimSpace(s)
+	return t != "" && t != s
 }
 
 // CheckPDF applies the PDF rules to d.
@@ -174,12 +200,15 @@ func CheckPDF(d *extractor.PDFData) []Issue {
 		out.add(RuleHasPages, SeverityError, "the document has no pages")
 		return out
 	}
-	empty, chars := 0, 0
+	empty, chars, bad := 0, 0, 0
 	for _, p := range d.Pages {
 		n := 0
 		for _, r := range p.Text {
 			if !isBlank(r) {
 				n++
+			}
+			if r == utf8.RuneError {
+				bad++
 			}
 		}
 		chars += n
@@ -196,6 +225,9 @@ func CheckPDF(d *extractor.PDFData) []Issue {
 	}
 	if chars < MinTextLength {
 		out.add(RuleMinTextLength, SeverityWarning, "only %d characters of text, fewer than %d", chars, MinTextLength)
+	}
+	if ratio := float64(bad) / float64(chars); ratio > UnreadableTextWarn {
+		out.add(RuleUnreadableText, SeverityWarning, "%d of %d characters (%.0f%%) could not be decoded", bad, chars, ratio*100)
 	}
 	return out
 }

@@ -6,6 +6,11 @@
 // 25 for an error, 10 for a warning, 2 for an info, clamped to 0..100. A
 // document passes when it has no error and its score reaches the threshold
 // (default 70).
+//
+// extracted_data is decoded into the extractor's own types
+// (extractor.CSVData, extractor.PDFData), strictly: unknown members and
+// missing required members are -32602, so a change of shape on one side
+// fails loudly rather than scoring an empty document.
 package validator
 
 import (

@@ -62,6 +62,15 @@ func pdfOf(t *testing.T, pages ...string) *extractor.PDFData {
 	return d
 }
 
+func pdfWithInfo(t *testing.T) *extractor.PDFData {
+	t.Helper()
+	d, err := extractor.ExtractPDF(pdftest.BuildInfo(map[string]string{"Title": "Invoice"}, longText))
+	if err != nil || d.Metadata["title"] != "Invoice" {
+		t.Fatalf("%+v %v", d, err)
+	}
+	return d
+}
+
 func pages(texts ...string) *extractor.PDFData {
 	d := &extractor.PDFData{PageCount: len(texts), Pages: []extractor.Page{}}
 	for i, s := range texts {
@@ -90,6 +99,9 @@ func TestValidate(t *testing.T) {
 		{"short text and a blank page", "pdf", pages("hi", ""), "empty_pages:warning,min_text_length:warning", 80, true},
 		{"page_count lies", "pdf", &extractor.PDFData{PageCount: 3, Pages: pages(longText).Pages}, "page_count_consistent:error", 75, false},
 		{"pages out of order", "pdf", &extractor.PDFData{PageCount: 2, Pages: []extractor.Page{{Number: 2, Text: longText}, {Number: 1, Text: longText}}}, "page_count_consistent:error", 75, false},
+		{"with metadata", "pdf", pdfWithInfo(t), "", 100, true},
+		{"undecodable text", "pdf", pages(longText[:40] + strings.Repeat("\uFFFD", 20)), "unreadable_text:warning", 90, true},
+		{"a little undecodable text", "pdf", pages(longText + "\uFFFD"), "", 100, true},
 		{"page_count without pages", "pdf", &extractor.PDFData{PageCount: 2, Pages: []extractor.Page{}}, "page_count_consistent:error,has_pages:error", 50, false},
 
 		// CSV
@@ -98,7 +110,10 @@ func TestValidate(t *testing.T) {
 		{"empty header name", "csv", csvOf(t, "a,,c\n1,2,3\n"), "header_required:error", 75, false},
 		{"blank header name", "csv", csvOf(t, "a, ,c\n1,2,3\n"), "header_required:error", 75, false},
 		{"no header at all", "csv", &extractor.CSVData{Headers: []string{}, Rows: [][]string{}}, "header_required:error,has_data_rows:error", 50, false},
-		{"duplicate header names", "csv", csvOf(t, "id,Name,name ,id\n1,2,3,4\n"), "header_unique:error", 75, false},
+		{"duplicate header names", "csv", csvOf(t, "id,Name,name,id\n1,2,3,4\n"), "header_unique:error", 75, false},
+		{"duplicate header names up to spaces", "csv", csvOf(t, "id,Name,name \n1,2,3\n"), "header_unique:error,untrimmed_values:info", 73, false},
+		{"untrimmed values", "csv", csvOf(t, "a,b\n 1,2\n3,4 \n5,6\n"), "untrimmed_values:info", 98, true},
+		{"untrimmed header without rows", "csv", csvOf(t, "a , b\n"), "has_data_rows:error,untrimmed_values:info", 73, false},
 		{"empty and duplicate header", "csv", csvOf(t, "a,,a\n1,2,3\n"), "header_required:error,header_unique:error", 50, false},
 		{"one ragged row in many", "csv", csvOf(t, "a,b\n1,2\n3,4\n5,6\n7,8\n9,10\n11,12\n13,14\n15,16\n17,18\n19,20\n21\n"), "ragged_rows:warning", 90, true},
 		{"mostly ragged rows", "csv", csvOf(t, "a,b\n1\n2\n3,4,5\n"), "ragged_rows:error", 75, false},
