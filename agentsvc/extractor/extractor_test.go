@@ -152,6 +152,8 @@ func TestExtractDocument(t *testing.T) {
 		{`..\secret.csv`, jsonrpc.CodeInvalidParams, "not a valid object key"},
 		{"a\x00.csv", jsonrpc.CodeInvalidParams, "not a valid object key"},
 		{"./tx.csv", jsonrpc.CodeInvalidParams, "not a valid object key"},
+		{"%2e%2e/secret.csv", jsonrpc.CodeInvalidParams, "not a valid object key"},
+		{"incoming%2f%2e%2e%2f%2e%2e%2fsecret.csv", jsonrpc.CodeInvalidParams, "not a valid object key"},
 		{"", jsonrpc.CodeInvalidParams, "not a valid object key"},
 	}
 	for _, tc := range failures {
