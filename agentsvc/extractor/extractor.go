@@ -125,9 +125,10 @@ func (e *Extractor) extractPDFBounded(ctx context.Context, key string, data []by
 		err error
 	}
 	done := make(chan outcome, 1)
+	parse := parsePDF
 	go func() {
 		defer func() { <-e.pdfSlots }()
-		res, err := parsePDF(ctx, key, data)
+		res, err := parse(ctx, key, data)
 		done <- outcome{res, err}
 	}()
 	select {
