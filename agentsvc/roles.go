@@ -35,7 +35,7 @@ func build(ctx context.Context, cfg *config.Config, src certload.Source, log *sl
 		if err != nil {
 			return agent, noop, err
 		}
-		agent.Methods = extractor.New(store, extractor.Options{}).Methods()
+		agent.Methods = extractor.New(store, extractor.Options{Logger: log}).Methods()
 		agent.Checks["documents"] = store.Ping
 		return agent, noop, nil
 	case "validator":
