@@ -3,6 +3,7 @@ package agentsvc_test
 import (
 	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -107,6 +108,22 @@ func TestPipelineEndToEnd(t *testing.T) {
 	if bad.Status != "failed" || bad.Stages["extraction"].Code != jsonrpc.CodeInvalidParams {
 		t.Fatalf("corrupt PDF: %+v", bad)
 	}
+	// Extracted data over the 1 MiB hop limit: the validator refuses the
+	// body (413 -> -32012) and nothing is archived.
+	var big strings.Builder
+	big.WriteString("id,name,comment\n")
+	for i := 0; big.Len() < 3<<19; i++ {
+		fmt.Fprintf(&big, "%d,row-%d,a comment long enough to make this row about sixty bytes\n", i, i)
+	}
+	s.PutDocument(t, "incoming/big.csv", []byte(big.String()))
+	var tooBig processResult
+	if err := lambda.client.Call(ctx, "orchestrator", "process_document", map[string]string{"s3_key": "incoming/big.csv"}, &tooBig); err != nil {
+		t.Fatal(err)
+	}
+	if tooBig.Status != "failed" || tooBig.Stages["validation"].Code != jsonrpc.CodeTooLarge {
+		t.Fatalf("oversized extraction: %+v", tooBig)
+	}
+
 	// A traversal key is refused before anything is read.
 	if err := lambda.client.Call(ctx, "orchestrator", "process_document", map[string]string{"s3_key": "../certs/ca/ca-key.pem"}, &bad); err != nil {
 		t.Fatal(err)
@@ -129,7 +146,7 @@ func TestPipelineEndToEnd(t *testing.T) {
 	if err := lambda.client.Call(ctx, "orchestrator", "process_batch", map[string]string{"prefix": "incoming/", "file_extension": "csv"}, &batch); err != nil {
 		t.Fatal(err)
 	}
-	if batch.Total != 2 || batch.Archived != 1 || batch.Rejected != 1 {
+	if batch.Total != 3 || batch.Archived != 1 || batch.Rejected != 1 || batch.Failed != 1 {
 		t.Fatalf("batch: %+v", batch)
 	}
 	var peers struct {
