@@ -54,6 +54,9 @@ func generateCmd(args []string, stdout io.Writer) error {
 		return err
 	}
 	o.Now = time.Now()
+	if err := checkKeptCA(o); err != nil {
+		return err
+	}
 	o.Out = lineWriter(stdout)
 	// certgen.Generate reports what it creates or re-issues but is silent
 	// about a CA it reuses; say "kept" for it before the first leaf line,
@@ -69,7 +72,10 @@ func generateCmd(args []string, stdout io.Writer) error {
 			out(format, a...)
 		}
 	}
-	return certgen.Generate(o)
+	if err := certgen.Generate(o); err != nil {
+		return err
+	}
+	return checkLeaves(o)
 }
 
 // caKept reports whether Generate will reuse the CA in o.Dir.

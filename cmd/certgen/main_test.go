@@ -428,6 +428,94 @@ func TestBrokenCA(t *testing.T) {
 	}
 }
 
+// copyFile copies src over dst, keeping dst's mode.
+func copyFile(t *testing.T, src, dst string) {
+	t.Helper()
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestUnusableFilesAreReported covers files certgen keeps but an agent would
+// refuse at start-up: the run fails, says how to fix it, writes nothing, and
+// the suggested flag fixes it.
+func TestUnusableFilesAreReported(t *testing.T) {
+	now := time.Now()
+	other := t.TempDir()
+	mustRun(t, "--certs-dir", other, "--agents", "lambda")
+	otherCert, otherKey := certgen.LeafPaths(other, "lambda")
+
+	tests := []struct {
+		name  string
+		setup func(t *testing.T, dir string) // leaves dir with a lambda leaf
+		want  []string                       // in stderr
+		fix   string                         // the flag that repairs it
+	}{
+		{"expired leaf", func(t *testing.T, dir string) {
+			opts := certgen.Options{Dir: dir, Agents: []string{"lambda"}, Days: 1, Now: now.AddDate(0, 0, -10)}
+			if err := certgen.Generate(opts); err != nil {
+				t.Fatal(err)
+			}
+		}, []string{"lambda-cert.pem", "expired", "--force --agents lambda"}, "--force"},
+		{"leaf from another CA", func(t *testing.T, dir string) {
+			mustRun(t, "--certs-dir", dir, "--agents", "lambda")
+			c, k := certgen.LeafPaths(dir, "lambda")
+			copyFile(t, otherCert, c)
+			copyFile(t, otherKey, k)
+		}, []string{"not signed by the CA", "--force"}, "--force"},
+		{"key of another agent", func(t *testing.T, dir string) {
+			mustRun(t, "--certs-dir", dir, "--agents", "lambda", "extractor")
+			_, k := certgen.LeafPaths(dir, "lambda")
+			_, ek := certgen.LeafPaths(dir, "extractor")
+			copyFile(t, ek, k)
+		}, []string{"does not match", "--force"}, "--force"},
+		{"certificate of another agent", func(t *testing.T, dir string) {
+			mustRun(t, "--certs-dir", dir, "--agents", "lambda", "extractor")
+			c, k := certgen.LeafPaths(dir, "lambda")
+			ec, ek := certgen.LeafPaths(dir, "extractor")
+			copyFile(t, ec, c)
+			copyFile(t, ek, k)
+		}, []string{"does not name lambda", "--force"}, "--force"},
+		{"expired CA", func(t *testing.T, dir string) {
+			opts := certgen.Options{Dir: dir, Agents: []string{"lambda"}, Days: 1, Now: now.AddDate(-11, 0, 0)}
+			if err := certgen.Generate(opts); err != nil {
+				t.Fatal(err)
+			}
+		}, []string{"ca-cert.pem expired on", "--force-ca"}, "--force-ca"},
+		{"CA not valid yet", func(t *testing.T, dir string) {
+			opts := certgen.Options{Dir: dir, Agents: []string{"lambda"}, Now: now.Add(48 * time.Hour)}
+			if err := certgen.Generate(opts); err != nil {
+				t.Fatal(err)
+			}
+		}, []string{"ca-cert.pem is not valid before", "--force-ca"}, "--force-ca"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			tc.setup(t, dir)
+			before := snapshot(t, dir)
+			code, _, errOut := certgenRun(t, "--certs-dir", dir, "--agents", "lambda")
+			if code != 1 || !strings.HasPrefix(errOut, "certgen: ") {
+				t.Errorf("exit %d stderr %q, want 1 and the certgen: prefix", code, errOut)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(errOut, w) {
+					t.Errorf("stderr %q lacks %q", errOut, w)
+				}
+			}
+			if after := snapshot(t, dir); !maps.EqualFunc(before, after, bytes.Equal) {
+				t.Error("a failed run changed files")
+			}
+			mustRun(t, "--certs-dir", dir, "--agents", "lambda", tc.fix)
+			mustRun(t, "--certs-dir", dir, "--agents", "lambda") // and it stays fixed
+		})
+	}
+}
+
 func TestFlags(t *testing.T) {
 	defaults := strings.Join(certgen.DefaultAgents, ",")
 	tests := []struct {
@@ -500,6 +588,7 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"--agents", "Nope", "--certs-dir", dir}, 2, ""},
 		{[]string{"publish", "stray"}, 2, ""},
 		{[]string{"publish", "--agents", "a_b"}, 2, ""},
+		{[]string{"thumbprint", "--help"}, 0, "usage:"},
 		{[]string{"thumbprint"}, 2, ""},
 		{[]string{"thumbprint", "a", "b"}, 2, ""},
 		{[]string{"thumbprint", filepath.Join(dir, "missing.pem")}, 1, ""},

@@ -12,6 +12,10 @@ import (
 
 // thumbprintCmd prints the x5t#S256 of the first certificate in a PEM file.
 func thumbprintCmd(args []string, stdout io.Writer) error {
+	if len(args) == 1 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
+		fmt.Fprint(stdout, synopsis)
+		return errHelp
+	}
 	if len(args) != 1 || args[0] == "" || args[0][0] == '-' {
 		return usageError{"usage: certgen thumbprint FILE"}
 	}

@@ -11,6 +11,7 @@ package moto
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -20,7 +21,6 @@ import (
 	"time"
 
 	"github.com/ca-a2a/ca-a2a/internal/loopback"
-	"github.com/ca-a2a/ca-a2a/internal/testutil/syncbuf"
 )
 
 const (
@@ -29,7 +29,8 @@ const (
 	// attempts covers the window between loopback.FreePort closing its listener and
 	// moto_server binding the port, where another process may take it.
 	attempts = 3
-	// maxLog keeps the tail of the server's output for failure reports.
+	// maxLog is how much of the server's output a failure report quotes;
+	// the whole output stays in the log file.
 	maxLog = 64 << 10
 )
 
@@ -38,8 +39,10 @@ const (
 // state; pass the endpoint to Env or to the SDK's BaseEndpoint.
 //
 // Without moto_server on PATH the test fails when CI is set and is skipped,
-// loudly, elsewhere. The server's process group is killed when the test ends;
-// its output is logged when the test failed.
+// loudly, elsewhere. The server's process group is killed when the test ends.
+// Its output goes to a file in the temporary directory ($TMPDIR) that is
+// removed when the test passes; when the test fails, the file is kept and its
+// path and tail are logged.
 func Start(t testing.TB) string {
 	t.Helper()
 	bin, err := exec.LookPath("moto_server")
@@ -50,15 +53,22 @@ func Start(t testing.TB) string {
 		t.Skip("SKIPPING: moto_server is not on PATH (pip install 'moto[server]'); AWS code paths are NOT tested here")
 	}
 	var lastErr error
+	var failedLogs []string // of attempts that a later one replaces
+	defer func() {
+		for _, p := range failedLogs {
+			os.Remove(p)
+		}
+	}()
 	for i := 0; i < attempts; i++ {
-		endpoint, err := start(t, bin)
+		endpoint, logPath, err := start(t, bin)
 		if err == nil {
 			return endpoint
 		}
 		lastErr = err
-		if !errors.Is(err, errExited) {
+		if !errors.Is(err, errExited) || i == attempts-1 {
 			break // a server that runs but never answers will not do better on another port
 		}
+		failedLogs = append(failedLogs, logPath)
 	}
 	t.Fatalf("moto: %v", lastErr)
 	return ""
@@ -68,9 +78,23 @@ var errExited = errors.New("moto_server exited before it was ready")
 
 // server is one moto_server process.
 type server struct {
-	cmd    *exec.Cmd
-	out    *syncbuf.Buffer
-	exited chan struct{} // closed once cmd.Wait returned
+	cmd     *exec.Cmd
+	logPath string        // stdout and stderr of the process group
+	exited  chan struct{} // closed once cmd.Wait returned
+}
+
+// tail returns the last maxLog bytes of the server's output.
+func (s *server) tail() string {
+	f, err := os.Open(s.logPath)
+	if err != nil {
+		return fmt.Sprintf("(output unreadable: %v)", err)
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.Size() > maxLog {
+		_, _ = f.Seek(-maxLog, io.SeekEnd)
+	}
+	b, _ := io.ReadAll(f)
+	return string(b)
 }
 
 func (s *server) stop() {
@@ -82,32 +106,44 @@ func (s *server) stop() {
 	}
 }
 
-func start(t testing.TB, bin string) (string, error) {
+// start runs one server. On failure the error quotes the output and names
+// the log file, which is kept.
+func start(t testing.TB, bin string) (endpoint, logPath string, err error) {
 	port, err := loopback.FreePort()
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
-	s := &server{out: &syncbuf.Buffer{Max: maxLog}, exited: make(chan struct{})}
+	// The child writes straight into the file: no pipe that a surviving
+	// grandchild could hold open and no copying goroutine.
+	log, err := os.CreateTemp("", "moto_server-*.log")
+	if err != nil {
+		return "", "", err
+	}
+	defer log.Close() // the child has its own descriptor
+	s := &server{logPath: log.Name(), exited: make(chan struct{})}
 	s.cmd = exec.Command(bin, "-H", "127.0.0.1", "-p", strconv.Itoa(port))
-	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
+	s.cmd.Stdout, s.cmd.Stderr = log, log
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := s.cmd.Start(); err != nil {
-		return "", fmt.Errorf("starting %s: %w", bin, err)
+		os.Remove(s.logPath)
+		return "", "", fmt.Errorf("starting %s: %w", bin, err)
 	}
 	go func() { _ = s.cmd.Wait(); close(s.exited) }()
 
-	endpoint := "http://127.0.0.1:" + strconv.Itoa(port)
+	endpoint = "http://127.0.0.1:" + strconv.Itoa(port)
 	if err := waitReady(endpoint, s.exited); err != nil {
 		s.stop()
-		return "", fmt.Errorf("%w\n--- moto_server output ---\n%s", err, s.out.String())
+		return "", s.logPath, fmt.Errorf("%w\n--- moto_server output (%s) ---\n%s", err, s.logPath, s.tail())
 	}
 	t.Cleanup(func() {
 		s.stop()
 		if t.Failed() {
-			t.Logf("moto_server %s output (last %d KiB):\n%s", endpoint, maxLog>>10, s.out.String())
+			t.Logf("moto_server %s output kept in %s; last %d KiB:\n%s", endpoint, s.logPath, maxLog>>10, s.tail())
+			return
 		}
+		os.Remove(s.logPath)
 	})
-	return endpoint, nil
+	return endpoint, s.logPath, nil
 }
 
 func waitReady(endpoint string, exited <-chan struct{}) error {
