@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
+	"modernc.org/sqlite" // the "sqlite" database/sql driver
 )
 
 // DSNScheme is the only ARCHIVE_DSN scheme OpenDSN accepts.
@@ -164,11 +164,50 @@ func start(ctx context.Context, db *sql.DB, logger *slog.Logger) (*SQLite, error
 		logger = slog.Default()
 	}
 	s := &SQLite{db: db, log: logger, now: time.Now}
+	if err := firstConnection(ctx, db); err != nil {
+		db.Close()
+		return nil, err
+	}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
 		return nil, err
 	}
 	return s, nil
+}
+
+// sqliteBusy is SQLITE_BUSY, the primary result code of a lock conflict.
+const sqliteBusy = 5
+
+// firstOpenPatience bounds how long firstConnection retries.
+const firstOpenPatience = 10 * time.Second
+
+// firstConnection opens one connection, retrying on SQLITE_BUSY. Switching a
+// new file to WAL (the journal_mode pragma every connection runs) needs an
+// exclusive lock, and SQLite answers SQLITE_BUSY at once, without waiting
+// busy_timeout, when another process is opening the same new file. Once the
+// file is in WAL mode, which is persistent, the pragma takes no lock and
+// later connections do not meet this.
+func firstConnection(ctx context.Context, db *sql.DB) error {
+	deadline := time.Now().Add(firstOpenPatience)
+	wait := 5 * time.Millisecond
+	for {
+		c, err := db.Conn(ctx)
+		if err == nil {
+			return c.Close()
+		}
+		var se *sqlite.Error
+		if !errors.As(err, &se) || se.Code()&0xff != sqliteBusy || time.Now().After(deadline) {
+			return fmt.Errorf("archivist: open archive: %w", err)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("archivist: open archive: %w", ctx.Err())
+		case <-t.C:
+		}
+		wait = min(2*wait, 200*time.Millisecond)
+	}
 }
 
 // escapeURIPath makes a filesystem path safe after "file:" in a SQLite URI:
@@ -179,11 +218,6 @@ func escapeURIPath(p string) string {
 }
 
 func (s *SQLite) migrate(ctx context.Context) error {
-	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-		version    INTEGER PRIMARY KEY,
-		applied_at TEXT NOT NULL)`); err != nil {
-		return fmt.Errorf("archivist: schema_migrations: %w", err)
-	}
 	for {
 		done, err := s.migrateOne(ctx)
 		if err != nil || done {
@@ -192,15 +226,24 @@ func (s *SQLite) migrate(ctx context.Context) error {
 	}
 }
 
-// migrateOne applies the next migration, if any. The version is read inside
-// the (immediate) transaction, so two processes starting on the same file
-// apply each migration once.
+// migrateOne applies the next migration, if any. Everything, including the
+// creation of schema_migrations, happens inside one BEGIN IMMEDIATE
+// transaction: it takes the write lock up front, waiting on busy_timeout,
+// so two processes starting on the same file apply each migration once. (A
+// statement in autocommit mode that reads then writes can instead fail at
+// once with SQLITE_BUSY in WAL mode when another connection wrote between
+// its read and its write.)
 func (s *SQLite) migrateOne(ctx context.Context) (done bool, err error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return false, fmt.Errorf("archivist: migrate: %w", err)
 	}
 	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version    INTEGER PRIMARY KEY,
+		applied_at TEXT NOT NULL)`); err != nil {
+		return false, fmt.Errorf("archivist: schema_migrations: %w", err)
+	}
 	var current int
 	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
 		return false, fmt.Errorf("archivist: migrate: %w", err)

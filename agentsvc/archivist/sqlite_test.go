@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -152,28 +153,32 @@ func TestMigrations(t *testing.T) {
 			t.Fatalf("versions %v after reopen", v)
 		}
 	})
+	// Switching a new file to WAL races between first openers (SQLITE_BUSY
+	// without busy_timeout); several rounds make a regression show.
 	t.Run("concurrent first opens", func(t *testing.T) {
-		fresh := filepath.Join(t.TempDir(), "race.db")
-		var wg sync.WaitGroup
-		errs := make(chan error, 4)
-		for range 4 {
-			wg.Go(func() {
-				s, err := archivist.OpenDSN(t.Context(), "sqlite://"+fresh, quiet)
-				if err == nil {
-					s.Close()
-				}
-				errs <- err
-			})
-		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			if err != nil {
-				t.Fatal(err)
+		for round := range 5 {
+			fresh := filepath.Join(t.TempDir(), fmt.Sprintf("race%d.db", round))
+			var wg sync.WaitGroup
+			errs := make(chan error, 8)
+			for range 8 {
+				wg.Go(func() {
+					s, err := archivist.OpenDSN(t.Context(), "sqlite://"+fresh, quiet)
+					if err == nil {
+						s.Close()
+					}
+					errs <- err
+				})
 			}
-		}
-		if v := versions(t, rawDB(t, fresh)); len(v) != want {
-			t.Fatalf("versions %v", v)
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			if v := versions(t, rawDB(t, fresh)); len(v) != want {
+				t.Fatalf("versions %v", v)
+			}
 		}
 	})
 	t.Run("newer schema refused", func(t *testing.T) {
