@@ -56,26 +56,33 @@ type Config struct {
 // and reuse it: it keeps connections alive and resumes TLS sessions.
 type Client struct {
 	cfg    Config
-	peers  map[string]peer
+	peers  map[string]*peer
 	nextID atomic.Int64
 	mu     sync.Mutex
 	thumb  string
 }
 
+// peer is one agent's URL and the transport that reaches it. The transport
+// is replaced when the caller's certificate rotates.
 type peer struct {
-	url    string
-	client *http.Client
-	tr     *http.Transport
+	url string
+	tr  atomic.Pointer[http.Transport]
+	mk  func() *http.Transport
 }
+
+func (p *peer) client() *http.Client { return &http.Client{Transport: p.tr.Load()} }
 
 // New returns a Client for the peers of cfg.
 func New(cfg Config) (*Client, error) {
 	if cfg.Certificate == nil || cfg.Tokens == nil {
 		return nil, errors.New("a2a: certificate and token source are required")
 	}
-	c := &Client{cfg: cfg, peers: make(map[string]peer, len(cfg.Peers))}
+	c := &Client{cfg: cfg, peers: make(map[string]*peer, len(cfg.Peers))}
 	// One session cache for all peers: reconnecting resumes the TLS session.
-	sessions := tls.NewLRUClientSessionCache(256)
+	// A resumed session carries the certificate it was made with, so the
+	// cache is keyed by the current certificate: after a rotation no
+	// session of the old one is resumed.
+	sessions := certKeyedCache{src: cfg.Certificate, inner: tls.NewLRUClientSessionCache(256)}
 	for name, url := range cfg.Peers {
 		if !strings.HasPrefix(url, "https://") {
 			return nil, fmt.Errorf("a2a: %s URL must be https: %q", name, url)
@@ -92,14 +99,17 @@ func New(cfg Config) (*Client, error) {
 				return inner(cs)
 			}
 		}
-		tr := &http.Transport{
-			TLSClientConfig:     tlsCfg,
-			DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			TLSHandshakeTimeout: 10 * time.Second,
-			MaxIdleConnsPerHost: 32,
-			IdleConnTimeout:     90 * time.Second,
-		}
-		c.peers[name] = peer{url: strings.TrimRight(url, "/"), client: &http.Client{Transport: tr}, tr: tr}
+		p := &peer{url: strings.TrimRight(url, "/"), mk: func() *http.Transport {
+			return &http.Transport{
+				TLSClientConfig:     tlsCfg,
+				DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+				TLSHandshakeTimeout: 10 * time.Second,
+				MaxIdleConnsPerHost: 32,
+				IdleConnTimeout:     90 * time.Second,
+			}
+		}}
+		p.tr.Store(p.mk())
+		c.peers[name] = p
 	}
 	return c, nil
 }
@@ -107,7 +117,7 @@ func New(cfg Config) (*Client, error) {
 // Close releases idle connections.
 func (c *Client) Close() {
 	for _, p := range c.peers {
-		p.tr.CloseIdleConnections()
+		p.tr.Load().CloseIdleConnections()
 	}
 }
 
@@ -153,7 +163,7 @@ type response struct {
 	body   []byte
 }
 
-func (c *Client) send(ctx context.Context, p peer, body []byte) (*response, error) {
+func (c *Client) send(ctx context.Context, p *peer, body []byte) (*response, error) {
 	tok, err := tokenWithin(ctx, c.cfg.Tokens)
 	if err != nil {
 		return nil, fmt.Errorf("a2a: token: %w", err)
@@ -165,7 +175,7 @@ func (c *Client) send(ctx context.Context, p peer, body []byte) (*response, erro
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
-	resp, err := p.client.Do(req)
+	resp, err := p.client().Do(req)
 	if err != nil {
 		return nil, err
 	}
@@ -246,19 +256,39 @@ func decodeResponse(agent, method string, resp *response, result any) error {
 	return nil
 }
 
-// dropConnectionsOnRotation closes kept-alive connections when the caller's
-// certificate rotated: they still present the old certificate, to which a
-// fresh token is not bound.
+// dropConnectionsOnRotation retires every connection when the caller's
+// certificate rotated: they present the old certificate, to which a fresh
+// token is not bound. New transports serve from now on.
 func (c *Client) dropConnectionsOnRotation() {
 	thumb := binding.Thumbprint(c.cfg.Certificate.Bundle().Leaf())
 	c.mu.Lock()
 	changed := c.thumb != "" && c.thumb != thumb
 	c.thumb = thumb
 	c.mu.Unlock()
-	if changed {
-		c.Close()
+	if !changed {
+		return
+	}
+	for _, p := range c.peers {
+		// A busy connection of the old transport goes back to its idle
+		// pool, which nothing draws from any more, and closes after
+		// IdleConnTimeout.
+		p.tr.Swap(p.mk()).CloseIdleConnections()
 	}
 }
+
+// certKeyedCache prefixes session cache keys with the thumbprint of the
+// current certificate.
+type certKeyedCache struct {
+	src   certload.Source
+	inner tls.ClientSessionCache
+}
+
+func (c certKeyedCache) key(k string) string {
+	return binding.Thumbprint(c.src.Bundle().Leaf()) + "|" + k
+}
+
+func (c certKeyedCache) Get(k string) (*tls.ClientSessionState, bool) { return c.inner.Get(c.key(k)) }
+func (c certKeyedCache) Put(k string, cs *tls.ClientSessionState)      { c.inner.Put(c.key(k), cs) }
 
 func isDialError(err error) bool {
 	var op *net.OpError
@@ -301,7 +331,7 @@ func (c *Client) Health(ctx context.Context, agent string) error {
 	if err != nil {
 		return err
 	}
-	resp, err := p.client.Do(req)
+	resp, err := p.client().Do(req)
 	if err != nil {
 		return fmt.Errorf("a2a: %s unreachable: %w", agent, err)
 	}

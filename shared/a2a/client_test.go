@@ -275,3 +275,49 @@ func TestTokenFetchBoundedByDeadline(t *testing.T) {
 		t.Fatalf("err %v after %s", err, time.Since(start))
 	}
 }
+
+// TestRotationWithSessionResumption: after the caller's certificate
+// rotates, neither a resumed TLS session nor a kept-alive connection may
+// present the old certificate, to which the fresh token is not bound.
+func TestRotationWithSessionResumption(t *testing.T) {
+	f := newFixture(t)
+	url := f.serve(t, "validator", echo)
+	first := f.ca.Issue(t, "orchestrator")
+	dir := t.TempDir()
+	certPath, keyPath, caPath := pki.WriteFiles(t, dir, first, f.ca.PEM)
+	files, err := certload.WatchFiles(certPath, keyPath, caPath, certload.Options{PollInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer files.Close()
+	ts, err := tokensource.New(tokensource.Config{TokenURL: f.idp.TokenURL, ClientID: "orchestrator", Certificate: files, ServerName: "keycloak.ca-a2a.local", Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var handshakes atomic.Int64
+	c, err := a2a.New(a2a.Config{Certificate: files, Tokens: ts, Peers: map[string]string{"validator": url}, HandshakeCounter: &handshakes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	call := func() error {
+		var got map[string]string
+		return c.Call(t.Context(), "validator", "list_skills", nil, &got)
+	}
+	if err := call(); err != nil {
+		t.Fatal(err)
+	}
+	// Force the next connection to resume the session of the old certificate
+	// if the cache allowed it.
+	c.Close()
+	pki.WriteFiles(t, dir, f.ca.Issue(t, "orchestrator"), f.ca.PEM)
+	if changed, err := files.Reload(); err != nil || !changed {
+		t.Fatalf("reload: %v %v", changed, err)
+	}
+	for i := range 3 {
+		if err := call(); err != nil {
+			t.Fatalf("call %d after rotation: %v", i, err)
+		}
+		c.Close()
+	}
+}
