@@ -288,7 +288,7 @@ func (c certKeyedCache) key(k string) string {
 }
 
 func (c certKeyedCache) Get(k string) (*tls.ClientSessionState, bool) { return c.inner.Get(c.key(k)) }
-func (c certKeyedCache) Put(k string, cs *tls.ClientSessionState)      { c.inner.Put(c.key(k), cs) }
+func (c certKeyedCache) Put(k string, cs *tls.ClientSessionState)     { c.inner.Put(c.key(k), cs) }
 
 func isDialError(err error) bool {
 	var op *net.OpError
