@@ -48,7 +48,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(a
 		return startup(fmt.Errorf("certificate identity %q does not match AGENT_NAME %q", id, cfg.Name))
 	}
 
-	idp := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+	idp := &http.Client{Timeout: 10 * time.Second, CheckRedirect: noRedirects, Transport: &http.Transport{
 		TLSClientConfig: certload.ClientConfig(src, cfg.ServerName, certload.ClientOptions{SystemRoots: true, SkipVerify: !cfg.VerifyServer}),
 	}}
 	keys, err := binding.NewKeySet(ctx, cfg.JWKSURL, binding.KeySetOptions{Client: idp, Logger: log})
@@ -133,3 +133,7 @@ func loadPolicy(cfg *config.Config, agent server.Agent) (*policy.Policy, error) 
 	}
 	return policy.Load(cfg.PolicyFile, cfg.Name, offered)
 }
+
+// noRedirects keeps the JWKS fetch on the verified identity provider: a
+// redirect (to http:// or elsewhere) is an error, not followed.
+func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }

@@ -65,6 +65,9 @@ func (s *Server) serveBatch(w http.ResponseWriter, ctx context.Context, caller s
 		writeJSON(w, http.StatusOK, errorResponse(nil, jsonrpc.Errorf(jsonrpc.CodeInvalidRequest, "batch larger than %d", MaxBatch)))
 		return
 	}
+	// One deadline for the whole batch: its elements run one after another.
+	ctx, cancel := context.WithTimeout(ctx, s.opts.HandlerTimeout)
+	defer cancel()
 	var out []*jsonrpc.Response
 	for _, e := range elems {
 		if resp, _ := s.call(ctx, caller, e, true); resp != nil {

@@ -140,7 +140,7 @@ func (k *KeySet) background() {
 			return
 		case <-t.C:
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			if err := k.shared(ctx); err != nil {
+			if err := k.shared(ctx, nil); err != nil {
 				k.log.Error("JWKS refresh failed; keeping cached keys", "jwks_url", k.url, "error", err)
 			}
 			cancel()
@@ -176,27 +176,29 @@ func (k *KeySet) Keyfunc(ctx context.Context) jwt.Keyfunc {
 var errRefreshLimited = errors.New("refresh for an unknown kid already done in the last interval")
 
 // refreshForUnknownKID joins the refresh in flight, or starts one when the
-// rate limit allows, or refuses at once.
+// rate limit allows, or refuses at once. The check and the start happen
+// under one lock, so no refresh escapes the limit.
 func (k *KeySet) refreshForUnknownKID(ctx context.Context) error {
-	k.mu.Lock()
-	if k.inflight == nil {
+	return k.shared(ctx, func() bool {
 		now := k.opts.Now()
 		if !k.lastUnknown.IsZero() && now.Sub(k.lastUnknown) < k.opts.UnknownKIDInterval {
-			k.mu.Unlock()
-			return errRefreshLimited
+			return false
 		}
 		k.lastUnknown = now
-	}
-	k.mu.Unlock()
-	return k.shared(ctx)
+		return true
+	})
 }
 
-// shared runs one refresh, or waits for the one in flight and returns its
-// result.
-func (k *KeySet) shared(ctx context.Context) error {
+// shared joins the refresh in flight and returns its result, or starts one
+// when mayStart (called with k.mu held; nil means always) allows it.
+func (k *KeySet) shared(ctx context.Context, mayStart func() bool) error {
 	k.mu.Lock()
 	c := k.inflight
 	if c == nil {
+		if mayStart != nil && !mayStart() {
+			k.mu.Unlock()
+			return errRefreshLimited
+		}
 		c = &refreshCall{done: make(chan struct{})}
 		k.inflight = c
 		k.mu.Unlock()

@@ -7,6 +7,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -160,6 +161,11 @@ func VerifyChain(leaf *x509.Certificate, intermediates []*x509.Certificate, root
 		KeyUsages:     []x509.ExtKeyUsage{eku},
 	})
 	if err == nil {
+		// x509 accepts a leaf without EKU, or with anyExtendedKeyUsage, for
+		// any use; the contract asks for the usage itself.
+		if !slices.Contains(leaf.ExtKeyUsage, eku) {
+			return fmt.Errorf("%w: %s required", ErrWrongUsage, ekuName(eku))
+		}
 		return nil
 	}
 	var invalid x509.CertificateInvalidError

@@ -27,6 +27,8 @@ func TestParse(t *testing.T) {
 	future := ca.Issue(t, "extractor", pki.Validity(now.Add(time.Hour), now.Add(48*time.Hour)))
 	serverOnly := ca.Issue(t, "extractor", pki.EKU(x509.ExtKeyUsageServerAuth))
 	clientOnly := ca.Issue(t, "lambda", pki.EKU(x509.ExtKeyUsageClientAuth))
+	noEKU := ca.Issue(t, "lambda", pki.EKU())
+	anyEKU := ca.Issue(t, "lambda", pki.EKU(x509.ExtKeyUsageAny))
 
 	sec1 := func(l *pki.Leaf) []byte {
 		der, err := x509.MarshalECPrivateKey(l.Key.(*ecdsa.PrivateKey))
@@ -66,6 +68,8 @@ func TestParse(t *testing.T) {
 		{"server-only cert used as client", serverOnly.CertPEM, serverOnly.KeyPEM, ca.PEM, certload.UsageClient, certload.ErrWrongUsage},
 		{"client-only cert used as server", clientOnly.CertPEM, clientOnly.KeyPEM, ca.PEM, certload.UsageServerAndClient, certload.ErrWrongUsage},
 		{"client-only cert for the Lambda", clientOnly.CertPEM, clientOnly.KeyPEM, ca.PEM, certload.UsageClient, nil},
+		{"cert without any EKU", noEKU.CertPEM, noEKU.KeyPEM, ca.PEM, certload.UsageClient, certload.ErrWrongUsage},
+		{"cert with anyExtendedKeyUsage only", anyEKU.CertPEM, anyEKU.KeyPEM, ca.PEM, certload.UsageClient, certload.ErrWrongUsage},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

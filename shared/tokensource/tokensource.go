@@ -124,6 +124,8 @@ func New(cfg Config) (*Source, error) {
 		}
 		s.client = &http.Client{
 			Timeout: 15 * time.Second,
+			// A redirect would take the client's request elsewhere: refused.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 			Transport: &http.Transport{
 				TLSClientConfig: certload.ClientConfig(cfg.Certificate, cfg.ServerName, certload.ClientOptions{
 					SystemRoots: true, SessionCache: nil,
