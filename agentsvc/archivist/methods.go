@@ -203,9 +203,12 @@ func (p *ArchiveParams) document() (*Document, error) {
 		return nil, jsonrpc.InvalidParams("status must be archived, rejected or failed")
 	}
 	return &Document{
-		DocumentID: p.DocumentID, S3Key: p.S3Key, Bucket: p.Bucket, DocumentType: p.DocumentType,
-		FileName: p.FileName, SHA256: p.SHA256, Status: status, Score: score, Passed: v.Passed,
-		ExtractedData: extracted, Validation: validation, Stage: p.Stage, Error: p.Error,
+		Summary: Summary{
+			DocumentID: p.DocumentID, S3Key: p.S3Key, Bucket: p.Bucket, DocumentType: p.DocumentType,
+			FileName: p.FileName, SHA256: p.SHA256, Status: status, Score: score, Passed: v.Passed,
+			Validation: validation, Stage: p.Stage, Error: p.Error,
+		},
+		ExtractedData: extracted,
 	}, nil
 }
 

@@ -64,25 +64,6 @@ func (e *TransitionError) Error() string {
 // Is makes errors.Is(err, ErrInvalidTransition) hold.
 func (e *TransitionError) Is(target error) bool { return target == ErrInvalidTransition }
 
-// Document is one archived document, as get_document returns it.
-type Document struct {
-	DocumentID    string          `json:"document_id"`
-	S3Key         string          `json:"s3_key"`
-	Bucket        string          `json:"bucket"`
-	DocumentType  string          `json:"document_type"`
-	FileName      string          `json:"file_name"`
-	SHA256        string          `json:"sha256"`
-	Status        string          `json:"status"`
-	Score         *int            `json:"score"`
-	Passed        *bool           `json:"passed"`
-	ExtractedData json.RawMessage `json:"extracted_data"`
-	Validation    json.RawMessage `json:"validation"`
-	Stage         string          `json:"stage,omitempty"`
-	Error         string          `json:"error,omitempty"`
-	CreatedAt     string          `json:"created_at"`
-	UpdatedAt     string          `json:"updated_at"`
-}
-
 // Summary is a document without its extracted data (search results).
 type Summary struct {
 	DocumentID   string          `json:"document_id"`
@@ -99,6 +80,13 @@ type Summary struct {
 	Error        string          `json:"error,omitempty"`
 	CreatedAt    string          `json:"created_at"`
 	UpdatedAt    string          `json:"updated_at"`
+}
+
+// Document is one archived document, as get_document returns it: its
+// summary and its extracted data.
+type Document struct {
+	Summary
+	ExtractedData json.RawMessage `json:"extracted_data"`
 }
 
 // Query filters Search. Empty strings match everything; FileName matches a
