@@ -59,7 +59,7 @@ type Client struct {
 	peers  map[string]*peer
 	nextID atomic.Int64
 	mu     sync.Mutex
-	thumb  string
+	bundle *certload.Bundle // the certificate the transports were built for
 }
 
 // peer is one agent's URL and the transport that reaches it. The transport
@@ -260,10 +260,12 @@ func decodeResponse(agent, method string, resp *response, result any) error {
 // certificate rotated: they present the old certificate, to which a fresh
 // token is not bound. New transports serve from now on.
 func (c *Client) dropConnectionsOnRotation() {
-	thumb := binding.Thumbprint(c.cfg.Certificate.Bundle().Leaf())
+	// A source publishes a new *Bundle only when the certificate changed:
+	// a pointer comparison, no hashing on every call.
+	b := c.cfg.Certificate.Bundle()
 	c.mu.Lock()
-	changed := c.thumb != "" && c.thumb != thumb
-	c.thumb = thumb
+	changed := c.bundle != nil && c.bundle != b
+	c.bundle = b
 	c.mu.Unlock()
 	if !changed {
 		return

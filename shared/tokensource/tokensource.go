@@ -96,7 +96,7 @@ type Source struct {
 
 	mu     sync.Mutex
 	reuse  oauth2.TokenSource
-	thumb  string // thumbprint of the certificate reuse was built for
+	bundle *certload.Bundle // the certificate reuse was built for
 	fetchs int
 }
 
@@ -153,18 +153,20 @@ func (s *Source) Invalidate() {
 }
 
 func (s *Source) current() oauth2.TokenSource {
-	thumb := binding.Thumbprint(s.cfg.Certificate.Bundle().Leaf())
+	// A source publishes a new *Bundle only when the certificate changed, so
+	// comparing pointers detects a rotation without hashing on every call.
+	b := s.cfg.Certificate.Bundle()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.reuse == nil || s.thumb != thumb {
+	if s.reuse == nil || s.bundle != b {
 		// A rotated certificate invalidates the cached token: it is bound
 		// to the old one. Kept-alive connections still present the old
 		// certificate, so the next token must come over a new one.
-		if s.thumb != "" && s.thumb != thumb {
+		if s.bundle != nil && s.bundle != b {
 			s.client.CloseIdleConnections()
 		}
-		s.reuse = oauth2.ReuseTokenSourceWithExpiry(nil, &boundSource{s: s, thumb: thumb}, s.cfg.ExpiryMargin)
-		s.thumb = thumb
+		s.reuse = oauth2.ReuseTokenSourceWithExpiry(nil, &boundSource{s: s, thumb: binding.Thumbprint(b.Leaf())}, s.cfg.ExpiryMargin)
+		s.bundle = b
 	}
 	return s.reuse
 }
