@@ -16,6 +16,7 @@ import (
 	"github.com/ca-a2a/ca-a2a/internal/testutil/pki"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/stack"
 	"github.com/ca-a2a/ca-a2a/shared/a2a"
+	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 	"github.com/ca-a2a/ca-a2a/shared/binding"
 	"github.com/ca-a2a/ca-a2a/shared/certload"
 	"github.com/ca-a2a/ca-a2a/shared/jsonrpc"
@@ -49,17 +50,6 @@ func newCaller(t *testing.T, s *stack.Stack, name string) *caller {
 	return &caller{src: src, tokens: ts, client: c}
 }
 
-type processResult struct {
-	DocumentID string `json:"document_id"`
-	Status     string `json:"status"`
-	Stages     map[string]struct {
-		Status  string         `json:"status"`
-		Code    int            `json:"code"`
-		Message string         `json:"message"`
-		Details map[string]any `json:"details"`
-	} `json:"stages"`
-}
-
 func TestPipelineEndToEnd(t *testing.T) {
 	s := stack.Start(t)
 	s.PutDocument(t, "incoming/invoice.pdf", samples.Invoice())
@@ -72,21 +62,21 @@ func TestPipelineEndToEnd(t *testing.T) {
 	want := map[string]string{"incoming/invoice.pdf": "archived", "incoming/transactions.csv": "archived", "incoming/ragged.csv": "rejected"}
 	ids := map[string]string{}
 	for key, status := range want {
-		var res processResult
-		if err := lambda.client.Call(ctx, "orchestrator", "process_document", map[string]string{"s3_key": key}, &res); err != nil {
+		var res agentapi.ProcessResult
+		if err := lambda.client.Call(ctx, "orchestrator", agentapi.MethodProcessDocument, agentapi.ProcessDocumentParams{S3Key: key}, &res); err != nil {
 			t.Fatalf("%s: %v", key, err)
 		}
-		if res.Status != status || !strings.HasPrefix(res.DocumentID, "doc-") || res.Stages["archive"].Details["created"] != true {
+		if res.Status != status || !strings.HasPrefix(res.DocumentID, "doc-") || res.Stages.Archive.Details["created"] != true {
 			t.Fatalf("%s: %+v, want status %s", key, res, status)
 		}
 		ids[key] = res.DocumentID
 	}
 	// Redelivery: same id, nothing archived twice.
-	var again processResult
-	if err := lambda.client.Call(ctx, "orchestrator", "process_document", map[string]string{"s3_key": "incoming/invoice.pdf"}, &again); err != nil {
+	var again agentapi.ProcessResult
+	if err := lambda.client.Call(ctx, "orchestrator", agentapi.MethodProcessDocument, agentapi.ProcessDocumentParams{S3Key: "incoming/invoice.pdf"}, &again); err != nil {
 		t.Fatal(err)
 	}
-	if again.DocumentID != ids["incoming/invoice.pdf"] || again.Status != "archived" || again.Stages["archive"].Details["created"] != false {
+	if again.DocumentID != ids["incoming/invoice.pdf"] || again.Status != "archived" || again.Stages.Archive.Details["created"] != false {
 		t.Fatalf("redelivery: %+v", again)
 	}
 	var found struct {
@@ -101,11 +91,11 @@ func TestPipelineEndToEnd(t *testing.T) {
 	}
 
 	// A corrupt PDF fails at extraction with -32602 and archives nothing.
-	var bad processResult
-	if err := lambda.client.Call(ctx, "orchestrator", "process_document", map[string]string{"s3_key": "incoming/corrupt.pdf"}, &bad); err != nil {
+	var bad agentapi.ProcessResult
+	if err := lambda.client.Call(ctx, "orchestrator", agentapi.MethodProcessDocument, agentapi.ProcessDocumentParams{S3Key: "incoming/corrupt.pdf"}, &bad); err != nil {
 		t.Fatal(err)
 	}
-	if bad.Status != "failed" || bad.Stages["extraction"].Code != jsonrpc.CodeInvalidParams {
+	if bad.Status != "failed" || bad.Stages.Extraction.Code != jsonrpc.CodeInvalidParams {
 		t.Fatalf("corrupt PDF: %+v", bad)
 	}
 	// Extracted data over the 1 MiB hop limit: the validator refuses the
@@ -116,19 +106,19 @@ func TestPipelineEndToEnd(t *testing.T) {
 		fmt.Fprintf(&big, "%d,row-%d,a comment long enough to make this row about sixty bytes\n", i, i)
 	}
 	s.PutDocument(t, "incoming/big.csv", []byte(big.String()))
-	var tooBig processResult
-	if err := lambda.client.Call(ctx, "orchestrator", "process_document", map[string]string{"s3_key": "incoming/big.csv"}, &tooBig); err != nil {
+	var tooBig agentapi.ProcessResult
+	if err := lambda.client.Call(ctx, "orchestrator", agentapi.MethodProcessDocument, agentapi.ProcessDocumentParams{S3Key: "incoming/big.csv"}, &tooBig); err != nil {
 		t.Fatal(err)
 	}
-	if tooBig.Status != "failed" || tooBig.Stages["validation"].Code != jsonrpc.CodeTooLarge {
+	if tooBig.Status != "failed" || tooBig.Stages.Validation.Code != agentapi.CodeTooLarge {
 		t.Fatalf("oversized extraction: %+v", tooBig)
 	}
 
 	// A traversal key is refused before anything is read.
-	if err := lambda.client.Call(ctx, "orchestrator", "process_document", map[string]string{"s3_key": "../certs/ca/ca-key.pem"}, &bad); err != nil {
+	if err := lambda.client.Call(ctx, "orchestrator", agentapi.MethodProcessDocument, agentapi.ProcessDocumentParams{S3Key: "../certs/ca/ca-key.pem"}, &bad); err != nil {
 		t.Fatal(err)
 	}
-	if bad.Status != "failed" || bad.Stages["extraction"].Code != jsonrpc.CodeInvalidParams {
+	if bad.Status != "failed" || bad.Stages.Extraction.Code != jsonrpc.CodeInvalidParams {
 		t.Fatalf("traversal: %+v", bad)
 	}
 
@@ -136,7 +126,7 @@ func TestPipelineEndToEnd(t *testing.T) {
 	if err := lambda.client.Call(ctx, "orchestrator", "get_document_status", map[string]string{"document_id": ids["incoming/ragged.csv"]}, &status); err != nil || status["status"] != "rejected" {
 		t.Fatalf("status: %v %v", status, err)
 	}
-	if err := lambda.client.Call(ctx, "orchestrator", "get_document_status", map[string]string{"document_id": "doc-0000"}, &status); jsonrpc.CodeOf(err) != jsonrpc.CodeNotFound {
+	if err := lambda.client.Call(ctx, "orchestrator", "get_document_status", map[string]string{"document_id": "doc-0000"}, &status); jsonrpc.CodeOf(err) != agentapi.CodeNotFound {
 		t.Fatalf("missing document: %v", err)
 	}
 
@@ -167,12 +157,12 @@ func TestPipelineEndToEnd(t *testing.T) {
 	// archived, and the orchestrator's health turns 503.
 	s.StopAgent("validator")
 	s.PutDocument(t, "incoming/late.csv", []byte("x,y\n1,2\n"))
-	var down processResult
+	var down agentapi.ProcessResult
 	start := time.Now()
-	if err := lambda.client.Call(ctx, "orchestrator", "process_document", map[string]string{"s3_key": "incoming/late.csv"}, &down); err != nil {
+	if err := lambda.client.Call(ctx, "orchestrator", agentapi.MethodProcessDocument, agentapi.ProcessDocumentParams{S3Key: "incoming/late.csv"}, &down); err != nil {
 		t.Fatal(err)
 	}
-	if down.Status != "failed" || down.Stages["validation"].Status != "failed" || down.Stages["validation"].Code != jsonrpc.CodeUnavailable || time.Since(start) > 20*time.Second {
+	if down.Status != "failed" || down.Stages.Validation.Status != "failed" || down.Stages.Validation.Code != agentapi.CodeUnavailable || time.Since(start) > 20*time.Second {
 		t.Fatalf("validator down: %+v", down)
 	}
 	if err := lambda.client.Call(ctx, "archivist", "search_documents", map[string]any{}, &found); err != nil || found.Total != 3 {
@@ -192,7 +182,7 @@ func rawClient(t *testing.T, s *stack.Stack, name, server string) *http.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr := &http.Transport{TLSClientConfig: certload.ClientConfig(src, certload.DNSName(server), certload.ClientOptions{})}
+	tr := &http.Transport{TLSClientConfig: certload.ClientConfig(src, agentapi.DNSName(server), certload.ClientOptions{})}
 	t.Cleanup(tr.CloseIdleConnections)
 	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ca-a2a/ca-a2a/agentsvc/config"
+	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 	"github.com/ca-a2a/ca-a2a/shared/certload"
 )
 
@@ -32,7 +33,7 @@ func Healthcheck(ctx context.Context, cfg *config.Config, strict bool) error {
 		host = "127.0.0.1"
 	}
 	scheme, tr := "https", &http.Transport{
-		TLSClientConfig: certload.ClientConfig(src, certload.DNSName(cfg.Name), certload.ClientOptions{SkipVerify: !cfg.VerifyServer}),
+		TLSClientConfig: certload.ClientConfig(src, agentapi.DNSName(cfg.Name), certload.ClientOptions{SkipVerify: !cfg.VerifyServer}),
 	}
 	if !cfg.MTLSEnabled {
 		scheme = "http"

@@ -13,15 +13,16 @@ import (
 	"github.com/ca-a2a/ca-a2a/agentsvc/server"
 	"github.com/ca-a2a/ca-a2a/agentsvc/validator"
 	"github.com/ca-a2a/ca-a2a/shared/a2a"
+	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 	"github.com/ca-a2a/ca-a2a/shared/certload"
 	"github.com/ca-a2a/ca-a2a/shared/tokensource"
 )
 
 var descriptions = map[string]string{
-	"orchestrator": "Runs the document pipeline: extract, validate, archive.",
-	"extractor":    "Extracts text from PDFs and rows from CSVs.",
-	"validator":    "Scores extracted documents against named rules.",
-	"archivist":    "Keeps processed documents and their status.",
+	agentapi.Orchestrator: "Runs the document pipeline: extract, validate, archive.",
+	agentapi.Extractor:    "Extracts text from PDFs and rows from CSVs.",
+	agentapi.Validator:    "Scores extracted documents against named rules.",
+	agentapi.Archivist:    "Keeps processed documents and their status.",
 }
 
 // build assembles the role cfg.Name: its skills, its health checks and what
@@ -30,7 +31,7 @@ func build(ctx context.Context, cfg *config.Config, src certload.Source, log *sl
 	agent := server.Agent{Name: cfg.Name, Description: descriptions[cfg.Name], Checks: map[string]server.HealthCheck{}}
 	noop := func() {}
 	switch cfg.Name {
-	case "extractor":
+	case agentapi.Extractor:
 		store, err := documents.Open(ctx, cfg.DocumentsURL)
 		if err != nil {
 			return agent, noop, err
@@ -38,10 +39,10 @@ func build(ctx context.Context, cfg *config.Config, src certload.Source, log *sl
 		agent.Methods = extractor.New(store, extractor.Options{Logger: log}).Methods()
 		agent.Checks["documents"] = store.Ping
 		return agent, noop, nil
-	case "validator":
+	case agentapi.Validator:
 		agent.Methods = validator.New(validator.Options{}).Methods()
 		return agent, noop, nil
-	case "archivist":
+	case agentapi.Archivist:
 		store, err := archivist.OpenDSN(ctx, cfg.ArchiveDSN, log)
 		if err != nil {
 			return agent, noop, err
@@ -49,14 +50,14 @@ func build(ctx context.Context, cfg *config.Config, src certload.Source, log *sl
 		agent.Methods = archivist.New(store).Methods()
 		agent.Checks["store"] = store.Ping
 		return agent, func() { store.Close() }, nil
-	case "orchestrator":
+	case agentapi.Orchestrator:
 		tokens, err := tokensource.New(tokensource.Config{TokenURL: cfg.TokenURL, ClientID: cfg.ClientID, Certificate: src,
 			ServerName: cfg.ServerName, Logger: log})
 		if err != nil {
 			return agent, noop, err
 		}
 		peers := map[string]string{}
-		for _, p := range config.Peers {
+		for _, p := range agentapi.Peers() {
 			peers[p] = cfg.PeerURLs[p]
 		}
 		client, err := a2a.New(a2a.Config{Certificate: src, Tokens: tokens, Peers: peers, SkipVerify: !cfg.VerifyServer})
@@ -67,8 +68,8 @@ func build(ctx context.Context, cfg *config.Config, src certload.Source, log *sl
 		if err != nil {
 			return agent, noop, err
 		}
-		agent.Methods = orchestrator.New(client, store, orchestrator.Options{Bucket: store.Bucket(), Peers: config.Peers}).Methods()
-		for _, p := range config.Peers {
+		agent.Methods = orchestrator.New(client, store, orchestrator.Options{Bucket: store.Bucket(), Peers: agentapi.Peers()}).Methods()
+		for _, p := range agentapi.Peers() {
 			agent.Checks["peer:"+p] = func(ctx context.Context) error { return client.Health(ctx, p) }
 		}
 		return agent, client.Close, nil

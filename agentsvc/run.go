@@ -15,6 +15,7 @@ import (
 	"github.com/ca-a2a/ca-a2a/agentsvc/config"
 	"github.com/ca-a2a/ca-a2a/agentsvc/policy"
 	"github.com/ca-a2a/ca-a2a/agentsvc/server"
+	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 	"github.com/ca-a2a/ca-a2a/shared/binding"
 	"github.com/ca-a2a/ca-a2a/shared/certload"
 )
@@ -44,7 +45,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(a
 		return startup(err)
 	}
 	defer closeCert()
-	if id, err := certload.Identity(src.Bundle().Leaf()); err != nil || id != cfg.Name {
+	if id, err := agentapi.Identity(src.Bundle().Leaf()); err != nil || id != cfg.Name {
 		return startup(fmt.Errorf("certificate identity %q does not match AGENT_NAME %q", id, cfg.Name))
 	}
 

@@ -20,6 +20,7 @@ import (
 	"github.com/ca-a2a/ca-a2a/agentsvc/skill"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/pki"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/tokens"
+	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 	"github.com/ca-a2a/ca-a2a/shared/binding"
 	"github.com/ca-a2a/ca-a2a/shared/certload"
 )
@@ -150,8 +151,8 @@ func (f *Fixture) StartAgent(tb testing.TB, name string, methods ...skill.Method
 func (f *Fixture) HTTPClient(tb testing.TB, peer string, conns int) *http.Client {
 	tb.Helper()
 	tr := &http.Transport{
-		TLSClientConfig: certload.ClientConfig(f.ClientSrc, certload.DNSName(peer),
-			certload.ClientOptions{Authorize: certload.AuthorizeAgent(peer)}),
+		TLSClientConfig: certload.ClientConfig(f.ClientSrc, agentapi.DNSName(peer),
+			certload.ClientOptions{Authorize: agentapi.AuthorizeAgent(peer)}),
 		DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
 		MaxIdleConns:        conns,
 		MaxIdleConnsPerHost: conns,

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ca-a2a/ca-a2a/shared/a2a"
+	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 )
 
 // HandshakeResult is the time of one A2A call (get_health over POST
@@ -42,7 +43,7 @@ func Handshakes(ctx context.Context, tb testing.TB, f *Fixture, agent *Agent, ca
 	call := func(c *a2a.Client) time.Duration {
 		var res map[string]any
 		start := time.Now()
-		if err := c.Call(ctx, agent.Name, "get_health", nil, &res); err != nil {
+		if err := c.Call(ctx, agent.Name, agentapi.MethodGetHealth, nil, &res); err != nil {
 			tb.Fatalf("get_health: %v", err)
 		}
 		d := time.Since(start)

@@ -19,6 +19,7 @@ import (
 	"github.com/ca-a2a/ca-a2a/internal/testutil/moto"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/tokens"
 	"github.com/ca-a2a/ca-a2a/lambda"
+	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 	"github.com/ca-a2a/ca-a2a/shared/certload"
 )
 
@@ -134,19 +135,17 @@ type LambdaOptions struct {
 // TLS and auth chain, and counts and times it.
 func Lambda(ctx context.Context, tb testing.TB, f *Fixture, o LambdaOptions) LambdaResult {
 	tb.Helper()
-	orch := f.StartAgent(tb, "orchestrator", skill.Method{
-		Name: "process_document", Description: "sleeps, then answers archived",
+	orch := f.StartAgent(tb, agentapi.Orchestrator, skill.Method{
+		Name: agentapi.MethodProcessDocument, Description: "sleeps, then answers archived",
 		Handler: func(ctx context.Context, params json.RawMessage) (any, error) {
-			var p struct {
-				Key string `json:"s3_key"`
-			}
+			var p agentapi.ProcessDocumentParams
 			_ = json.Unmarshal(params, &p)
 			select {
 			case <-time.After(o.Delay):
 			case <-ctx.Done():
 				return nil, ctx.Err()
 			}
-			return map[string]string{"document_id": "doc-" + p.Key, "status": "archived"}, nil
+			return agentapi.ProcessResult{DocumentID: "doc-" + p.S3Key, S3Key: p.S3Key, Status: agentapi.StatusArchived}, nil
 		},
 	})
 	api, where := secretsAPI(ctx, tb, f, o.Secrets)

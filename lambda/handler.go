@@ -16,6 +16,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 
+	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 	"github.com/ca-a2a/ca-a2a/shared/jsonrpc"
 )
 
@@ -34,12 +35,6 @@ type Handler struct {
 	// handler can report what failed (default 2s).
 	SafetyMargin time.Duration
 	Log          *slog.Logger
-}
-
-// Object is one document to process.
-type Object struct {
-	Bucket string `json:"bucket"`
-	Key    string `json:"s3_key"`
 }
 
 // Invoke is the entry point for lambda.Start: it recognises the event by
@@ -77,19 +72,19 @@ func (h *Handler) Invoke(ctx context.Context, payload json.RawMessage) (any, err
 // returns an error naming the failed keys, so that Lambda's retry or
 // on-failure destination applies.
 func (h *Handler) HandleS3(ctx context.Context, e events.S3Event) error {
-	var objs []Object
+	var objs []agentapi.ProcessDocumentParams
 	for _, r := range e.Records {
 		if !strings.HasPrefix(r.EventName, "ObjectCreated:") {
 			h.log().Info("ignoring S3 event", "event", r.EventName, "bucket", r.S3.Bucket.Name, "s3_key", r.S3.Object.URLDecodedKey)
 			continue
 		}
-		objs = append(objs, Object{Bucket: r.S3.Bucket.Name, Key: r.S3.Object.URLDecodedKey})
+		objs = append(objs, agentapi.ProcessDocumentParams{Bucket: r.S3.Bucket.Name, S3Key: r.S3.Object.URLDecodedKey})
 	}
 	errs := h.process(ctx, objs)
 	var failed []string
 	for i, err := range errs {
 		if err != nil {
-			failed = append(failed, objs[i].Key)
+			failed = append(failed, objs[i].S3Key)
 		}
 	}
 	if len(failed) > 0 {
@@ -102,7 +97,7 @@ func (h *Handler) HandleS3(ctx context.Context, e events.S3Event) error {
 // ids, so that only they are retried (and, after maxReceiveCount, land in
 // the dead-letter queue).
 func (h *Handler) HandleSQS(ctx context.Context, e events.SQSEvent) (events.SQSEventResponse, error) {
-	var objs []Object
+	var objs []agentapi.ProcessDocumentParams
 	var owner []int // objs[i] belongs to message owner[i]
 	failed := make([]bool, len(e.Records))
 	for i, m := range e.Records {
@@ -137,7 +132,7 @@ func (h *Handler) HandleSQS(ctx context.Context, e events.SQSEvent) (events.SQSE
 // ParseMessage reads an SQS body: an S3 event notification (its
 // ObjectCreated records), the s3:TestEvent (no objects), or
 // {"s3_key": "...", "bucket": "..."}. Anything else is an error.
-func ParseMessage(body string) ([]Object, error) {
+func ParseMessage(body string) ([]agentapi.ProcessDocumentParams, error) {
 	var probe map[string]json.RawMessage
 	if err := json.Unmarshal([]byte(body), &probe); err != nil {
 		return nil, errors.New("body is not a JSON object")
@@ -150,36 +145,30 @@ func ParseMessage(body string) ([]Object, error) {
 		if err := json.Unmarshal([]byte(body), &e); err != nil {
 			return nil, fmt.Errorf("malformed S3 event notification: %w", err)
 		}
-		var out []Object
+		var out []agentapi.ProcessDocumentParams
 		for _, r := range e.Records {
 			if r.EventSource != "aws:s3" || r.S3.Bucket.Name == "" || r.S3.Object.URLDecodedKey == "" {
 				return nil, errors.New("S3 record without source, bucket or key")
 			}
 			if strings.HasPrefix(r.EventName, "ObjectCreated:") {
-				out = append(out, Object{Bucket: r.S3.Bucket.Name, Key: r.S3.Object.URLDecodedKey})
+				out = append(out, agentapi.ProcessDocumentParams{Bucket: r.S3.Bucket.Name, S3Key: r.S3.Object.URLDecodedKey})
 			}
 		}
 		return out, nil
 	}
-	var o Object
+	var o agentapi.ProcessDocumentParams
 	dec := json.NewDecoder(strings.NewReader(body))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&o); err != nil || o.Key == "" {
+	if err := dec.Decode(&o); err != nil || o.S3Key == "" {
 		return nil, errors.New(`body is neither an S3 notification nor {"s3_key","bucket"}`)
 	}
-	return []Object{o}, nil
-}
-
-// ProcessResult is the part of process_document's result the Lambda reads.
-type ProcessResult struct {
-	DocumentID string `json:"document_id"`
-	Status     string `json:"status"`
+	return []agentapi.ProcessDocumentParams{o}, nil
 }
 
 // process calls process_document for each object, Concurrency at a time,
 // each call bounded by the invocation deadline minus the safety margin. It
 // returns one error (or nil) per object.
-func (h *Handler) process(ctx context.Context, objs []Object) []error {
+func (h *Handler) process(ctx context.Context, objs []agentapi.ProcessDocumentParams) []error {
 	errs := make([]error, len(objs))
 	if len(objs) == 0 {
 		return errs
@@ -210,19 +199,19 @@ func (h *Handler) process(ctx context.Context, objs []Object) []error {
 				return
 			}
 			start := time.Now()
-			var res ProcessResult
-			err := h.Orchestrator.Call(ctx, "orchestrator", "process_document", o, &res)
+			var res agentapi.ProcessResult
+			err := h.Orchestrator.Call(ctx, agentapi.Orchestrator, agentapi.MethodProcessDocument, o, &res)
 			switch {
 			case err != nil:
 				errs[i] = err
-			case res.Status != "archived" && res.Status != "rejected":
+			case res.Status != agentapi.StatusArchived && res.Status != agentapi.StatusRejected:
 				errs[i] = fmt.Errorf("lambda: document %s %s", res.DocumentID, res.Status)
 			}
 			if errs[i] != nil {
 				h.logFailure(o, errs[i])
 				return
 			}
-			h.log().Info("document processed", "bucket", o.Bucket, "s3_key", o.Key, "document_id", res.DocumentID,
+			h.log().Info("document processed", "bucket", o.Bucket, "s3_key", o.S3Key, "document_id", res.DocumentID,
 				"status", res.Status, "latency_ms", time.Since(start).Milliseconds())
 		})
 	}
@@ -230,8 +219,8 @@ func (h *Handler) process(ctx context.Context, objs []Object) []error {
 	return errs
 }
 
-func (h *Handler) logFailure(o Object, err error) {
-	h.log().Error("document failed", "bucket", o.Bucket, "s3_key", o.Key, "code", jsonrpc.CodeOf(err), "error", err)
+func (h *Handler) logFailure(o agentapi.ProcessDocumentParams, err error) {
+	h.log().Error("document failed", "bucket", o.Bucket, "s3_key", o.S3Key, "code", jsonrpc.CodeOf(err), "error", err)
 }
 
 func (h *Handler) log() *slog.Logger {

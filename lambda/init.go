@@ -18,8 +18,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
-	agentconfig "github.com/ca-a2a/ca-a2a/agentsvc/config"
 	"github.com/ca-a2a/ca-a2a/shared/a2a"
+	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 	"github.com/ca-a2a/ca-a2a/shared/certload"
 	"github.com/ca-a2a/ca-a2a/shared/tokensource"
 )
@@ -46,7 +46,7 @@ func ConfigFromEnv(getenv func(string) string) (*Config, error) {
 		}
 		return def
 	}
-	issuer := strings.TrimRight(str("OIDC_ISSUER", agentconfig.DefaultIssuer), "/")
+	issuer := strings.TrimRight(str("OIDC_ISSUER", agentapi.DefaultIssuer), "/")
 	c := &Config{
 		Secrets: certload.SecretIDs{
 			Cert: str("CERT_SECRET_ID", "ca-a2a/lambda-cert"),
@@ -55,9 +55,9 @@ func ConfigFromEnv(getenv func(string) string) (*Config, error) {
 		},
 		ExtensionPort:   getenv("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT"),
 		Cert:            certload.ConfigFromEnv(getenv),
-		TokenURL:        str("OIDC_TOKEN_URL", issuer+"/protocol/openid-connect/token"),
-		ClientID:        str("OIDC_CLIENT_ID", "lambda"),
-		OrchestratorURL: str("ORCHESTRATOR_URL", "https://orchestrator.ca-a2a.local:8001"),
+		TokenURL:        str("OIDC_TOKEN_URL", agentapi.TokenEndpoint(issuer)),
+		ClientID:        str("OIDC_CLIENT_ID", agentapi.Lambda),
+		OrchestratorURL: str("ORCHESTRATOR_URL", agentapi.URL(agentapi.Orchestrator)),
 		VerifyServer:    true,
 	}
 	var errs []error
@@ -130,7 +130,7 @@ func New(ctx context.Context, cfg *Config, deps Deps) (*Runtime, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lambda: init: %w", err)
 	}
-	client, err := a2a.New(a2a.Config{Certificate: src, Tokens: tokens, Peers: map[string]string{"orchestrator": cfg.OrchestratorURL},
+	client, err := a2a.New(a2a.Config{Certificate: src, Tokens: tokens, Peers: map[string]string{agentapi.Orchestrator: cfg.OrchestratorURL},
 		SkipVerify: !cfg.VerifyServer, HandshakeCounter: deps.HandshakeCounter})
 	if err != nil {
 		return nil, fmt.Errorf("lambda: init: %w", err)

@@ -242,7 +242,7 @@ func TestParseMessage(t *testing.T) {
 		objs, err := lambda.ParseMessage(tc.body)
 		var keys []string
 		for _, o := range objs {
-			keys = append(keys, o.Bucket+"/"+o.Key)
+			keys = append(keys, o.Bucket+"/"+o.S3Key)
 		}
 		if (err != nil) != tc.err || strings.Join(keys, ",") != tc.keys {
 			t.Errorf("%s: %v %v", tc.body, keys, err)
@@ -257,7 +257,7 @@ func FuzzParseMessage(f *testing.F) {
 		objs, err := lambda.ParseMessage(body)
 		if err == nil {
 			for _, o := range objs {
-				if o.Key == "" {
+				if o.S3Key == "" {
 					t.Fatal("object without key")
 				}
 			}

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ca-a2a/ca-a2a/shared/jsonrpc"
+	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 )
 
 // Archive failures answer -32002 without leaking the cause and leave no row:
@@ -52,7 +52,7 @@ func TestArchiveFailureWritesNothing(t *testing.T) {
 			release := tc.inject(t, path)
 			_, err := a.call("archive_document", doc("d1", "a.pdf", "pdf", 90, true))
 			release()
-			wantCode(t, err, jsonrpc.CodeUnavailable)
+			wantCode(t, err, agentapi.CodeUnavailable)
 			if strings.Contains(err.Error(), path) || strings.Contains(err.Error(), tc.cause) {
 				t.Fatalf("client error leaks the cause: %v", err)
 			}

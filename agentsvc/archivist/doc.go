@@ -23,7 +23,7 @@
 // not a judgement on the content. A change to the current status is refused
 // too, so a repeated call cannot be mistaken for a change. Every accepted
 // change is recorded in status_history with its reason. A refused change
-// answers CodeInvalidTransition (-32003); an unknown status -32602.
+// answers agentapi.CodeInvalidTransition (-32003); an unknown status -32602.
 //
 // # Idempotence
 //

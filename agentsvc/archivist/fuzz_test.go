@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/ca-a2a/ca-a2a/agentsvc/archivist"
+	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 	"github.com/ca-a2a/ca-a2a/shared/jsonrpc"
 )
 
@@ -13,10 +14,10 @@ import (
 // only valid documents get there.
 type memStore struct {
 	archivist.Store
-	last *archivist.Document
+	last *agentapi.Document
 }
 
-func (m *memStore) Archive(_ context.Context, d *archivist.Document) (*archivist.Document, bool, error) {
+func (m *memStore) Archive(_ context.Context, d *agentapi.Document) (*agentapi.Document, bool, error) {
 	m.last = d
 	return d, true, nil
 }
@@ -46,7 +47,7 @@ func FuzzArchiveParams(f *testing.F) {
 			return
 		}
 		d := st.last
-		if d == nil || d.DocumentID == "" || d.S3Key == "" || !archivist.ValidStatus(d.Status) {
+		if d == nil || d.DocumentID == "" || d.S3Key == "" || !agentapi.ValidStatus(d.Status) {
 			t.Fatalf("invalid document stored: %+v", d)
 		}
 		for _, raw := range [][]byte{d.ExtractedData, d.Validation} {

@@ -12,7 +12,7 @@ import (
 	"testing"
 
 	"github.com/ca-a2a/ca-a2a/agentsvc/archivist"
-	"github.com/ca-a2a/ca-a2a/shared/jsonrpc"
+	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 )
 
 func openMemory(t *testing.T) *agent {
@@ -77,7 +77,7 @@ func TestMemoryStore(t *testing.T) {
 
 	a.store.Close()
 	_, err = a.call("get_document", `{"document_id":"doc-1"}`)
-	wantCode(t, err, jsonrpc.CodeUnavailable)
+	wantCode(t, err, agentapi.CodeUnavailable)
 }
 
 // rawErrStore is a Store that fails with raw errors, as a careless
@@ -87,7 +87,7 @@ type rawErrStore struct {
 	err error
 }
 
-func (s rawErrStore) Get(context.Context, string) (*archivist.Document, error) { return nil, s.err }
+func (s rawErrStore) Get(context.Context, string) (*agentapi.Document, error) { return nil, s.err }
 
 // Whatever a Store returns, the client sees a generic -32002; the cause is
 // logged once: by the Archivist when the store did not classify it, by the
@@ -112,7 +112,7 @@ func TestUnclassifiedStoreErrors(t *testing.T) {
 				}
 			}
 			_, err := get(t.Context(), []byte(`{"document_id":"d1"}`))
-			wantCode(t, err, jsonrpc.CodeUnavailable)
+			wantCode(t, err, agentapi.CodeUnavailable)
 			if strings.Contains(err.Error(), "secret") || strings.Contains(err.Error(), "disk") {
 				t.Fatalf("client error leaks the cause: %v", err)
 			}

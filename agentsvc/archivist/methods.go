@@ -10,23 +10,18 @@ import (
 	"regexp"
 
 	"github.com/ca-a2a/ca-a2a/agentsvc/skill"
+	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 	"github.com/ca-a2a/ca-a2a/shared/jsonrpc"
 )
 
-// CodeInvalidTransition is the JSON-RPC code of a status change that the
-// state machine refuses (see the package documentation).
-const CodeInvalidTransition = -32003
-
 // Limits on what callers may store.
 const (
-	// MaxParamsBytes bounds the params of one call.
-	MaxParamsBytes = 8 << 20
-	maxS3Key       = 1024 // S3's own limit, in bytes
-	maxBucket      = 255
-	maxFileName    = 1024
-	maxError       = 4096
-	maxReason      = 1024
-	maxFileFilter  = 256
+	maxS3Key      = 1024 // S3's own limit, in bytes
+	maxBucket     = 255
+	maxFileName   = 1024
+	maxError      = 4096
+	maxReason     = 1024
+	maxFileFilter = 256
 	// DefaultLimit and MaxLimit bound a search_documents page.
 	DefaultLimit = 50
 	MaxLimit     = 500
@@ -64,11 +59,11 @@ func New(store Store, opts ...Option) *Archivist {
 // Methods returns the archivist's JSON-RPC methods.
 func (a *Archivist) Methods() []skill.Method {
 	return []skill.Method{
-		{Name: "archive_document", Description: "Archive a processed document, idempotent on document_id: {document_id, s3_key, document_type, extracted_data, validation, bucket?, file_name?, sha256?, status?, stage?, error?} -> {document_id, status, created}.", Handler: a.archive},
-		{Name: "get_document", Description: "A document with its extracted data and validation: {document_id}.", Handler: a.get},
-		{Name: "update_document_status", Description: "Move a document along the allowed status transitions: {document_id, status, reason?} -> {document_id, status, previous_status}.", Handler: a.updateStatus},
-		{Name: "search_documents", Description: "Find documents, newest first: {status?, document_type?, file_name?, limit?, offset?} -> {documents, total, limit, offset}.", Handler: a.search},
-		{Name: "get_document_stats", Description: "Document counts by status and type, and the average score.", Handler: a.stats},
+		{Name: agentapi.MethodArchiveDocument, Description: "Archive a processed document, idempotent on document_id: {document_id, s3_key, document_type, extracted_data, validation, bucket?, file_name?, sha256?, status?, stage?, error?} -> {document_id, status, created}.", Handler: a.archive},
+		{Name: agentapi.MethodGetDocument, Description: "A document with its extracted data and validation: {document_id}.", Handler: a.get},
+		{Name: agentapi.MethodUpdateDocumentStatus, Description: "Move a document along the allowed status transitions: {document_id, status, reason?} -> {document_id, status, previous_status}.", Handler: a.updateStatus},
+		{Name: agentapi.MethodSearchDocuments, Description: "Find documents, newest first: {status?, document_type?, file_name?, limit?, offset?} -> {documents, total, limit, offset}.", Handler: a.search},
+		{Name: agentapi.MethodGetDocumentStats, Description: "Document counts by status and type, and the average score.", Handler: a.stats},
 	}
 }
 
@@ -84,54 +79,29 @@ func checkID(id string) error {
 	return nil
 }
 
-func validType(t string) bool { return t == "pdf" || t == "csv" }
+func validType(t string) bool { return t == agentapi.DocumentTypePDF || t == agentapi.DocumentTypeCSV }
 
 // stages are where a pipeline run can fail (the orchestrator's stage names).
-var stages = map[string]bool{"extraction": true, "validation": true, "archive": true}
-
-// ArchiveParams are archive_document's params.
-type ArchiveParams struct {
-	DocumentID    string          `json:"document_id"`
-	S3Key         string          `json:"s3_key"`
-	Bucket        string          `json:"bucket"`
-	DocumentType  string          `json:"document_type"`
-	FileName      string          `json:"file_name"`
-	SHA256        string          `json:"sha256"`
-	Status        string          `json:"status"`
-	ExtractedData json.RawMessage `json:"extracted_data"`
-	Validation    json.RawMessage `json:"validation"`
-	Stage         string          `json:"stage"`
-	Error         string          `json:"error"`
-}
-
-// ArchiveResult is archive_document's result.
-type ArchiveResult struct {
-	DocumentID string `json:"document_id"`
-	Status     string `json:"status"`
-	Created    bool   `json:"created"`
-}
+var stages = map[string]bool{agentapi.StageExtraction: true, agentapi.StageValidation: true, agentapi.StageArchive: true}
 
 func (a *Archivist) archive(ctx context.Context, params json.RawMessage) (any, error) {
-	if len(params) > MaxParamsBytes {
-		return nil, jsonrpc.InvalidParams("params larger than 8 MiB")
-	}
-	var p ArchiveParams
+	var p agentapi.ArchiveParams
 	if err := jsonrpc.DecodeParams(params, &p); err != nil {
 		return nil, err
 	}
-	doc, err := p.document()
+	doc, err := document(&p)
 	if err != nil {
 		return nil, err
 	}
 	stored, created, err := a.store.Archive(ctx, doc)
 	if err != nil {
-		return nil, a.toRPC(ctx, "archive_document", err)
+		return nil, a.toRPC(ctx, agentapi.MethodArchiveDocument, err)
 	}
-	return ArchiveResult{DocumentID: stored.DocumentID, Status: stored.Status, Created: created}, nil
+	return agentapi.ArchiveResult{DocumentID: stored.DocumentID, Status: stored.Status, Created: created}, nil
 }
 
 // document validates p and builds the row to store.
-func (p *ArchiveParams) document() (*Document, error) {
+func document(p *agentapi.ArchiveParams) (*agentapi.Document, error) {
 	if err := checkID(p.DocumentID); err != nil {
 		return nil, err
 	}
@@ -176,20 +146,20 @@ func (p *ArchiveParams) document() (*Document, error) {
 
 	status := p.Status
 	if status == "" {
-		status = StatusRejected
+		status = agentapi.StatusRejected
 		if v.Passed != nil && *v.Passed {
-			status = StatusArchived
+			status = agentapi.StatusArchived
 		}
 	}
 	switch status {
-	case StatusArchived, StatusRejected:
+	case agentapi.StatusArchived, agentapi.StatusRejected:
 		if !validType(p.DocumentType) {
 			return nil, jsonrpc.InvalidParams("document_type must be pdf or csv")
 		}
 		if p.Stage != "" || p.Error != "" {
 			return nil, jsonrpc.InvalidParams("stage and error are only for failed documents")
 		}
-	case StatusFailed:
+	case agentapi.StatusFailed:
 		if p.DocumentType != "" && !validType(p.DocumentType) {
 			return nil, jsonrpc.InvalidParams("document_type must be pdf, csv or empty")
 		}
@@ -202,8 +172,8 @@ func (p *ArchiveParams) document() (*Document, error) {
 	default:
 		return nil, jsonrpc.InvalidParams("status must be archived, rejected or failed")
 	}
-	return &Document{
-		Summary: Summary{
+	return &agentapi.Document{
+		DocumentSummary: agentapi.DocumentSummary{
 			DocumentID: p.DocumentID, S3Key: p.S3Key, Bucket: p.Bucket, DocumentType: p.DocumentType,
 			FileName: p.FileName, SHA256: p.SHA256, Status: status, Score: score, Passed: v.Passed,
 			Validation: validation, Stage: p.Stage, Error: p.Error,
@@ -229,12 +199,8 @@ func jsonObject(name string, raw json.RawMessage) (json.RawMessage, error) {
 	return buf.Bytes(), nil
 }
 
-type idParams struct {
-	DocumentID string `json:"document_id"`
-}
-
 func (a *Archivist) get(ctx context.Context, params json.RawMessage) (any, error) {
-	var p idParams
+	var p agentapi.DocumentIDParams
 	if err := jsonrpc.DecodeParams(params, &p); err != nil {
 		return nil, err
 	}
@@ -243,31 +209,20 @@ func (a *Archivist) get(ctx context.Context, params json.RawMessage) (any, error
 	}
 	d, err := a.store.Get(ctx, p.DocumentID)
 	if err != nil {
-		return nil, a.toRPC(ctx, "get_document", err)
+		return nil, a.toRPC(ctx, agentapi.MethodGetDocument, err)
 	}
 	return d, nil
 }
 
-// UpdateStatusResult is update_document_status's result.
-type UpdateStatusResult struct {
-	DocumentID     string `json:"document_id"`
-	Status         string `json:"status"`
-	PreviousStatus string `json:"previous_status"`
-}
-
 func (a *Archivist) updateStatus(ctx context.Context, params json.RawMessage) (any, error) {
-	var p struct {
-		DocumentID string `json:"document_id"`
-		Status     string `json:"status"`
-		Reason     string `json:"reason"`
-	}
+	var p agentapi.UpdateStatusParams
 	if err := jsonrpc.DecodeParams(params, &p); err != nil {
 		return nil, err
 	}
 	if err := checkID(p.DocumentID); err != nil {
 		return nil, err
 	}
-	if !ValidStatus(p.Status) {
+	if !agentapi.ValidStatus(p.Status) {
 		return nil, jsonrpc.InvalidParams("status must be archived, rejected or failed")
 	}
 	if len(p.Reason) > maxReason {
@@ -275,27 +230,13 @@ func (a *Archivist) updateStatus(ctx context.Context, params json.RawMessage) (a
 	}
 	prev, err := a.store.UpdateStatus(ctx, p.DocumentID, p.Status, p.Reason)
 	if err != nil {
-		return nil, a.toRPC(ctx, "update_document_status", err)
+		return nil, a.toRPC(ctx, agentapi.MethodUpdateDocumentStatus, err)
 	}
-	return UpdateStatusResult{DocumentID: p.DocumentID, Status: p.Status, PreviousStatus: prev}, nil
-}
-
-// SearchResult is search_documents's result.
-type SearchResult struct {
-	Documents []Summary `json:"documents"`
-	Total     int       `json:"total"`
-	Limit     int       `json:"limit"`
-	Offset    int       `json:"offset"`
+	return agentapi.UpdateStatusResult{DocumentID: p.DocumentID, Status: p.Status, PreviousStatus: prev}, nil
 }
 
 func (a *Archivist) search(ctx context.Context, params json.RawMessage) (any, error) {
-	var p struct {
-		Status       string `json:"status"`
-		DocumentType string `json:"document_type"`
-		FileName     string `json:"file_name"`
-		Limit        *int   `json:"limit"`
-		Offset       int    `json:"offset"`
-	}
+	var p agentapi.SearchParams
 	if err := jsonrpc.DecodeParams(params, &p); err != nil {
 		return nil, err
 	}
@@ -308,7 +249,7 @@ func (a *Archivist) search(ctx context.Context, params json.RawMessage) (any, er
 		return nil, jsonrpc.InvalidParams("limit must be from 1 to 500")
 	case q.Offset < 0:
 		return nil, jsonrpc.InvalidParams("offset must not be negative")
-	case q.Status != "" && !ValidStatus(q.Status):
+	case q.Status != "" && !agentapi.ValidStatus(q.Status):
 		return nil, jsonrpc.InvalidParams("status must be archived, rejected or failed")
 	case q.DocumentType != "" && !validType(q.DocumentType):
 		return nil, jsonrpc.InvalidParams("document_type must be pdf or csv")
@@ -317,9 +258,9 @@ func (a *Archivist) search(ctx context.Context, params json.RawMessage) (any, er
 	}
 	docs, total, err := a.store.Search(ctx, q)
 	if err != nil {
-		return nil, a.toRPC(ctx, "search_documents", err)
+		return nil, a.toRPC(ctx, agentapi.MethodSearchDocuments, err)
 	}
-	return SearchResult{Documents: docs, Total: total, Limit: q.Limit, Offset: q.Offset}, nil
+	return agentapi.SearchResult{Documents: docs, Total: total, Limit: q.Limit, Offset: q.Offset}, nil
 }
 
 func (a *Archivist) stats(ctx context.Context, params json.RawMessage) (any, error) {
@@ -328,7 +269,7 @@ func (a *Archivist) stats(ctx context.Context, params json.RawMessage) (any, err
 	}
 	st, err := a.store.Stats(ctx)
 	if err != nil {
-		return nil, a.toRPC(ctx, "get_document_stats", err)
+		return nil, a.toRPC(ctx, agentapi.MethodGetDocumentStats, err)
 	}
 	return st, nil
 }
@@ -340,21 +281,17 @@ func (a *Archivist) toRPC(ctx context.Context, method string, err error) error {
 	var te *TransitionError
 	switch {
 	case errors.Is(err, ErrNotFound):
-		return jsonrpc.Errorf(jsonrpc.CodeNotFound, "document not found")
+		return jsonrpc.Errorf(agentapi.CodeNotFound, "document not found")
 	case errors.As(err, &te):
-		return &jsonrpc.Error{Code: CodeInvalidTransition, Message: "status transition not allowed: " + te.From + " -> " + te.To,
-			Data: map[string]any{"from": te.From, "to": te.To, "allowed": allowedFrom(te.From)}}
+		return &jsonrpc.Error{Code: agentapi.CodeInvalidTransition, Message: "status transition not allowed: " + te.From + " -> " + te.To,
+			Data: map[string]any{"from": te.From, "to": te.To, "allowed": agentapi.AllowedFrom(te.From)}}
 	case errors.Is(err, ErrUnknownStatus):
 		return jsonrpc.InvalidParams("status must be archived, rejected or failed")
 	case errors.Is(err, ErrUnavailable):
 		// Logged by the store, with the cause.
-		return jsonrpc.Errorf(jsonrpc.CodeUnavailable, "archive store unavailable")
+		return jsonrpc.Errorf(agentapi.CodeUnavailable, "archive store unavailable")
 	default:
 		a.log.ErrorContext(ctx, "archive store failure", "method", method, "error", err)
-		return jsonrpc.Errorf(jsonrpc.CodeUnavailable, "archive store unavailable")
+		return jsonrpc.Errorf(agentapi.CodeUnavailable, "archive store unavailable")
 	}
-}
-
-func allowedFrom(status string) []string {
-	return append([]string{}, transitions[status]...)
 }

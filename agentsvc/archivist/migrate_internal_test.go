@@ -47,16 +47,3 @@ func TestFailedMigrationRollsBack(t *testing.T) {
 		t.Fatalf("version %d, %v; want 2", version, err)
 	}
 }
-
-func TestTransitionTableMatchesStatuses(t *testing.T) {
-	for from, next := range transitions {
-		for _, to := range next {
-			if !ValidStatus(to) || to == from {
-				t.Errorf("transition %s -> %s", from, to)
-			}
-		}
-	}
-	if CanTransition(StatusArchived, StatusFailed) || CanTransition(StatusRejected, StatusFailed) {
-		t.Error("a judged document may not become failed")
-	}
-}

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"modernc.org/sqlite" // the "sqlite" database/sql driver
+
+	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 )
 
 // DSNScheme is the only ARCHIVE_DSN scheme OpenDSN accepts.
@@ -291,7 +293,7 @@ const summaryColumns = `document_id, s3_key, bucket, document_type, file_name, s
 // Archive implements Store. The INSERT ... ON CONFLICT DO NOTHING and the
 // read of the stored row share one (immediate) transaction: there is no
 // check-then-insert window, and the row returned is the one that won.
-func (s *SQLite) Archive(ctx context.Context, d *Document) (*Document, bool, error) {
+func (s *SQLite) Archive(ctx context.Context, d *agentapi.Document) (*agentapi.Document, bool, error) {
 	now := s.stamp()
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -347,7 +349,7 @@ func nullJSON(r []byte) any {
 }
 
 // Get implements Store.
-func (s *SQLite) Get(ctx context.Context, id string) (*Document, error) {
+func (s *SQLite) Get(ctx context.Context, id string) (*agentapi.Document, error) {
 	return s.get(ctx, s.db, id)
 }
 
@@ -356,8 +358,8 @@ type querier interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
-func (s *SQLite) get(ctx context.Context, q querier, id string) (*Document, error) {
-	var d Document
+func (s *SQLite) get(ctx context.Context, q querier, id string) (*agentapi.Document, error) {
+	var d agentapi.Document
 	var n nullables
 	err := q.QueryRowContext(ctx, `SELECT `+columns+` FROM documents WHERE document_id = ?`, id).Scan(
 		&d.DocumentID, &d.S3Key, &d.Bucket, &d.DocumentType, &d.FileName, &d.SHA256, &d.Status,
@@ -411,7 +413,7 @@ func (n nullString) raw() []byte {
 // history row share one transaction; the update is conditioned on the
 // status read, so a concurrent change is never overwritten.
 func (s *SQLite) UpdateStatus(ctx context.Context, id, status, reason string) (string, error) {
-	if !ValidStatus(status) {
+	if !agentapi.ValidStatus(status) {
 		return "", fmt.Errorf("%w %q", ErrUnknownStatus, status)
 	}
 	tx, err := s.db.BeginTx(ctx, nil)
@@ -427,7 +429,7 @@ func (s *SQLite) UpdateStatus(ctx context.Context, id, status, reason string) (s
 	if err != nil {
 		return "", s.unavailable(ctx, "update_status", id, err)
 	}
-	if !CanTransition(prev, status) {
+	if !agentapi.CanTransition(prev, status) {
 		return prev, &TransitionError{From: prev, To: status}
 	}
 	now := s.stamp()
@@ -456,7 +458,7 @@ func (s *SQLite) UpdateStatus(ctx context.Context, id, status, reason string) (s
 
 // Search implements Store. The count and the page come from one read
 // transaction, so they describe the same snapshot.
-func (s *SQLite) Search(ctx context.Context, q Query) ([]Summary, int, error) {
+func (s *SQLite) Search(ctx context.Context, q Query) ([]agentapi.DocumentSummary, int, error) {
 	var where []string
 	var args []any
 	if q.Status != "" {
@@ -487,9 +489,9 @@ func (s *SQLite) Search(ctx context.Context, q Query) ([]Summary, int, error) {
 		return nil, 0, s.unavailable(ctx, "search", "", err)
 	}
 	defer rows.Close()
-	page := []Summary{}
+	page := []agentapi.DocumentSummary{}
 	for rows.Next() {
-		var d Summary
+		var d agentapi.DocumentSummary
 		var n nullables
 		if err := rows.Scan(&d.DocumentID, &d.S3Key, &d.Bucket, &d.DocumentType, &d.FileName, &d.SHA256, &d.Status,
 			&n.score, &n.passed, &n.validation, &d.Stage, &d.Error, &d.CreatedAt, &d.UpdatedAt); err != nil {
@@ -510,14 +512,14 @@ func escapeLike(s string) string {
 }
 
 // Stats implements Store with one grouped query, hence one snapshot.
-func (s *SQLite) Stats(ctx context.Context) (*Stats, error) {
+func (s *SQLite) Stats(ctx context.Context) (*agentapi.DocumentStats, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT status, document_type, COUNT(*), COUNT(score), COALESCE(SUM(score), 0)
 		FROM documents GROUP BY status, document_type`)
 	if err != nil {
 		return nil, s.unavailable(ctx, "stats", "", err)
 	}
 	defer rows.Close()
-	st := &Stats{ByStatus: map[string]int{}, ByType: map[string]int{}}
+	st := &agentapi.DocumentStats{ByStatus: map[string]int{}, ByType: map[string]int{}}
 	var scored, sum int64
 	for rows.Next() {
 		var status, docType string

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/ca-a2a/ca-a2a/agentsvc/archivist"
+	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 	"github.com/ca-a2a/ca-a2a/shared/jsonrpc"
 )
 
@@ -246,7 +247,7 @@ func TestStoreFailure(t *testing.T) {
 	for _, c := range calls {
 		t.Run(c.method, func(t *testing.T) {
 			_, err := a.call(c.method, c.params)
-			wantCode(t, err, jsonrpc.CodeUnavailable)
+			wantCode(t, err, agentapi.CodeUnavailable)
 			var rpc *jsonrpc.Error
 			errors.As(err, &rpc)
 			if rpc.Message != "archive store unavailable" || rpc.Data != nil {
@@ -265,7 +266,7 @@ func TestStoreFailure(t *testing.T) {
 		t.Fatalf("kept: %v", got)
 	}
 	_, err := b.call("get_document", `{"document_id":"new"}`)
-	wantCode(t, err, jsonrpc.CodeNotFound)
+	wantCode(t, err, agentapi.CodeNotFound)
 }
 
 // A failure inside the status transaction leaves neither the new status nor
@@ -281,7 +282,7 @@ func TestUpdateStatusIsAtomic(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := a.call("update_document_status", `{"document_id":"d1","status":"rejected"}`)
-	wantCode(t, err, jsonrpc.CodeUnavailable)
+	wantCode(t, err, agentapi.CodeUnavailable)
 	if strings.Contains(err.Error(), "fire") || strings.Contains(err.Error(), path) {
 		t.Fatalf("client error leaks internals: %v", err)
 	}
@@ -309,7 +310,7 @@ func TestCanceledContext(t *testing.T) {
 	for _, m := range archivist.New(a.store).Methods() {
 		if m.Name == "get_document" {
 			_, err := m.Handler(ctx, []byte(`{"document_id":"x"}`))
-			wantCode(t, err, jsonrpc.CodeUnavailable)
+			wantCode(t, err, agentapi.CodeUnavailable)
 		}
 	}
 }

@@ -11,19 +11,13 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 	"github.com/ca-a2a/ca-a2a/shared/certload"
 )
 
-// Agents are the four roles and their default ports.
-var Agents = map[string]int{"orchestrator": 8001, "extractor": 8002, "validator": 8003, "archivist": 8004}
-
-// Peers are the agents the orchestrator calls.
-var Peers = []string{"extractor", "validator", "archivist"}
-
-// Defaults that are not derived from other settings.
+// Defaults that are not derived from other settings (the identity
+// provider's are agentapi.DefaultIssuer and agentapi.DefaultAudience).
 const (
-	DefaultIssuer    = "https://keycloak.ca-a2a.local:8443/realms/ca-a2a"
-	DefaultAudience  = "ca-a2a-agents"
 	DefaultDocuments = "file://./data/documents"
 	DefaultArchive   = "sqlite://./data/archive.db"
 )
@@ -69,14 +63,14 @@ func Load(getenv func(string) string) (*Config, error) {
 		Cert:              certload.ConfigFromEnv(getenv),
 		BindingEnabled:    p.bool("TOKEN_BINDING_ENABLED", true),
 		BindingRequired:   p.bool("TOKEN_BINDING_REQUIRED", true),
-		Issuer:            p.str("OIDC_ISSUER", DefaultIssuer),
-		Audience:          p.str("OIDC_AUDIENCE", DefaultAudience),
+		Issuer:            p.str("OIDC_ISSUER", agentapi.DefaultIssuer),
+		Audience:          p.str("OIDC_AUDIENCE", agentapi.DefaultAudience),
 		DocumentsURL:      p.str("DOCUMENTS_URL", DefaultDocuments),
 		ArchiveDSN:        p.str("ARCHIVE_DSN", DefaultArchive),
 		PolicyFile:        getenv("A2A_POLICY_FILE"),
 		PeerURLs:          map[string]string{},
 	}
-	port, known := Agents[c.Name]
+	port, known := agentapi.Port(c.Name)
 	switch {
 	case c.Name == "":
 		p.fail("AGENT_NAME is required (orchestrator, extractor, validator or archivist)")
@@ -86,10 +80,10 @@ func Load(getenv func(string) string) (*Config, error) {
 	c.Addr = p.str("AGENT_ADDR", fmt.Sprintf(":%d", port))
 	c.ClientID = p.str("OIDC_CLIENT_ID", c.Name)
 	issuer := strings.TrimRight(c.Issuer, "/")
-	c.JWKSURL = p.str("OIDC_JWKS_URL", issuer+"/protocol/openid-connect/certs")
-	c.TokenURL = p.str("OIDC_TOKEN_URL", issuer+"/protocol/openid-connect/token")
-	for name, port := range Agents {
-		c.PeerURLs[name] = p.str(strings.ToUpper(name)+"_URL", fmt.Sprintf("https://%s:%d", certload.DNSName(name), port))
+	c.JWKSURL = p.str("OIDC_JWKS_URL", agentapi.JWKSEndpoint(issuer))
+	c.TokenURL = p.str("OIDC_TOKEN_URL", agentapi.TokenEndpoint(issuer))
+	for _, name := range agentapi.AgentNames() {
+		c.PeerURLs[name] = p.str(strings.ToUpper(name)+"_URL", agentapi.URL(name))
 	}
 	if u, err := url.Parse(c.Issuer); err != nil || u.Scheme != "https" || u.Host == "" {
 		p.fail(fmt.Sprintf("OIDC_ISSUER must be an https URL, got %q", c.Issuer))

@@ -3,6 +3,8 @@ package config
 import (
 	"strings"
 	"testing"
+
+	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 )
 
 func env(kv map[string]string) func(string) string {
@@ -19,8 +21,8 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.Addr != ":8004" || !c.MTLSEnabled || !c.RequireClientCert || !c.VerifyServer || !c.BindingEnabled || !c.BindingRequired ||
-		c.Issuer != DefaultIssuer || c.ServerName != "keycloak.ca-a2a.local" || c.Audience != "ca-a2a-agents" ||
-		c.JWKSURL != DefaultIssuer+"/protocol/openid-connect/certs" || c.TokenURL != DefaultIssuer+"/protocol/openid-connect/token" ||
+		c.Issuer != agentapi.DefaultIssuer || c.ServerName != "keycloak.ca-a2a.local" || c.Audience != "ca-a2a-agents" ||
+		c.JWKSURL != agentapi.DefaultIssuer+"/protocol/openid-connect/certs" || c.TokenURL != agentapi.DefaultIssuer+"/protocol/openid-connect/token" ||
 		c.ClientID != "archivist" || c.PeerURLs["extractor"] != "https://extractor.ca-a2a.local:8002" ||
 		c.DocumentsURL != "file://./data/documents" || c.ArchiveDSN != "sqlite://./data/archive.db" || len(c.Warnings()) != 0 {
 		t.Fatalf("defaults: %+v", c)

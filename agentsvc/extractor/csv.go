@@ -7,6 +7,7 @@ import (
 	"io"
 	"unicode/utf8"
 
+	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 	"github.com/ca-a2a/ca-a2a/shared/jsonrpc"
 )
 
@@ -29,7 +30,7 @@ var utf8BOM = []byte("\xef\xbb\xbf")
 // ExtractCSV parses data: a UTF-8 BOM is dropped, the delimiter detected,
 // the first record is the header and the rest are rows, which may be ragged.
 // Every error is a *jsonrpc.Error.
-func ExtractCSV(data []byte) (*CSVData, error) {
+func ExtractCSV(data []byte) (*agentapi.CSVData, error) {
 	data = bytes.TrimPrefix(data, utf8BOM)
 	if len(bytes.TrimSpace(data)) == 0 {
 		return nil, errEmpty
@@ -54,7 +55,7 @@ func ExtractCSV(data []byte) (*CSVData, error) {
 	if err != nil {
 		return nil, csvError(err)
 	}
-	out := &CSVData{Delimiter: string(delim), Headers: header, ColumnCount: len(header), Rows: [][]string{}}
+	out := &agentapi.CSVData{Delimiter: string(delim), Headers: header, ColumnCount: len(header), Rows: [][]string{}}
 	for {
 		rec, err := r.Read()
 		if errors.Is(err, io.EOF) {

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/ca-a2a/ca-a2a/agentsvc/extractor"
+	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 	"github.com/ca-a2a/ca-a2a/shared/jsonrpc"
 )
 
@@ -39,7 +40,7 @@ func TestExtractCSV(t *testing.T) {
 			t.Errorf("%s: %v", tc.name, err)
 			continue
 		}
-		want := &extractor.CSVData{Delimiter: tc.delim, Headers: tc.header, Rows: tc.rows, RowCount: len(tc.rows), ColumnCount: len(tc.header)}
+		want := &agentapi.CSVData{Delimiter: tc.delim, Headers: tc.header, Rows: tc.rows, RowCount: len(tc.rows), ColumnCount: len(tc.header)}
 		if !reflect.DeepEqual(d, want) {
 			t.Errorf("%s:\n got %#v\nwant %#v", tc.name, d, want)
 		}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/ca-a2a/ca-a2a/agentsvc/documents"
 	"github.com/ca-a2a/ca-a2a/agentsvc/skill"
+	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 	"github.com/ca-a2a/ca-a2a/shared/jsonrpc"
 )
 
@@ -72,18 +73,13 @@ func New(store documents.Store, opts Options) *Extractor {
 // Methods returns the extractor's methods.
 func (e *Extractor) Methods() []skill.Method {
 	return []skill.Method{
-		{Name: "extract_document", Description: "Extract the text of each page of a PDF, or the header and rows of a CSV: {s3_key}.", Handler: e.extractDocument},
-		{Name: "list_supported_formats", Description: "The document formats this extractor reads and its size limit.", Handler: e.listFormats},
+		{Name: agentapi.MethodExtractDocument, Description: "Extract the text of each page of a PDF, or the header and rows of a CSV: {s3_key}.", Handler: e.extractDocument},
+		{Name: agentapi.MethodListSupportedFormats, Description: "The document formats this extractor reads and its size limit.", Handler: e.listFormats},
 	}
 }
 
-// ExtractParams are extract_document's params.
-type ExtractParams struct {
-	S3Key string `json:"s3_key"`
-}
-
 func (e *Extractor) extractDocument(ctx context.Context, params json.RawMessage) (any, error) {
-	var p ExtractParams
+	var p agentapi.ExtractParams
 	if err := jsonrpc.DecodeParams(params, &p); err != nil {
 		return nil, err
 	}
@@ -102,7 +98,7 @@ func (e *Extractor) extractDocument(ctx context.Context, params json.RawMessage)
 	if err != nil {
 		return nil, e.mapStoreError(ctx, p.S3Key, err)
 	}
-	if kind != TypePDF {
+	if kind != agentapi.DocumentTypePDF {
 		return Extract(ctx, p.S3Key, obj.Data)
 	}
 	return e.extractPDFBounded(ctx, p.S3Key, obj.Data)
@@ -113,7 +109,7 @@ var parsePDF = Extract
 
 // extractPDFBounded runs Extract in a worker slot and waits for it at most
 // until ctx ends.
-func (e *Extractor) extractPDFBounded(ctx context.Context, key string, data []byte) (*Result, error) {
+func (e *Extractor) extractPDFBounded(ctx context.Context, key string, data []byte) (*agentapi.ExtractResult[any], error) {
 	select {
 	case e.pdfSlots <- struct{}{}:
 	case <-ctx.Done():
@@ -121,7 +117,7 @@ func (e *Extractor) extractPDFBounded(ctx context.Context, key string, data []by
 		return nil, errBusy
 	}
 	type outcome struct {
-		res *Result
+		res *agentapi.ExtractResult[any]
 		err error
 	}
 	done := make(chan outcome, 1)
@@ -138,7 +134,7 @@ func (e *Extractor) extractPDFBounded(ctx context.Context, key string, data []by
 		// Extract stops between pages once ctx ends; one still running
 		// is stuck inside the library.
 		e.opts.Logger.ErrorContext(ctx, "extractor: PDF parse still running at the deadline; its worker stays busy until it ends", "s3_key", key, "size", len(data))
-		return nil, jsonrpc.Errorf(jsonrpc.CodeUnavailable, "extraction did not finish in time")
+		return nil, jsonrpc.Errorf(agentapi.CodeUnavailable, "extraction did not finish in time")
 	}
 }
 
@@ -146,12 +142,12 @@ var (
 	errInvalidKey  = jsonrpc.InvalidParams("s3_key is not a valid object key")
 	errUnsupported = jsonrpc.InvalidParams("unsupported document type: want .pdf or .csv")
 	errEmpty       = jsonrpc.InvalidParams("empty document")
-	errBusy        = jsonrpc.Errorf(jsonrpc.CodeUnavailable, "extractor busy: try again later")
+	errBusy        = jsonrpc.Errorf(agentapi.CodeUnavailable, "extractor busy: try again later")
 )
 
 // Extract extracts data, stored under key, by the type the key's extension
 // names. Every error is a *jsonrpc.Error.
-func Extract(ctx context.Context, key string, data []byte) (*Result, error) {
+func Extract(ctx context.Context, key string, data []byte) (*agentapi.ExtractResult[any], error) {
 	kind := TypeOf(key)
 	if kind == "" {
 		return nil, errUnsupported
@@ -160,12 +156,12 @@ func Extract(ctx context.Context, key string, data []byte) (*Result, error) {
 		return nil, errEmpty
 	}
 	sum := sha256.Sum256(data)
-	res := &Result{DocumentType: kind, FileName: path.Base(key), FileSize: int64(len(data)), SHA256: hex.EncodeToString(sum[:])}
+	res := &agentapi.ExtractResult[any]{DocumentType: kind, FileName: path.Base(key), FileSize: int64(len(data)), SHA256: hex.EncodeToString(sum[:])}
 	var err error
 	switch kind {
-	case TypePDF:
+	case agentapi.DocumentTypePDF:
 		res.ExtractedData, err = extractPDF(ctx, data)
-	case TypeCSV:
+	case agentapi.DocumentTypeCSV:
 		res.ExtractedData, err = ExtractCSV(data)
 	}
 	if err != nil {
@@ -179,9 +175,9 @@ func Extract(ctx context.Context, key string, data []byte) (*Result, error) {
 func TypeOf(key string) string {
 	switch strings.ToLower(path.Ext(key)) {
 	case ".pdf":
-		return TypePDF
+		return agentapi.DocumentTypePDF
 	case ".csv":
-		return TypeCSV
+		return agentapi.DocumentTypeCSV
 	}
 	return ""
 }
@@ -193,35 +189,21 @@ func (e *Extractor) mapStoreError(ctx context.Context, key string, err error) er
 	case errors.Is(err, documents.ErrInvalidKey):
 		return errInvalidKey
 	case errors.Is(err, documents.ErrNotFound):
-		return jsonrpc.Errorf(jsonrpc.CodeNotFound, "document not found")
+		return jsonrpc.Errorf(agentapi.CodeNotFound, "document not found")
 	case errors.Is(err, documents.ErrTooLarge):
 		return jsonrpc.InvalidParams("document larger than the %d-byte limit", e.opts.MaxBytes)
 	default:
 		e.opts.Logger.WarnContext(ctx, "extractor: document store failed", "s3_key", key, "error", err.Error())
-		return jsonrpc.Errorf(jsonrpc.CodeUnavailable, "document store unavailable")
+		return jsonrpc.Errorf(agentapi.CodeUnavailable, "document store unavailable")
 	}
-}
-
-// Format describes one supported format (list_supported_formats).
-type Format struct {
-	Type       string   `json:"type"`
-	Extensions []string `json:"extensions"`
-	MIMEType   string   `json:"mime_type"`
-	// MaxBytes is the largest document of this type the extractor reads.
-	MaxBytes int64 `json:"max_bytes"`
-}
-
-// Formats is list_supported_formats's result.
-type Formats struct {
-	Formats []Format `json:"formats"`
 }
 
 func (e *Extractor) listFormats(_ context.Context, params json.RawMessage) (any, error) {
 	if err := jsonrpc.DecodeParams(params, &struct{}{}); err != nil {
 		return nil, err
 	}
-	return Formats{Formats: []Format{
-		{Type: TypePDF, Extensions: []string{".pdf"}, MIMEType: "application/pdf", MaxBytes: e.opts.MaxBytes},
-		{Type: TypeCSV, Extensions: []string{".csv"}, MIMEType: "text/csv", MaxBytes: e.opts.MaxBytes},
+	return agentapi.FormatsResult{Formats: []agentapi.Format{
+		{Type: agentapi.DocumentTypePDF, Extensions: []string{".pdf"}, MIMEType: "application/pdf", MaxBytes: e.opts.MaxBytes},
+		{Type: agentapi.DocumentTypeCSV, Extensions: []string{".csv"}, MIMEType: "text/csv", MaxBytes: e.opts.MaxBytes},
 	}}, nil
 }

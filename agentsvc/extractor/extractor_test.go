@@ -21,6 +21,7 @@ import (
 	"github.com/ca-a2a/ca-a2a/agentsvc/documents"
 	"github.com/ca-a2a/ca-a2a/agentsvc/extractor"
 	"github.com/ca-a2a/ca-a2a/agentsvc/extractor/pdftest"
+	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 	"github.com/ca-a2a/ca-a2a/shared/jsonrpc"
 )
 
@@ -38,14 +39,14 @@ func method(t *testing.T, e *extractor.Extractor, name string) func(params strin
 	return nil
 }
 
-func extract(t *testing.T, e *extractor.Extractor, key string) (*extractor.Result, error) {
+func extract(t *testing.T, e *extractor.Extractor, key string) (*agentapi.ExtractResult[any], error) {
 	t.Helper()
-	params, _ := json.Marshal(extractor.ExtractParams{S3Key: key})
+	params, _ := json.Marshal(agentapi.ExtractParams{S3Key: key})
 	out, err := method(t, e, "extract_document")(string(params))
 	if err != nil {
 		return nil, err
 	}
-	return out.(*extractor.Result), nil
+	return out.(*agentapi.ExtractResult[any]), nil
 }
 
 var (
@@ -103,9 +104,9 @@ func TestExtractDocument(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := &extractor.Result{
+	want := &agentapi.ExtractResult[any]{
 		DocumentType: "pdf", FileName: "invoice.pdf", FileSize: int64(len(invoice)), SHA256: hex.EncodeToString(sum[:]),
-		ExtractedData: &extractor.PDFData{PageCount: 2, Pages: []extractor.Page{
+		ExtractedData: &agentapi.PDFData{PageCount: 2, Pages: []agentapi.Page{
 			{Number: 1, Text: "Invoice 2026-001\nCustomer: ACME"}, {Number: 2, Text: "Total: 7500.00 EUR"}}},
 	}
 	if !reflect.DeepEqual(res, want) {
@@ -115,12 +116,12 @@ func TestExtractDocument(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantCSV := &extractor.CSVData{Delimiter: ";", Headers: []string{"date", "label", "amount", "currency"},
+	wantCSV := &agentapi.CSVData{Delimiter: ";", Headers: []string{"date", "label", "amount", "currency"},
 		Rows: [][]string{{"2026-01-02", "coffee", "3,50", "EUR"}, {"2026-01-03", "train", "42,00", "EUR"}}, RowCount: 2, ColumnCount: 4}
 	if res.DocumentType != "csv" || !reflect.DeepEqual(res.ExtractedData, wantCSV) {
 		t.Fatalf("csv: %+v %+v", res, res.ExtractedData)
 	}
-	if res, err := extract(t, e, "tab.CSV"); err != nil || res.ExtractedData.(*extractor.CSVData).Delimiter != "\t" {
+	if res, err := extract(t, e, "tab.CSV"); err != nil || res.ExtractedData.(*agentapi.CSVData).Delimiter != "\t" {
 		t.Fatalf("tab.CSV: %v", err)
 	}
 	if res, err := extract(t, e, "UPPER.PDF"); err != nil || res.DocumentType != "pdf" {
@@ -143,7 +144,7 @@ func TestExtractDocument(t *testing.T) {
 		{"noext", jsonrpc.CodeInvalidParams, "unsupported document type"},
 		{"big.csv", jsonrpc.CodeInvalidParams, "larger than the 4096-byte limit"},
 		{"bad-quotes.csv", jsonrpc.CodeInvalidParams, "malformed CSV"},
-		{"missing.pdf", jsonrpc.CodeNotFound, "document not found"},
+		{"missing.pdf", agentapi.CodeNotFound, "document not found"},
 		{"link.csv", jsonrpc.CodeInvalidParams, "not a valid object key"},
 		{"../secret.csv", jsonrpc.CodeInvalidParams, "not a valid object key"},
 		{"incoming/../../secret.csv", jsonrpc.CodeInvalidParams, "not a valid object key"},
@@ -194,11 +195,11 @@ func TestStoreErrors(t *testing.T) {
 		code   int
 		logged bool // the cause reaches the log
 	}{
-		{documents.ErrNotFound, jsonrpc.CodeNotFound, false},
+		{documents.ErrNotFound, agentapi.CodeNotFound, false},
 		{documents.ErrInvalidKey, jsonrpc.CodeInvalidParams, false},
 		{documents.ErrTooLarge, jsonrpc.CodeInvalidParams, false},
-		{fmt.Errorf("%w: %s", documents.ErrUnavailable, cause), jsonrpc.CodeUnavailable, true},
-		{fmt.Errorf("%w: %s", context.DeadlineExceeded, cause), jsonrpc.CodeUnavailable, true},
+		{fmt.Errorf("%w: %s", documents.ErrUnavailable, cause), agentapi.CodeUnavailable, true},
+		{fmt.Errorf("%w: %s", context.DeadlineExceeded, cause), agentapi.CodeUnavailable, true},
 	}
 	for _, tc := range tests {
 		var logs bytes.Buffer
@@ -275,7 +276,7 @@ func hexSum(s string) string {
 func TestPDFWorkers(t *testing.T) {
 	release := make(chan struct{})
 	var running atomic.Int32
-	defer extractor.SetPDFParser(func(ctx context.Context, key string, data []byte) (*extractor.Result, error) {
+	defer extractor.SetPDFParser(func(ctx context.Context, key string, data []byte) (*agentapi.ExtractResult[any], error) {
 		running.Add(1)
 		defer running.Add(-1)
 		if bytes.Contains(data, []byte("stuck")) {
@@ -298,8 +299,8 @@ func TestPDFWorkers(t *testing.T) {
 		message string
 	}{
 		{"ok.pdf", 0, ""},
-		{"stuck.pdf", jsonrpc.CodeUnavailable, "did not finish in time"},
-		{"ok.pdf", jsonrpc.CodeUnavailable, "extractor busy"}, // the stuck parse holds the only slot
+		{"stuck.pdf", agentapi.CodeUnavailable, "did not finish in time"},
+		{"ok.pdf", agentapi.CodeUnavailable, "extractor busy"}, // the stuck parse holds the only slot
 		{"ok.csv", 0, ""},
 	}
 	for _, s := range steps {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/ledongthuc/pdf"
 
+	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 	"github.com/ca-a2a/ca-a2a/shared/jsonrpc"
 )
 
@@ -56,11 +57,11 @@ var metadataKeys = []struct{ pdf, json string }{
 
 // ExtractPDF returns the text of each page of data. Every error is a
 // *jsonrpc.Error.
-func ExtractPDF(data []byte) (*PDFData, error) {
+func ExtractPDF(data []byte) (*agentapi.PDFData, error) {
 	return extractPDF(context.Background(), data)
 }
 
-func extractPDF(ctx context.Context, data []byte) (out *PDFData, err error) {
+func extractPDF(ctx context.Context, data []byte) (out *agentapi.PDFData, err error) {
 	if !bytes.HasPrefix(data, []byte("%PDF-")) {
 		return nil, jsonrpc.InvalidParams("unsupported document type: content is not a PDF")
 	}
@@ -83,11 +84,11 @@ func extractPDF(ctx context.Context, data []byte) (out *PDFData, err error) {
 	if n < 1 {
 		return nil, jsonrpc.InvalidParams("corrupt or unreadable PDF: no pages")
 	}
-	out = &PDFData{PageCount: n, Pages: make([]Page, 0, n), Metadata: metadata(r.Trailer().Key("Info"))}
+	out = &agentapi.PDFData{PageCount: n, Pages: make([]agentapi.Page, 0, n), Metadata: metadata(r.Trailer().Key("Info"))}
 	decoded, textBytes := int64(0), 0
 	for i, leaf := range leaves {
 		if ctx.Err() != nil {
-			return nil, jsonrpc.Errorf(jsonrpc.CodeUnavailable, "extraction interrupted: %v", ctx.Err())
+			return nil, jsonrpc.Errorf(agentapi.CodeUnavailable, "extraction interrupted: %v", ctx.Err())
 		}
 		// Inflate what GetPlainText will interpret, within the budget,
 		// before the library does it without one.
@@ -104,7 +105,7 @@ func extractPDF(ctx context.Context, data []byte) (out *PDFData, err error) {
 		if textBytes += len(text); textBytes > maxTextBytes {
 			return nil, jsonrpc.InvalidParams("PDF text exceeds %d bytes", maxTextBytes)
 		}
-		out.Pages = append(out.Pages, Page{Number: i + 1, Text: text})
+		out.Pages = append(out.Pages, agentapi.Page{Number: i + 1, Text: text})
 	}
 	return out, nil
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/ca-a2a/ca-a2a/agentsvc/extractor"
 	"github.com/ca-a2a/ca-a2a/agentsvc/extractor/pdftest"
+	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 	"github.com/ca-a2a/ca-a2a/shared/jsonrpc"
 )
 
@@ -160,7 +161,7 @@ func TestExtractCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	_, err := extractor.Extract(ctx, "a.pdf", pdftest.Build("a", "b"))
-	if jsonrpc.CodeOf(err) != jsonrpc.CodeUnavailable {
+	if jsonrpc.CodeOf(err) != agentapi.CodeUnavailable {
 		t.Fatalf("cancelled extraction: %v", err)
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/ca-a2a/ca-a2a/agentsvc/skill"
+	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 	"github.com/ca-a2a/ca-a2a/shared/jsonrpc"
 )
 
@@ -67,7 +68,7 @@ func New(c Caller, docs Lister, opts Options) *Orchestrator {
 		opts.BatchLimit = 500
 	}
 	if opts.Peers == nil {
-		opts.Peers = []string{"extractor", "validator", "archivist"}
+		opts.Peers = agentapi.Peers()
 	}
 	return &Orchestrator{peers: c, docs: docs, opts: opts, now: time.Now}
 }
@@ -75,77 +76,15 @@ func New(c Caller, docs Lister, opts Options) *Orchestrator {
 // Methods returns the orchestrator's methods.
 func (o *Orchestrator) Methods() []skill.Method {
 	return []skill.Method{
-		{Name: "process_document", Description: "Extract, validate and archive one document: {s3_key, bucket?}.", Handler: o.processDocument},
-		{Name: "process_batch", Description: "Process every document under a prefix: {prefix?, file_extension?}.", Handler: o.processBatch},
-		{Name: "get_document_status", Description: "Status of an archived document: {document_id}.", Handler: o.getDocumentStatus},
-		{Name: "discover_agents", Description: "The peer agents with their skills and health.", Handler: o.discoverAgents},
+		{Name: agentapi.MethodProcessDocument, Description: "Extract, validate and archive one document: {s3_key, bucket?}.", Handler: o.processDocument},
+		{Name: agentapi.MethodProcessBatch, Description: "Process every document under a prefix: {prefix?, file_extension?}.", Handler: o.processBatch},
+		{Name: agentapi.MethodGetDocumentStatus, Description: "Status of an archived document: {document_id}.", Handler: o.getDocumentStatus},
+		{Name: agentapi.MethodDiscoverAgents, Description: "The peer agents with their skills and health.", Handler: o.discoverAgents},
 	}
 }
 
-// Statuses of a processed document.
-const (
-	StatusArchived = "archived"
-	StatusRejected = "rejected"
-	StatusFailed   = "failed"
-)
-
-// ProcessParams are process_document's params.
-type ProcessParams struct {
-	S3Key  string `json:"s3_key"`
-	Bucket string `json:"bucket,omitempty"`
-}
-
-// Result is process_document's result.
-type Result struct {
-	DocumentID string `json:"document_id"`
-	S3Key      string `json:"s3_key"`
-	Bucket     string `json:"bucket,omitempty"`
-	Status     string `json:"status"`
-	Stages     Stages `json:"stages"`
-	DurationMS int64  `json:"duration_ms"`
-}
-
-// Stages reports each stage; a stage that did not run is absent.
-type Stages struct {
-	Extraction *Stage `json:"extraction,omitempty"`
-	Validation *Stage `json:"validation,omitempty"`
-	Archive    *Stage `json:"archive,omitempty"`
-}
-
-// Stage is the outcome of one stage.
-type Stage struct {
-	Status string `json:"status"` // ok, failed or skipped
-	// Code and Message are the JSON-RPC error the peer returned.
-	Code    int    `json:"code,omitempty"`
-	Message string `json:"message,omitempty"`
-	// Details summarises a successful stage.
-	Details map[string]any `json:"details,omitempty"`
-}
-
-// extraction is the part of the extractor's answer the pipeline reads;
-// extracted_data is passed on untouched.
-type extraction struct {
-	DocumentType  string          `json:"document_type"`
-	FileName      string          `json:"file_name"`
-	FileSize      int64           `json:"file_size"`
-	SHA256        string          `json:"sha256"`
-	ExtractedData json.RawMessage `json:"extracted_data"`
-}
-
-type validation struct {
-	Score  int             `json:"score"`
-	Passed bool            `json:"passed"`
-	Issues json.RawMessage `json:"issues"`
-}
-
-type archived struct {
-	DocumentID string `json:"document_id"`
-	Status     string `json:"status"`
-	Created    bool   `json:"created"`
-}
-
 func (o *Orchestrator) processDocument(ctx context.Context, params json.RawMessage) (any, error) {
-	var p ProcessParams
+	var p agentapi.ProcessDocumentParams
 	if err := jsonrpc.DecodeParams(params, &p); err != nil {
 		return nil, err
 	}
@@ -155,7 +94,7 @@ func (o *Orchestrator) processDocument(ctx context.Context, params json.RawMessa
 	return o.Process(ctx, p), nil
 }
 
-func (o *Orchestrator) checkKey(p *ProcessParams) error {
+func (o *Orchestrator) checkKey(p *agentapi.ProcessDocumentParams) error {
 	if p.S3Key == "" || len(p.S3Key) > 1024 {
 		return jsonrpc.InvalidParams("s3_key must be 1 to 1024 characters")
 	}
@@ -171,71 +110,74 @@ func (o *Orchestrator) checkKey(p *ProcessParams) error {
 
 // Process runs the pipeline for one document. It never returns an error:
 // a failure is a result with status failed and the failing stage named.
-func (o *Orchestrator) Process(ctx context.Context, p ProcessParams) Result {
+func (o *Orchestrator) Process(ctx context.Context, p agentapi.ProcessDocumentParams) agentapi.ProcessResult {
 	start := o.now()
-	res := Result{S3Key: p.S3Key, Bucket: p.Bucket, DocumentID: DocumentID(p.Bucket, p.S3Key, "")}
-	finish := func(status string) Result {
+	res := agentapi.ProcessResult{S3Key: p.S3Key, Bucket: p.Bucket, DocumentID: DocumentID(p.Bucket, p.S3Key, "")}
+	finish := func(status string) agentapi.ProcessResult {
 		res.Status = status
 		res.DurationMS = o.now().Sub(start).Milliseconds()
 		return res
 	}
 
-	var ex extraction
-	if err := o.peers.Call(ctx, "extractor", "extract_document", map[string]string{"s3_key": p.S3Key}, &ex); err != nil {
+	// extracted_data is passed on to the validator and the archivist
+	// untouched, so it stays encoded.
+	var ex agentapi.ExtractResult[json.RawMessage]
+	if err := o.peers.Call(ctx, agentapi.Extractor, agentapi.MethodExtractDocument, agentapi.ExtractParams{S3Key: p.S3Key}, &ex); err != nil {
 		res.Stages.Extraction = failed(err)
-		return finish(StatusFailed)
+		return finish(agentapi.StatusFailed)
 	}
 	res.DocumentID = DocumentID(p.Bucket, p.S3Key, ex.SHA256)
-	res.Stages.Extraction = &Stage{Status: "ok", Details: map[string]any{
+	res.Stages.Extraction = &agentapi.Stage{Status: agentapi.StageOK, Details: map[string]any{
 		"document_type": ex.DocumentType, "file_name": ex.FileName, "file_size": ex.FileSize, "sha256": ex.SHA256}}
 
 	// A redelivered event: the same content under the same key is already
 	// archived; report it without running the pipeline again.
-	var existing struct {
-		Status string `json:"status"`
-	}
-	err := o.peers.Call(ctx, "archivist", "get_document", map[string]string{"document_id": res.DocumentID}, &existing)
+	var existing agentapi.Document
+	err := o.peers.Call(ctx, agentapi.Archivist, agentapi.MethodGetDocument, agentapi.DocumentIDParams{DocumentID: res.DocumentID}, &existing)
 	switch {
 	case err == nil:
-		res.Stages.Validation = &Stage{Status: "skipped", Message: "already archived"}
-		res.Stages.Archive = &Stage{Status: "ok", Details: map[string]any{"created": false}}
+		res.Stages.Validation = &agentapi.Stage{Status: agentapi.StageSkipped, Message: "already archived"}
+		res.Stages.Archive = &agentapi.Stage{Status: agentapi.StageOK, Details: map[string]any{"created": false}}
 		return finish(existing.Status)
-	case jsonrpc.CodeOf(err) != jsonrpc.CodeNotFound:
+	case jsonrpc.CodeOf(err) != agentapi.CodeNotFound:
 		res.Stages.Archive = failed(err)
-		return finish(StatusFailed)
+		return finish(agentapi.StatusFailed)
 	}
 
-	var val validation
-	if err := o.peers.Call(ctx, "validator", "validate_document", map[string]any{
-		"document_type": ex.DocumentType, "extracted_data": ex.ExtractedData}, &val); err != nil {
+	var val agentapi.ValidationReport
+	if err := o.peers.Call(ctx, agentapi.Validator, agentapi.MethodValidateDocument, agentapi.ValidateParams{
+		DocumentType: ex.DocumentType, ExtractedData: ex.ExtractedData}, &val); err != nil {
 		res.Stages.Validation = failed(err)
-		return finish(StatusFailed)
+		return finish(agentapi.StatusFailed)
 	}
-	res.Stages.Validation = &Stage{Status: "ok", Details: map[string]any{"score": val.Score, "passed": val.Passed}}
+	res.Stages.Validation = &agentapi.Stage{Status: agentapi.StageOK, Details: map[string]any{"score": val.Score, "passed": val.Passed}}
 
-	status := StatusRejected
+	status := agentapi.StatusRejected
 	if val.Passed {
-		status = StatusArchived
+		status = agentapi.StatusArchived
 	}
-	var arc archived
-	if err := o.peers.Call(ctx, "archivist", "archive_document", map[string]any{
-		"document_id": res.DocumentID, "s3_key": p.S3Key, "bucket": p.Bucket, "file_name": ex.FileName,
-		"sha256": ex.SHA256, "document_type": ex.DocumentType, "status": status,
-		"extracted_data": ex.ExtractedData, "validation": val,
+	// The archive keeps the report as the validator wrote it; a report of
+	// strings, numbers and booleans always encodes.
+	validation, _ := json.Marshal(val)
+	var arc agentapi.ArchiveResult
+	if err := o.peers.Call(ctx, agentapi.Archivist, agentapi.MethodArchiveDocument, agentapi.ArchiveParams{
+		DocumentID: res.DocumentID, S3Key: p.S3Key, Bucket: p.Bucket, FileName: ex.FileName,
+		SHA256: ex.SHA256, DocumentType: ex.DocumentType, Status: status,
+		ExtractedData: ex.ExtractedData, Validation: validation,
 	}, &arc); err != nil {
 		res.Stages.Archive = failed(err)
-		return finish(StatusFailed)
+		return finish(agentapi.StatusFailed)
 	}
-	res.Stages.Archive = &Stage{Status: "ok", Details: map[string]any{"created": arc.Created}}
+	res.Stages.Archive = &agentapi.Stage{Status: agentapi.StageOK, Details: map[string]any{"created": arc.Created}}
 	return finish(arc.Status)
 }
 
-func failed(err error) *Stage {
+func failed(err error) *agentapi.Stage {
 	var rpc *jsonrpc.Error
 	if errors.As(err, &rpc) {
-		return &Stage{Status: "failed", Code: rpc.Code, Message: rpc.Message}
+		return &agentapi.Stage{Status: agentapi.StageFailed, Code: rpc.Code, Message: rpc.Message}
 	}
-	return &Stage{Status: "failed", Code: jsonrpc.CodeUnavailable, Message: "peer unavailable"}
+	return &agentapi.Stage{Status: agentapi.StageFailed, Code: agentapi.CodeUnavailable, Message: "peer unavailable"}
 }
 
 // DocumentID derives a document's id from where it lives and what it holds:
@@ -253,24 +195,8 @@ func DocumentID(bucket, key, contentSHA256 string) string {
 	return "doc-" + hex.EncodeToString(h.Sum(nil))[:32]
 }
 
-// BatchParams are process_batch's params.
-type BatchParams struct {
-	Prefix        string `json:"prefix,omitempty"`
-	FileExtension string `json:"file_extension,omitempty"`
-}
-
-// BatchResult is process_batch's result.
-type BatchResult struct {
-	Total     int      `json:"total"`
-	Archived  int      `json:"archived"`
-	Rejected  int      `json:"rejected"`
-	Failed    int      `json:"failed"`
-	Truncated bool     `json:"truncated"`
-	Documents []Result `json:"documents"`
-}
-
 func (o *Orchestrator) processBatch(ctx context.Context, params json.RawMessage) (any, error) {
-	var p BatchParams
+	var p agentapi.ProcessBatchParams
 	if err := jsonrpc.DecodeParams(params, &p); err != nil {
 		return nil, err
 	}
@@ -280,9 +206,9 @@ func (o *Orchestrator) processBatch(ctx context.Context, params json.RawMessage)
 	}
 	keys, err := o.docs.List(ctx, p.Prefix, o.opts.BatchLimit+1)
 	if err != nil {
-		return nil, jsonrpc.Errorf(jsonrpc.CodeUnavailable, "cannot list documents")
+		return nil, jsonrpc.Errorf(agentapi.CodeUnavailable, "cannot list documents")
 	}
-	out := BatchResult{Documents: []Result{}}
+	out := agentapi.BatchResult{Documents: []agentapi.ProcessResult{}}
 	if len(keys) > o.opts.BatchLimit {
 		keys, out.Truncated = keys[:o.opts.BatchLimit], true
 	}
@@ -292,7 +218,7 @@ func (o *Orchestrator) processBatch(ctx context.Context, params json.RawMessage)
 			selected = append(selected, k)
 		}
 	}
-	results := make([]Result, len(selected))
+	results := make([]agentapi.ProcessResult, len(selected))
 	sem := make(chan struct{}, o.opts.BatchConcurrency)
 	var wg sync.WaitGroup
 	for i, k := range selected {
@@ -300,19 +226,19 @@ func (o *Orchestrator) processBatch(ctx context.Context, params json.RawMessage)
 			select {
 			case sem <- struct{}{}:
 				defer func() { <-sem }()
-				results[i] = o.Process(ctx, ProcessParams{S3Key: k, Bucket: o.opts.Bucket})
+				results[i] = o.Process(ctx, agentapi.ProcessDocumentParams{S3Key: k, Bucket: o.opts.Bucket})
 			case <-ctx.Done():
-				results[i] = Result{S3Key: k, Bucket: o.opts.Bucket, DocumentID: DocumentID(o.opts.Bucket, k, ""), Status: StatusFailed,
-					Stages: Stages{Extraction: &Stage{Status: "failed", Code: jsonrpc.CodeUnavailable, Message: "deadline exceeded before the document was processed"}}}
+				results[i] = agentapi.ProcessResult{S3Key: k, Bucket: o.opts.Bucket, DocumentID: DocumentID(o.opts.Bucket, k, ""), Status: agentapi.StatusFailed,
+					Stages: agentapi.Stages{Extraction: &agentapi.Stage{Status: agentapi.StageFailed, Code: agentapi.CodeUnavailable, Message: "deadline exceeded before the document was processed"}}}
 			}
 		})
 	}
 	wg.Wait()
 	for _, r := range results {
 		switch r.Status {
-		case StatusArchived:
+		case agentapi.StatusArchived:
 			out.Archived++
-		case StatusRejected:
+		case agentapi.StatusRejected:
 			out.Rejected++
 		default:
 			out.Failed++
@@ -323,79 +249,59 @@ func (o *Orchestrator) processBatch(ctx context.Context, params json.RawMessage)
 }
 
 func (o *Orchestrator) getDocumentStatus(ctx context.Context, params json.RawMessage) (any, error) {
-	var p struct {
-		DocumentID string `json:"document_id"`
-	}
+	var p agentapi.DocumentIDParams
 	if err := jsonrpc.DecodeParams(params, &p); err != nil {
 		return nil, err
 	}
 	if p.DocumentID == "" {
 		return nil, jsonrpc.InvalidParams("document_id is required")
 	}
-	var doc map[string]any
-	if err := o.peers.Call(ctx, "archivist", "get_document", map[string]string{"document_id": p.DocumentID}, &doc); err != nil {
+	var doc agentapi.Document
+	if err := o.peers.Call(ctx, agentapi.Archivist, agentapi.MethodGetDocument, p, &doc); err != nil {
 		return nil, peerError(err)
 	}
-	out := map[string]any{"document_id": p.DocumentID}
-	for _, k := range []string{"status", "document_type", "file_name", "s3_key", "bucket", "score", "passed", "created_at", "updated_at"} {
-		if v, ok := doc[k]; ok {
-			out[k] = v
-		}
-	}
-	return out, nil
+	return agentapi.DocumentStatus{
+		DocumentID: p.DocumentID, Status: doc.Status, DocumentType: doc.DocumentType, FileName: doc.FileName,
+		S3Key: doc.S3Key, Bucket: doc.Bucket, Score: doc.Score, Passed: doc.Passed, CreatedAt: doc.CreatedAt, UpdatedAt: doc.UpdatedAt,
+	}, nil
 }
 
 // peerError passes a peer's application error on (not found stays not
 // found) and turns anything else into "dependency unavailable".
 func peerError(err error) error {
 	switch code := jsonrpc.CodeOf(err); code {
-	case jsonrpc.CodeNotFound, jsonrpc.CodeInvalidParams:
+	case agentapi.CodeNotFound, jsonrpc.CodeInvalidParams:
 		var rpc *jsonrpc.Error
 		errors.As(err, &rpc)
 		return jsonrpc.Errorf(code, "%s", rpc.Message)
 	default:
-		return jsonrpc.Errorf(jsonrpc.CodeUnavailable, "archivist unavailable")
+		return jsonrpc.Errorf(agentapi.CodeUnavailable, "archivist unavailable")
 	}
-}
-
-// PeerInfo is one entry of discover_agents.
-type PeerInfo struct {
-	Agent  string          `json:"agent"`
-	Status string          `json:"status"` // healthy, degraded or unreachable
-	Skills json.RawMessage `json:"skills,omitempty"`
-	Health json.RawMessage `json:"health,omitempty"`
-	Error  string          `json:"error,omitempty"`
 }
 
 func (o *Orchestrator) discoverAgents(ctx context.Context, params json.RawMessage) (any, error) {
 	if err := jsonrpc.DecodeParams(params, &struct{}{}); err != nil {
 		return nil, err
 	}
-	out := make([]PeerInfo, len(o.opts.Peers))
+	out := make([]agentapi.PeerInfo, len(o.opts.Peers))
 	var wg sync.WaitGroup
 	for i, name := range o.opts.Peers {
 		wg.Go(func() {
-			info := PeerInfo{Agent: name}
-			var skills struct {
-				Skills json.RawMessage `json:"skills"`
-			}
-			var health struct {
-				Status string `json:"status"`
-			}
-			var rawHealth json.RawMessage
-			errS := o.peers.Call(ctx, name, "list_skills", nil, &skills)
-			errH := o.peers.Call(ctx, name, "get_health", nil, &rawHealth)
+			info := agentapi.PeerInfo{Agent: name}
+			var skills agentapi.SkillList
+			var health agentapi.HealthReport
+			errS := o.peers.Call(ctx, name, agentapi.MethodListSkills, nil, &skills)
+			errH := o.peers.Call(ctx, name, agentapi.MethodGetHealth, nil, &health)
 			switch {
 			case errS != nil || errH != nil:
-				info.Status = "unreachable"
+				info.Status = agentapi.HealthUnreachable
 				info.Error = failed(errors.Join(errS, errH)).Message
 			default:
-				_ = json.Unmarshal(rawHealth, &health)
-				info.Status, info.Skills, info.Health = health.Status, skills.Skills, rawHealth
+				info.Status, info.Skills, info.Health = health.Status, skills.Skills, &health
 			}
 			out[i] = info
 		})
 	}
 	wg.Wait()
-	return map[string]any{"agents": out}, nil
+	return agentapi.DiscoverResult{Agents: out}, nil
 }

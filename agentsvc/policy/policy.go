@@ -12,10 +12,12 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+
+	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 )
 
 // Any allows every CA-issued caller.
-const Any = "*"
+const Any = agentapi.AnyCaller
 
 // ErrForbidden: the caller may not call the method.
 var ErrForbidden = errors.New("policy: caller is not allowed to call this method")
@@ -42,47 +44,14 @@ func (p *Policy) Allow(caller, method string) error {
 // Callers returns who may call method (for the agent card and logs).
 func (p *Policy) Callers(method string) []string { return slices.Clone(p.methods[method]) }
 
-var every = map[string][]string{"list_skills": {Any}, "get_health": {Any}}
-
-// defaults is DESIGN section 6.
-var defaults = map[string]map[string][]string{
-	"orchestrator": {
-		"process_document":    {"lambda"},
-		"process_batch":       {"lambda"},
-		"get_document_status": {"lambda"},
-		"discover_agents":     {"lambda"},
-	},
-	"extractor": {
-		"extract_document":       {"orchestrator"},
-		"list_supported_formats": {Any},
-	},
-	"validator": {
-		"validate_document":    {"orchestrator"},
-		"get_validation_rules": {Any},
-	},
-	"archivist": {
-		"archive_document":       {"orchestrator"},
-		"get_document":           {"orchestrator", "lambda"},
-		"search_documents":       {"orchestrator", "lambda"},
-		"get_document_stats":     {"orchestrator", "lambda"},
-		"update_document_status": {"orchestrator"},
-	},
-}
-
-// Default returns the policy of DESIGN section 6 for agent.
+// Default returns the default policy of agent (agentapi.DefaultPolicy; see
+// docs/contract.md, Methods).
 func Default(agent string) (*Policy, error) {
-	m, ok := defaults[agent]
+	m, ok := agentapi.DefaultPolicy(agent)
 	if !ok {
 		return nil, fmt.Errorf("policy: unknown agent %q", agent)
 	}
-	p := &Policy{methods: map[string][]string{}}
-	for k, v := range every {
-		p.methods[k] = v
-	}
-	for k, v := range m {
-		p.methods[k] = v
-	}
-	return p, nil
+	return &Policy{methods: m}, nil
 }
 
 // File is the format of A2A_POLICY_FILE: for each agent, each method and
@@ -120,7 +89,7 @@ func Parse(data []byte, agent string, offered []string) (*Policy, error) {
 		return nil, errors.New(`policy: policy file has no "agents" object`)
 	}
 	for name := range f.Agents {
-		if _, ok := defaults[name]; !ok {
+		if !agentapi.IsAgent(name) {
 			return nil, fmt.Errorf("policy: unknown agent %q in policy file", name)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 	"github.com/ca-a2a/ca-a2a/shared/jsonrpc"
 )
 
@@ -14,7 +15,7 @@ import (
 // internal error whose details go to the log, never to the client.
 
 var (
-	errTooLarge = jsonrpc.Errorf(jsonrpc.CodeTooLarge, "request body larger than 1 MiB")
+	errTooLarge = jsonrpc.Errorf(agentapi.CodeTooLarge, "request body larger than 1 MiB")
 	errInternal = jsonrpc.Errorf(jsonrpc.CodeInternalError, "internal error")
 	errPanic    = errors.New("server: handler panicked")
 )
@@ -34,7 +35,7 @@ func (s *Server) toRPCError(ctx context.Context, log func() *slog.Logger, err er
 		return rpcErr
 	case errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil:
 		log().Warn("handler ran out of time", "error", err)
-		return jsonrpc.Errorf(jsonrpc.CodeUnavailable, "deadline exceeded")
+		return jsonrpc.Errorf(agentapi.CodeUnavailable, "deadline exceeded")
 	default:
 		log().Error("handler failed", "error", err)
 		return errInternal

@@ -9,23 +9,9 @@ import (
 	"time"
 
 	"github.com/ca-a2a/ca-a2a/agentsvc/skill"
+	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 	"github.com/ca-a2a/ca-a2a/shared/jsonrpc"
 )
-
-// HealthReport is the body of /health and the result of get_health.
-type HealthReport struct {
-	Status  string                 `json:"status"` // healthy or degraded
-	Agent   string                 `json:"agent"`
-	Version string                 `json:"version"`
-	UptimeS int64                  `json:"uptime_s"`
-	Checks  map[string]CheckResult `json:"checks"`
-}
-
-// CheckResult is the outcome of one check. Error is a short, safe message.
-type CheckResult struct {
-	Status string `json:"status"` // ok or failing
-	Error  string `json:"error,omitempty"`
-}
 
 // healthTTL: /health answers from a recent report instead of probing the
 // dependencies on every call (load balancers and peers poll it).
@@ -33,7 +19,7 @@ const healthTTL = 2 * time.Second
 
 // Health runs the checks (or reuses a report younger than healthTTL) and
 // returns the HTTP status (200, or 503 when a check fails) and the report.
-func (s *Server) Health(ctx context.Context) (int, HealthReport) {
+func (s *Server) Health(ctx context.Context) (int, agentapi.HealthReport) {
 	s.healthMu.Lock()
 	defer s.healthMu.Unlock()
 	if time.Since(s.healthAt) < healthTTL {
@@ -43,16 +29,16 @@ func (s *Server) Health(ctx context.Context) (int, HealthReport) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	report := HealthReport{Status: "healthy", Agent: s.opts.Agent.Name, Version: s.opts.Agent.Version,
-		UptimeS: int64(time.Since(s.started).Seconds()), Checks: map[string]CheckResult{}}
+	report := agentapi.HealthReport{Status: agentapi.HealthHealthy, Agent: s.opts.Agent.Name, Version: s.opts.Agent.Version,
+		UptimeS: int64(time.Since(s.started).Seconds()), Checks: map[string]agentapi.CheckResult{}}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for name, check := range s.opts.Agent.Checks {
 		wg.Go(func() {
-			res := CheckResult{Status: "ok"}
+			res := agentapi.CheckResult{Status: agentapi.CheckOK}
 			if err := check(ctx); err != nil {
 				// The details go to the log; callers learn only which check fails.
-				res = CheckResult{Status: "failing", Error: "unavailable"}
+				res = agentapi.CheckResult{Status: agentapi.CheckFailing, Error: "unavailable"}
 				s.log.Warn("health check failing", "check", name, "error", err)
 			}
 			mu.Lock()
@@ -63,8 +49,8 @@ func (s *Server) Health(ctx context.Context) (int, HealthReport) {
 	wg.Wait()
 	code := http.StatusOK
 	for _, c := range report.Checks {
-		if c.Status != "ok" {
-			report.Status, code = "degraded", http.StatusServiceUnavailable
+		if c.Status != agentapi.CheckOK {
+			report.Status, code = agentapi.HealthDegraded, http.StatusServiceUnavailable
 		}
 	}
 	s.healthAt, s.healthCode, s.healthBody = time.Now(), code, report
@@ -83,8 +69,8 @@ func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
 // builtins are the methods every agent offers.
 func (s *Server) builtins() []skill.Method {
 	return []skill.Method{
-		{Name: "list_skills", Description: "List the methods this agent offers.", Handler: s.listSkills},
-		{Name: "get_health", Description: "Report this agent's health and its dependencies'.", Handler: func(ctx context.Context, params json.RawMessage) (any, error) {
+		{Name: agentapi.MethodListSkills, Description: "List the methods this agent offers.", Handler: s.listSkills},
+		{Name: agentapi.MethodGetHealth, Description: "Report this agent's health and its dependencies'.", Handler: func(ctx context.Context, params json.RawMessage) (any, error) {
 			if err := jsonrpc.DecodeParams(params, &struct{}{}); err != nil {
 				return nil, err
 			}
@@ -94,22 +80,17 @@ func (s *Server) builtins() []skill.Method {
 	}
 }
 
-type skillList struct {
-	Agent  string       `json:"agent"`
-	Skills []skill.Info `json:"skills"`
-}
-
 func (s *Server) listSkills(_ context.Context, params json.RawMessage) (any, error) {
 	if err := jsonrpc.DecodeParams(params, &struct{}{}); err != nil {
 		return nil, err
 	}
-	return skillList{Agent: s.opts.Agent.Name, Skills: s.skills()}, nil
+	return agentapi.SkillList{Agent: s.opts.Agent.Name, Skills: s.skills()}, nil
 }
 
-func (s *Server) skills() []skill.Info {
-	out := make([]skill.Info, 0, len(s.methods))
+func (s *Server) skills() []agentapi.SkillInfo {
+	out := make([]agentapi.SkillInfo, 0, len(s.methods))
 	for _, m := range s.methods {
-		out = append(out, skill.Info{ID: m.Name, Name: m.Name, Description: m.Description})
+		out = append(out, agentapi.SkillInfo{ID: m.Name, Name: m.Name, Description: m.Description})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out

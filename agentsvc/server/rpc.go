@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 	"github.com/ca-a2a/ca-a2a/shared/binding"
 	"github.com/ca-a2a/ca-a2a/shared/jsonrpc"
 )
@@ -104,9 +105,9 @@ func (s *Server) call(ctx context.Context, caller string, raw json.RawMessage, i
 	if err := s.opts.Policy.Allow(caller, req.Method); err != nil {
 		log().Warn("call denied by policy")
 		if !inBatch {
-			info.code = jsonrpc.CodeForbidden
+			info.code = agentapi.CodeForbidden
 		}
-		resp := s.reply(req, nil, jsonrpc.Errorf(jsonrpc.CodeForbidden, "caller %q may not call %s", caller, req.Method))
+		resp := s.reply(req, nil, jsonrpc.Errorf(agentapi.CodeForbidden, "caller %q may not call %s", caller, req.Method))
 		if inBatch || resp == nil {
 			return resp, http.StatusOK
 		}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/ca-a2a/ca-a2a/agentsvc/policy"
 	"github.com/ca-a2a/ca-a2a/agentsvc/skill"
+	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 	"github.com/ca-a2a/ca-a2a/shared/binding"
 )
 
@@ -71,7 +72,7 @@ type Server struct {
 	healthMu   sync.Mutex
 	healthAt   time.Time
 	healthCode int
-	healthBody HealthReport
+	healthBody agentapi.HealthReport
 }
 
 // New returns a Server for opts. A Verifier and a Policy are required: there

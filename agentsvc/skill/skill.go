@@ -15,16 +15,9 @@ type Handler func(ctx context.Context, params json.RawMessage) (any, error)
 
 // Method is one JSON-RPC method an agent offers.
 type Method struct {
-	// Name is the JSON-RPC method name, e.g. "extract_document".
+	// Name is the JSON-RPC method name, one of agentapi's Method constants.
 	Name string
 	// Description is shown in list_skills and the agent card.
 	Description string
 	Handler     Handler
-}
-
-// Info is the public description of a method (list_skills, agent card).
-type Info struct {
-	ID          string `json:"id"`
-	Name        string `json:"name"`
-	Description string `json:"description"`
 }

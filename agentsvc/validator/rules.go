@@ -6,7 +6,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/ca-a2a/ca-a2a/agentsvc/extractor"
+	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 )
 
 // Severities of an issue.
@@ -64,30 +64,34 @@ const (
 )
 
 // Rules lists every rule this package applies, with its usual severity.
-var Rules = []Rule{
-	{RuleHeaderRequired, CategoryCompleteness, extractor.TypeCSV, SeverityError, "The first row is a header and no column name is empty."},
-	{RuleHasDataRows, CategoryCompleteness, extractor.TypeCSV, SeverityError, "At least one data row follows the header."},
-	{RuleHeaderUnique, CategoryConsistency, extractor.TypeCSV, SeverityError, "Column names are unique (ignoring case and surrounding spaces)."},
-	{RuleRowCountConsistent, CategoryConsistency, extractor.TypeCSV, SeverityError, "row_count and column_count match the rows and the header."},
-	{RuleRaggedRows, CategoryFormat, extractor.TypeCSV, SeverityWarning, fmt.Sprintf("Every row has as many fields as the header; an error when more than %.0f%% of rows differ.", RaggedRowsError*100)},
-	{RuleEmptyCellsRatio, CategoryQuality, extractor.TypeCSV, SeverityWarning, fmt.Sprintf("At most %.0f%% of cells are empty or blank; an error above %.0f%%.", EmptyCellsWarn*100, EmptyCellsError*100)},
-	{RuleDuplicateRows, CategoryQuality, extractor.TypeCSV, SeverityWarning, "No data row appears more than once."},
-	{RuleUntrimmedValues, CategoryFormat, extractor.TypeCSV, SeverityInfo, "No column name or value starts or ends with white space."},
-	{RuleHasPages, CategoryCompleteness, extractor.TypePDF, SeverityError, "The document has at least one page."},
-	{RulePageCountConsistent, CategoryConsistency, extractor.TypePDF, SeverityError, "page_count equals the number of pages, numbered 1 to page_count in order."},
-	{RuleEmptyPages, CategoryQuality, extractor.TypePDF, SeverityWarning, "Every page holds text; an error when no page does (a scan without text layer)."},
-	{RuleMinTextLength, CategoryQuality, extractor.TypePDF, SeverityWarning, fmt.Sprintf("The document holds at least %d non-blank characters of text.", MinTextLength)},
-	{RuleUnreadableText, CategoryQuality, extractor.TypePDF, SeverityWarning, fmt.Sprintf("At most %.0f%% of the text's characters are undecodable (U+FFFD).", UnreadableTextWarn*100)},
+var Rules = []agentapi.ValidationRule{
+	rule(RuleHeaderRequired, CategoryCompleteness, agentapi.DocumentTypeCSV, SeverityError, "The first row is a header and no column name is empty."),
+	rule(RuleHasDataRows, CategoryCompleteness, agentapi.DocumentTypeCSV, SeverityError, "At least one data row follows the header."),
+	rule(RuleHeaderUnique, CategoryConsistency, agentapi.DocumentTypeCSV, SeverityError, "Column names are unique (ignoring case and surrounding spaces)."),
+	rule(RuleRowCountConsistent, CategoryConsistency, agentapi.DocumentTypeCSV, SeverityError, "row_count and column_count match the rows and the header."),
+	rule(RuleRaggedRows, CategoryFormat, agentapi.DocumentTypeCSV, SeverityWarning, fmt.Sprintf("Every row has as many fields as the header; an error when more than %.0f%% of rows differ.", RaggedRowsError*100)),
+	rule(RuleEmptyCellsRatio, CategoryQuality, agentapi.DocumentTypeCSV, SeverityWarning, fmt.Sprintf("At most %.0f%% of cells are empty or blank; an error above %.0f%%.", EmptyCellsWarn*100, EmptyCellsError*100)),
+	rule(RuleDuplicateRows, CategoryQuality, agentapi.DocumentTypeCSV, SeverityWarning, "No data row appears more than once."),
+	rule(RuleUntrimmedValues, CategoryFormat, agentapi.DocumentTypeCSV, SeverityInfo, "No column name or value starts or ends with white space."),
+	rule(RuleHasPages, CategoryCompleteness, agentapi.DocumentTypePDF, SeverityError, "The document has at least one page."),
+	rule(RulePageCountConsistent, CategoryConsistency, agentapi.DocumentTypePDF, SeverityError, "page_count equals the number of pages, numbered 1 to page_count in order."),
+	rule(RuleEmptyPages, CategoryQuality, agentapi.DocumentTypePDF, SeverityWarning, "Every page holds text; an error when no page does (a scan without text layer)."),
+	rule(RuleMinTextLength, CategoryQuality, agentapi.DocumentTypePDF, SeverityWarning, fmt.Sprintf("The document holds at least %d non-blank characters of text.", MinTextLength)),
+	rule(RuleUnreadableText, CategoryQuality, agentapi.DocumentTypePDF, SeverityWarning, fmt.Sprintf("At most %.0f%% of the text's characters are undecodable (U+FFFD).", UnreadableTextWarn*100)),
 }
 
-type issues []Issue
+func rule(id, category, appliesTo, severity, description string) agentapi.ValidationRule {
+	return agentapi.ValidationRule{ID: id, Category: category, AppliesTo: appliesTo, Severity: severity, Description: description}
+}
+
+type issues []agentapi.ValidationIssue
 
 func (is *issues) add(rule, severity, format string, args ...any) {
-	*is = append(*is, Issue{Rule: rule, Severity: severity, Message: fmt.Sprintf(format, args...)})
+	*is = append(*is, agentapi.ValidationIssue{Rule: rule, Severity: severity, Message: fmt.Sprintf(format, args...)})
 }
 
 // CheckCSV applies the CSV rules to d.
-func CheckCSV(d *extractor.CSVData) []Issue {
+func CheckCSV(d *agentapi.CSVData) []agentapi.ValidationIssue {
 	var out issues
 	empty, untrimmed := 0, 0
 	seen := map[string]bool{}
@@ -184,7 +188,7 @@ func isUntrimmed(s string) bool {
 }
 
 // CheckPDF applies the PDF rules to d.
-func CheckPDF(d *extractor.PDFData) []Issue {
+func CheckPDF(d *agentapi.PDFData) []agentapi.ValidationIssue {
 	var out issues
 	if d.PageCount != len(d.Pages) {
 		out.add(RulePageCountConsistent, SeverityError, "page_count is %d but %d pages were extracted", d.PageCount, len(d.Pages))

@@ -7,8 +7,8 @@
 // document passes when it has no error and its score reaches the threshold
 // (default 70).
 //
-// extracted_data is decoded into the extractor's own types
-// (extractor.CSVData, extractor.PDFData), strictly: unknown members and
+// extracted_data is decoded into the contract's types (agentapi.CSVData,
+// agentapi.PDFData), strictly: unknown members and
 // missing required members are -32602, so a change of shape on one side
 // fails loudly rather than scoring an empty document.
 package validator
@@ -20,43 +20,13 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/ca-a2a/ca-a2a/agentsvc/extractor"
 	"github.com/ca-a2a/ca-a2a/agentsvc/skill"
+	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 	"github.com/ca-a2a/ca-a2a/shared/jsonrpc"
 )
 
 // DefaultPassThreshold is the least passing score when Options sets none.
 const DefaultPassThreshold = 70
-
-// Issue is one finding.
-type Issue struct {
-	Rule     string `json:"rule"`
-	Severity string `json:"severity"`
-	Message  string `json:"message"`
-}
-
-// Report is validate_document's result.
-type Report struct {
-	Score  int     `json:"score"`
-	Passed bool    `json:"passed"`
-	Issues []Issue `json:"issues"`
-}
-
-// Rule describes a rule (get_validation_rules).
-type Rule struct {
-	ID          string `json:"id"`
-	Category    string `json:"category"`
-	AppliesTo   string `json:"applies_to"`
-	Severity    string `json:"severity"`
-	Description string `json:"description"`
-}
-
-// RulesResult is get_validation_rules's result.
-type RulesResult struct {
-	Rules         []Rule         `json:"rules"`
-	Weights       map[string]int `json:"weights"`
-	PassThreshold int            `json:"pass_threshold"`
-}
 
 // Options configure a Validator.
 type Options struct {
@@ -79,8 +49,8 @@ func New(opts Options) *Validator {
 // Methods returns the validator's methods.
 func (v *Validator) Methods() []skill.Method {
 	return []skill.Method{
-		{Name: "validate_document", Description: "Score extracted data against named rules: {document_type, extracted_data}.", Handler: v.validateDocument},
-		{Name: "get_validation_rules", Description: "The rules, their categories and severities, the weights and the pass threshold.", Handler: v.getRules},
+		{Name: agentapi.MethodValidateDocument, Description: "Score extracted data against named rules: {document_type, extracted_data}.", Handler: v.validateDocument},
+		{Name: agentapi.MethodGetValidationRules, Description: "The rules, their categories and severities, the weights and the pass threshold.", Handler: v.getRules},
 	}
 }
 
@@ -88,29 +58,23 @@ func (v *Validator) getRules(_ context.Context, params json.RawMessage) (any, er
 	if err := jsonrpc.DecodeParams(params, &struct{}{}); err != nil {
 		return nil, err
 	}
-	return RulesResult{Rules: Rules, Weights: Weights, PassThreshold: v.opts.PassThreshold}, nil
-}
-
-// ValidateParams are validate_document's params.
-type ValidateParams struct {
-	DocumentType  string          `json:"document_type"`
-	ExtractedData json.RawMessage `json:"extracted_data"`
+	return agentapi.RulesResult{Rules: Rules, Weights: Weights, PassThreshold: v.opts.PassThreshold}, nil
 }
 
 func (v *Validator) validateDocument(_ context.Context, params json.RawMessage) (any, error) {
-	var p ValidateParams
+	var p agentapi.ValidateParams
 	if err := jsonrpc.DecodeParams(params, &p); err != nil {
 		return nil, err
 	}
 	switch p.DocumentType {
-	case extractor.TypeCSV:
-		var d extractor.CSVData
+	case agentapi.DocumentTypeCSV:
+		var d agentapi.CSVData
 		if err := decodeData(p.ExtractedData, &d, "headers", "rows", "row_count", "column_count"); err != nil {
 			return nil, jsonrpc.InvalidParams("extracted_data is not CSV data: %v", err)
 		}
 		return v.Score(CheckCSV(&d)), nil
-	case extractor.TypePDF:
-		var d extractor.PDFData
+	case agentapi.DocumentTypePDF:
+		var d agentapi.PDFData
 		if err := decodeData(p.ExtractedData, &d, "pages", "page_count"); err != nil {
 			return nil, jsonrpc.InvalidParams("extracted_data is not PDF data: %v", err)
 		}
@@ -147,7 +111,7 @@ func decodeData(data json.RawMessage, v any, required ...string) error {
 }
 
 // Score turns issues into a report under v's threshold.
-func (v *Validator) Score(issues []Issue) Report {
+func (v *Validator) Score(issues []agentapi.ValidationIssue) agentapi.ValidationReport {
 	score, hasError := 100, false
 	for _, is := range issues {
 		score -= Weights[is.Severity]
@@ -155,7 +119,7 @@ func (v *Validator) Score(issues []Issue) Report {
 	}
 	score = max(0, min(100, score))
 	if issues == nil {
-		issues = []Issue{}
+		issues = []agentapi.ValidationIssue{}
 	}
-	return Report{Score: score, Passed: !hasError && score >= v.opts.PassThreshold, Issues: issues}
+	return agentapi.ValidationReport{Score: score, Passed: !hasError && score >= v.opts.PassThreshold, Issues: issues}
 }

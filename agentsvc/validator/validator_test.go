@@ -8,6 +8,7 @@ import (
 	"github.com/ca-a2a/ca-a2a/agentsvc/extractor"
 	"github.com/ca-a2a/ca-a2a/agentsvc/extractor/pdftest"
 	"github.com/ca-a2a/ca-a2a/agentsvc/validator"
+	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 	"github.com/ca-a2a/ca-a2a/shared/jsonrpc"
 )
 
@@ -23,7 +24,7 @@ func handler(t *testing.T, v *validator.Validator, name string) func(params stri
 }
 
 // validate sends data through JSON as the orchestrator does.
-func validate(t *testing.T, v *validator.Validator, docType string, data any) (validator.Report, error) {
+func validate(t *testing.T, v *validator.Validator, docType string, data any) (agentapi.ValidationReport, error) {
 	t.Helper()
 	params, err := json.Marshal(map[string]any{"document_type": docType, "extracted_data": data})
 	if err != nil {
@@ -31,12 +32,12 @@ func validate(t *testing.T, v *validator.Validator, docType string, data any) (v
 	}
 	out, err := handler(t, v, "validate_document")(string(params))
 	if err != nil {
-		return validator.Report{}, err
+		return agentapi.ValidationReport{}, err
 	}
-	return out.(validator.Report), nil
+	return out.(agentapi.ValidationReport), nil
 }
 
-func summary(r validator.Report) string {
+func summary(r agentapi.ValidationReport) string {
 	var s []string
 	for _, i := range r.Issues {
 		s = append(s, i.Rule+":"+i.Severity)
@@ -44,7 +45,7 @@ func summary(r validator.Report) string {
 	return strings.Join(s, ",")
 }
 
-func csvOf(t *testing.T, s string) *extractor.CSVData {
+func csvOf(t *testing.T, s string) *agentapi.CSVData {
 	t.Helper()
 	d, err := extractor.ExtractCSV([]byte(s))
 	if err != nil {
@@ -53,7 +54,7 @@ func csvOf(t *testing.T, s string) *extractor.CSVData {
 	return d
 }
 
-func pdfOf(t *testing.T, pages ...string) *extractor.PDFData {
+func pdfOf(t *testing.T, pages ...string) *agentapi.PDFData {
 	t.Helper()
 	d, err := extractor.ExtractPDF(pdftest.Build(pages...))
 	if err != nil {
@@ -62,7 +63,7 @@ func pdfOf(t *testing.T, pages ...string) *extractor.PDFData {
 	return d
 }
 
-func pdfWithInfo(t *testing.T) *extractor.PDFData {
+func pdfWithInfo(t *testing.T) *agentapi.PDFData {
 	t.Helper()
 	d, err := extractor.ExtractPDF(pdftest.BuildInfo(map[string]string{"Title": "Invoice"}, longText))
 	if err != nil || d.Metadata["title"] != "Invoice" {
@@ -71,10 +72,10 @@ func pdfWithInfo(t *testing.T) *extractor.PDFData {
 	return d
 }
 
-func pages(texts ...string) *extractor.PDFData {
-	d := &extractor.PDFData{PageCount: len(texts), Pages: []extractor.Page{}}
+func pages(texts ...string) *agentapi.PDFData {
+	d := &agentapi.PDFData{PageCount: len(texts), Pages: []agentapi.Page{}}
 	for i, s := range texts {
-		d.Pages = append(d.Pages, extractor.Page{Number: i + 1, Text: s})
+		d.Pages = append(d.Pages, agentapi.Page{Number: i + 1, Text: s})
 	}
 	return d
 }
@@ -97,19 +98,19 @@ func TestValidate(t *testing.T) {
 		{"one blank page", "pdf", pages(longText, ""), "empty_pages:warning", 90, true},
 		{"short text", "pdf", pages("hi"), "min_text_length:warning", 90, true},
 		{"short text and a blank page", "pdf", pages("hi", ""), "empty_pages:warning,min_text_length:warning", 80, true},
-		{"page_count lies", "pdf", &extractor.PDFData{PageCount: 3, Pages: pages(longText).Pages}, "page_count_consistent:error", 75, false},
-		{"pages out of order", "pdf", &extractor.PDFData{PageCount: 2, Pages: []extractor.Page{{Number: 2, Text: longText}, {Number: 1, Text: longText}}}, "page_count_consistent:error", 75, false},
+		{"page_count lies", "pdf", &agentapi.PDFData{PageCount: 3, Pages: pages(longText).Pages}, "page_count_consistent:error", 75, false},
+		{"pages out of order", "pdf", &agentapi.PDFData{PageCount: 2, Pages: []agentapi.Page{{Number: 2, Text: longText}, {Number: 1, Text: longText}}}, "page_count_consistent:error", 75, false},
 		{"with metadata", "pdf", pdfWithInfo(t), "", 100, true},
 		{"undecodable text", "pdf", pages(longText[:40] + strings.Repeat("\uFFFD", 20)), "unreadable_text:warning", 90, true},
 		{"a little undecodable text", "pdf", pages(longText + "\uFFFD"), "", 100, true},
-		{"page_count without pages", "pdf", &extractor.PDFData{PageCount: 2, Pages: []extractor.Page{}}, "page_count_consistent:error,has_pages:error", 50, false},
+		{"page_count without pages", "pdf", &agentapi.PDFData{PageCount: 2, Pages: []agentapi.Page{}}, "page_count_consistent:error,has_pages:error", 50, false},
 
 		// CSV
 		{"clean CSV", "csv", csvOf(t, "date;label;amount\n2026-01-02;coffee;3,50\n2026-01-03;train;42,00\n"), "", 100, true},
 		{"header only", "csv", csvOf(t, "a,b\n"), "has_data_rows:error", 75, false},
 		{"empty header name", "csv", csvOf(t, "a,,c\n1,2,3\n"), "header_required:error", 75, false},
 		{"blank header name", "csv", csvOf(t, "a, ,c\n1,2,3\n"), "header_required:error", 75, false},
-		{"no header at all", "csv", &extractor.CSVData{Headers: []string{}, Rows: [][]string{}}, "header_required:error,has_data_rows:error", 50, false},
+		{"no header at all", "csv", &agentapi.CSVData{Headers: []string{}, Rows: [][]string{}}, "header_required:error,has_data_rows:error", 50, false},
 		{"duplicate header names", "csv", csvOf(t, "id,Name,name,id\n1,2,3,4\n"), "header_unique:error", 75, false},
 		{"duplicate header names up to spaces", "csv", csvOf(t, "id,Name,name \n1,2,3\n"), "header_unique:error,untrimmed_values:info", 73, false},
 		{"untrimmed values", "csv", csvOf(t, "a,b\n 1,2\n3,4 \n5,6\n"), "untrimmed_values:info", 98, true},
@@ -120,9 +121,9 @@ func TestValidate(t *testing.T) {
 		{"empty cells over 10%", "csv", csvOf(t, "a,b\n1,\n,2\n3,4\n5,6\n"), "empty_cells_ratio:warning", 90, true},
 		{"empty cells over 50%", "csv", csvOf(t, "a,b,c\n1,,\n,,3\n"), "empty_cells_ratio:error", 75, false},
 		{"duplicate rows", "csv", csvOf(t, "a,b\n1,2\n1,2\n3,4\n"), "duplicate_rows:warning", 90, true},
-		{"cells joined differently are not duplicates", "csv", &extractor.CSVData{Headers: []string{"a", "b"}, Rows: [][]string{{"1,2", "3"}, {"1", "2,3"}}, RowCount: 2, ColumnCount: 2}, "", 100, true},
-		{"counts lie", "csv", &extractor.CSVData{Headers: []string{"a"}, Rows: [][]string{{"1"}}, RowCount: 5, ColumnCount: 1}, "row_count_consistent:error", 75, false},
-		{"everything wrong", "csv", &extractor.CSVData{Headers: []string{"a", "a", ""}, Rows: [][]string{{"", ""}, {"", ""}, {"", ""}}, RowCount: 3, ColumnCount: 3},
+		{"cells joined differently are not duplicates", "csv", &agentapi.CSVData{Headers: []string{"a", "b"}, Rows: [][]string{{"1,2", "3"}, {"1", "2,3"}}, RowCount: 2, ColumnCount: 2}, "", 100, true},
+		{"counts lie", "csv", &agentapi.CSVData{Headers: []string{"a"}, Rows: [][]string{{"1"}}, RowCount: 5, ColumnCount: 1}, "row_count_consistent:error", 75, false},
+		{"everything wrong", "csv", &agentapi.CSVData{Headers: []string{"a", "a", ""}, Rows: [][]string{{"", ""}, {"", ""}, {"", ""}}, RowCount: 3, ColumnCount: 3},
 			"header_required:error,header_unique:error,ragged_rows:error,empty_cells_ratio:error,duplicate_rows:warning", 0, false},
 	}
 	v := validator.New(validator.Options{})
@@ -254,7 +255,7 @@ func FuzzValidateDocument(f *testing.F) {
 			}
 			return
 		}
-		r := out.(validator.Report)
+		r := out.(agentapi.ValidationReport)
 		if r.Score < 0 || r.Score > 100 || r.Issues == nil {
 			t.Fatalf("report %+v", r)
 		}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/ca-a2a/ca-a2a/internal/certgen"
+	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 	"github.com/ca-a2a/ca-a2a/shared/certload"
 )
 
@@ -70,8 +71,8 @@ func checkLeaf(name, certPath, keyPath, caPath string, caPEM []byte, now time.Ti
 	if err != nil {
 		return err
 	}
-	if id, err := certload.Identity(b.Leaf()); err != nil || id != name {
-		return fmt.Errorf("%s does not name %s (want the single DNS SAN %s)", certPath, name, certload.DNSName(name))
+	if id, err := agentapi.Identity(b.Leaf()); err != nil || id != name {
+		return fmt.Errorf("%s does not name %s (want the single DNS SAN %s)", certPath, name, agentapi.DNSName(name))
 	}
 	return nil
 }

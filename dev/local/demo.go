@@ -15,6 +15,7 @@ import (
 	"github.com/ca-a2a/ca-a2a/dev/localrun"
 	"github.com/ca-a2a/ca-a2a/internal/samples"
 	"github.com/ca-a2a/ca-a2a/shared/a2a"
+	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 	"github.com/ca-a2a/ca-a2a/shared/tokensource"
 )
 
@@ -97,29 +98,22 @@ func demo(ctx context.Context, l localrun.Layout) error {
 		return err
 	}
 
-	lambdaSrc, err := l.Source("lambda")
+	lambdaSrc, err := l.Source(agentapi.Lambda)
 	if err != nil {
 		return err
 	}
-	tokens, err := tokensource.New(tokensource.Config{TokenURL: l.TokenURL(), ClientID: "lambda", Certificate: lambdaSrc, ServerName: "keycloak.ca-a2a.local"})
+	tokens, err := tokensource.New(tokensource.Config{TokenURL: l.TokenURL(), ClientID: agentapi.Lambda, Certificate: lambdaSrc, ServerName: agentapi.DNSName(agentapi.Keycloak)})
 	if err != nil {
 		return err
 	}
-	client, err := a2a.New(a2a.Config{Certificate: lambdaSrc, Tokens: tokens, Peers: map[string]string{"archivist": localrun.AgentURL("archivist")}})
+	client, err := a2a.New(a2a.Config{Certificate: lambdaSrc, Tokens: tokens, Peers: map[string]string{agentapi.Archivist: localrun.AgentURL(agentapi.Archivist)}})
 	if err != nil {
 		return err
 	}
 	defer client.Close()
 	if err := s.do("archived documents (search_documents)", func() (string, error) {
-		var found struct {
-			Total     int `json:"total"`
-			Documents []struct {
-				FileName string `json:"file_name"`
-				Status   string `json:"status"`
-				Score    *int   `json:"score"`
-			} `json:"documents"`
-		}
-		if err := client.Call(ctx, "archivist", "search_documents", map[string]any{}, &found); err != nil {
+		var found agentapi.SearchResult
+		if err := client.Call(ctx, agentapi.Archivist, agentapi.MethodSearchDocuments, agentapi.SearchParams{}, &found); err != nil {
 			return "", err
 		}
 		if found.Total != 2 {
@@ -144,11 +138,11 @@ func demo(ctx context.Context, l localrun.Layout) error {
 		if err != nil {
 			return "", err
 		}
-		thief, err := l.Client("extractor", "orchestrator.ca-a2a.local")
+		thief, err := l.Client(agentapi.Extractor, agentapi.DNSName(agentapi.Orchestrator))
 		if err != nil {
 			return "", err
 		}
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, localrun.AgentURL("orchestrator")+"/message",
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, localrun.AgentURL(agentapi.Orchestrator)+"/message",
 			strings.NewReader(`{"jsonrpc":"2.0","method":"process_document","params":{"s3_key":"incoming/invoice.pdf"},"id":1}`))
 		req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
 		resp, err := thief.Do(req)

@@ -15,6 +15,7 @@ import (
 	"syscall"
 
 	"github.com/ca-a2a/ca-a2a/dev/localrun"
+	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 )
 
 func main() {
@@ -63,7 +64,7 @@ func up(ctx context.Context, l localrun.Layout, g *localrun.Group, s *steps) err
 		if err != nil {
 			return "", err
 		}
-		if err := l.Publish(ctx, []string{"lambda"}); err != nil {
+		if err := l.Publish(ctx, []string{agentapi.Lambda}); err != nil {
 			return "", err
 		}
 		how := "reused"
@@ -102,11 +103,11 @@ func invoke(ctx context.Context, l localrun.Layout, file string) error {
 	if err != nil {
 		return err
 	}
-	client, err := l.Client("lambda", "orchestrator.ca-a2a.local")
+	client, err := l.Client(agentapi.Lambda, agentapi.DNSName(agentapi.Orchestrator))
 	if err != nil {
 		return fmt.Errorf("%w (run make certs first)", err)
 	}
-	if err := localrun.WaitHTTP(ctx, client, localrun.AgentURL("orchestrator")+"/health", 0, 2e9); err != nil {
+	if err := localrun.WaitHTTP(ctx, client, localrun.AgentURL(agentapi.Orchestrator)+"/health", 0, 2e9); err != nil {
 		return fmt.Errorf("the orchestrator is not running on 127.0.0.1:8001: start it with \"make run-agents\" in another terminal")
 	}
 	var g localrun.Group
@@ -114,7 +115,7 @@ func invoke(ctx context.Context, l localrun.Layout, file string) error {
 	if _, err := l.StartMoto(ctx, &g); err != nil {
 		return err
 	}
-	if err := l.Publish(ctx, []string{"lambda"}); err != nil {
+	if err := l.Publish(ctx, []string{agentapi.Lambda}); err != nil {
 		return err
 	}
 	answer, err := l.Invoke(ctx, event)

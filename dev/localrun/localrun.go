@@ -21,17 +21,25 @@ import (
 	"time"
 
 	"github.com/ca-a2a/ca-a2a/internal/certgen"
+	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 	"github.com/ca-a2a/ca-a2a/shared/certload"
 )
 
 // RIEVersion pins the Lambda Runtime Interface Emulator installed through Go.
 const RIEVersion = "v0.0.0-20261030222936-bef5c4ba774d"
 
-// Agents and their local ports.
-var Agents = []struct {
-	Name string
-	Port int
-}{{"extractor", 8002}, {"validator", 8003}, {"archivist", 8004}, {"orchestrator", 8001}}
+// Agents are the agents with their local ports (the roster's defaults), in
+// start order: the orchestrator's peers before the orchestrator.
+var Agents = startOrder()
+
+func startOrder() []agentapi.Principal {
+	var out []agentapi.Principal
+	for _, name := range append(agentapi.Peers(), agentapi.Orchestrator) {
+		port, _ := agentapi.Port(name)
+		out = append(out, agentapi.Principal{Name: name, Port: port})
+	}
+	return out
+}
 
 // Layout is where local state lives.
 type Layout struct {
@@ -70,15 +78,19 @@ func (l Layout) Documents() string      { return filepath.Join(l.StateDir, "docu
 
 // Issuer is the local issuer; clients dial 127.0.0.1 and verify the name.
 func (l Layout) Issuer() string {
-	return fmt.Sprintf("https://keycloak.ca-a2a.local:%d/realms/ca-a2a", l.IdPPort)
+	return fmt.Sprintf("https://%s:%d%s", agentapi.DNSName(agentapi.Keycloak), l.IdPPort, agentapi.RealmPath)
 }
 
-func (l Layout) oidcURL(path string) string {
-	return fmt.Sprintf("https://127.0.0.1:%d/realms/ca-a2a/protocol/openid-connect/%s", l.IdPPort, path)
+// dialedIssuer is the issuer's URL with 127.0.0.1 for its host.
+func (l Layout) dialedIssuer() string {
+	return fmt.Sprintf("https://127.0.0.1:%d%s", l.IdPPort, agentapi.RealmPath)
 }
 
 // TokenURL dials the local identity provider.
-func (l Layout) TokenURL() string { return l.oidcURL("token") }
+func (l Layout) TokenURL() string { return agentapi.TokenEndpoint(l.dialedIssuer()) }
+
+// JWKSURL dials the local identity provider.
+func (l Layout) JWKSURL() string { return agentapi.JWKSEndpoint(l.dialedIssuer()) }
 
 // MotoEndpoint is moto_server's URL.
 func (l Layout) MotoEndpoint() string { return fmt.Sprintf("http://127.0.0.1:%d", l.MotoPort) }
@@ -106,7 +118,7 @@ func (l Layout) AgentEnv(agent string, port int) []string {
 	env := []string{
 		"AGENT_NAME=" + agent, fmt.Sprintf("AGENT_ADDR=127.0.0.1:%d", port),
 		"MTLS_CERT_PATH=" + cert, "MTLS_KEY_PATH=" + key, "MTLS_CA_CERT_PATH=" + ca,
-		"OIDC_ISSUER=" + l.Issuer(), "OIDC_JWKS_URL=" + l.oidcURL("certs"), "OIDC_TOKEN_URL=" + l.TokenURL(),
+		"OIDC_ISSUER=" + l.Issuer(), "OIDC_JWKS_URL=" + l.JWKSURL(), "OIDC_TOKEN_URL=" + l.TokenURL(),
 		"DOCUMENTS_URL=file://" + l.Documents(),
 		"ARCHIVE_DSN=sqlite://" + filepath.Join(l.StateDir, "archive", "archive.db"),
 		"LOG_LEVEL=info",
@@ -122,7 +134,7 @@ func (l Layout) AgentEnv(agent string, port int) []string {
 func (l Layout) LambdaEnv() []string {
 	return append(l.AWSEnv(),
 		"OIDC_ISSUER="+l.Issuer(), "OIDC_TOKEN_URL="+l.TokenURL(),
-		"ORCHESTRATOR_URL="+AgentURL("orchestrator"), "FANOUT_CONCURRENCY=8",
+		"ORCHESTRATOR_URL="+AgentURL(agentapi.Orchestrator), "FANOUT_CONCURRENCY=8",
 		"CERT_SECRET_ID=ca-a2a/lambda-cert", "KEY_SECRET_ID=ca-a2a/lambda-key", "CA_SECRET_ID=ca-a2a/ca-cert")
 }
 

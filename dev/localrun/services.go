@@ -17,6 +17,7 @@ import (
 
 	"github.com/ca-a2a/ca-a2a/internal/certgen"
 	"github.com/ca-a2a/ca-a2a/internal/loopback"
+	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 )
 
 // StartMoto starts moto_server on MotoPort unless one already answers there.
@@ -72,12 +73,12 @@ func (l Layout) StartIdP(ctx context.Context, g *Group) error {
 	if err := g.Start("idp", l.Log("idp"), env, "bash", "dev/idp/run.sh"); err != nil {
 		return err
 	}
-	client, err := l.Client("lambda", "keycloak.ca-a2a.local")
+	client, err := l.Client(agentapi.Lambda, agentapi.DNSName(agentapi.Keycloak))
 	if err != nil {
 		return err
 	}
 	// The first start installs the npm packages: allow for it.
-	return WaitHTTP(ctx, client, l.oidcURL("certs"), 200, 3*time.Minute)
+	return WaitHTTP(ctx, client, l.JWKSURL(), 200, 3*time.Minute)
 }
 
 // StartAgents builds the agent binary and starts the four agents, waiting
@@ -101,7 +102,7 @@ func (l Layout) StartAgents(ctx context.Context, g *Group) error {
 		}
 	}
 	for _, a := range Agents {
-		client, err := l.Client("lambda", a.Name+".ca-a2a.local")
+		client, err := l.Client(agentapi.Lambda, agentapi.DNSName(a.Name))
 		if err != nil {
 			return err
 		}

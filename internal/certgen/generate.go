@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 	"github.com/ca-a2a/ca-a2a/shared/certload"
 )
 
@@ -36,8 +37,9 @@ type Options struct {
 	Out func(format string, args ...any)
 }
 
-// DefaultAgents are the identities certgen creates by default.
-var DefaultAgents = []string{"orchestrator", "extractor", "validator", "archivist", "lambda", "keycloak"}
+// DefaultAgents are the identities certgen creates by default: every
+// principal of the roster.
+var DefaultAgents = agentapi.Principals()
 
 // CAPaths returns the CA certificate and key paths under dir.
 func CAPaths(dir string) (cert, key string) {
@@ -173,7 +175,7 @@ func issueLeaf(o Options, name string, ca *x509.Certificate, caKey crypto.Signer
 	if o.KeyType == "rsa" {
 		usage |= x509.KeyUsageKeyEncipherment
 	}
-	dns := certload.DNSName(name)
+	dns := agentapi.DNSName(name)
 	tmpl := &x509.Certificate{
 		SerialNumber:   serial(),
 		Subject:        pkix.Name{CommonName: dns, Organization: []string{"CA A2A"}, Country: []string{"FR"}},

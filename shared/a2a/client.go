@@ -22,6 +22,7 @@ import (
 
 	"golang.org/x/oauth2"
 
+	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 	"github.com/ca-a2a/ca-a2a/shared/binding"
 	"github.com/ca-a2a/ca-a2a/shared/certload"
 	"github.com/ca-a2a/ca-a2a/shared/jsonrpc"
@@ -87,9 +88,9 @@ func New(cfg Config) (*Client, error) {
 		if !strings.HasPrefix(url, "https://") {
 			return nil, fmt.Errorf("a2a: %s URL must be https: %q", name, url)
 		}
-		tlsCfg := certload.ClientConfig(cfg.Certificate, certload.DNSName(name), certload.ClientOptions{
+		tlsCfg := certload.ClientConfig(cfg.Certificate, agentapi.DNSName(name), certload.ClientOptions{
 			SkipVerify:   cfg.SkipVerify,
-			Authorize:    certload.AuthorizeAgent(name),
+			Authorize:    agentapi.AuthorizeAgent(name),
 			SessionCache: sessions,
 		})
 		if cfg.HandshakeCounter != nil {
@@ -147,7 +148,7 @@ func (c *Client) Call(ctx context.Context, agent, method string, params, result 
 				retriedDial = true
 				continue
 			}
-			return &CallError{Agent: agent, Method: method, RPC: jsonrpc.Errorf(jsonrpc.CodeUnavailable, "%s unavailable", agent), Cause: err}
+			return &CallError{Agent: agent, Method: method, RPC: jsonrpc.Errorf(agentapi.CodeUnavailable, "%s unavailable", agent), Cause: err}
 		}
 		if resp.status == http.StatusUnauthorized && !retriedAuth {
 			retriedAuth = true
@@ -228,12 +229,12 @@ func decodeResponse(agent, method string, resp *response, result any) error {
 	jsonErr := json.Unmarshal(resp.body, &msg)
 	if resp.status != http.StatusOK {
 		code := map[int]int{
-			http.StatusUnauthorized:          jsonrpc.CodeUnauthenticated,
-			http.StatusForbidden:             jsonrpc.CodeForbidden,
-			http.StatusRequestEntityTooLarge: jsonrpc.CodeTooLarge,
+			http.StatusUnauthorized:          agentapi.CodeUnauthenticated,
+			http.StatusForbidden:             agentapi.CodeForbidden,
+			http.StatusRequestEntityTooLarge: agentapi.CodeTooLarge,
 		}[resp.status]
 		if code == 0 {
-			code = jsonrpc.CodeUnavailable
+			code = agentapi.CodeUnavailable
 		}
 		e := jsonrpc.Errorf(code, "%s answered HTTP %d", agent, resp.status)
 		if jsonErr == nil && msg.Error != nil && msg.Error.Code == code {

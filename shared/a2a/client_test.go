@@ -19,6 +19,7 @@ import (
 	"github.com/ca-a2a/ca-a2a/internal/testutil/pki"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/tokens"
 	"github.com/ca-a2a/ca-a2a/shared/a2a"
+	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 	"github.com/ca-a2a/ca-a2a/shared/binding"
 	"github.com/ca-a2a/ca-a2a/shared/certload"
 	"github.com/ca-a2a/ca-a2a/shared/jsonrpc"
@@ -132,9 +133,9 @@ func TestCall(t *testing.T) {
 		t.Fatalf("%d token requests for 10 calls, want 1", n)
 	}
 
-	err := c.Call(t.Context(), "extractor", "x", map[string]int{"fail": jsonrpc.CodeNotFound}, nil)
+	err := c.Call(t.Context(), "extractor", "x", map[string]int{"fail": agentapi.CodeNotFound}, nil)
 	var ce *a2a.CallError
-	if !errors.As(err, &ce) || jsonrpc.CodeOf(err) != jsonrpc.CodeNotFound || ce.RPC.Message != "failed on purpose" {
+	if !errors.As(err, &ce) || jsonrpc.CodeOf(err) != agentapi.CodeNotFound || ce.RPC.Message != "failed on purpose" {
 		t.Fatalf("err = %v", err)
 	}
 }
@@ -145,7 +146,7 @@ func TestPeerIdentityMismatch(t *testing.T) {
 	// The URL points at the extractor, but the caller asked for the archivist.
 	c := f.client(t, map[string]string{"archivist": url}, nil)
 	err := c.Call(t.Context(), "archivist", "list_skills", nil, nil)
-	if jsonrpc.CodeOf(err) != jsonrpc.CodeUnavailable {
+	if jsonrpc.CodeOf(err) != agentapi.CodeUnavailable {
 		t.Fatalf("err = %v", err)
 	}
 	if f.idp.TokenRequests() > 1 {
@@ -178,7 +179,7 @@ func TestRetryOnceOn401(t *testing.T) {
 	})
 	calls.Store(0)
 	c = f.client(t, map[string]string{"archivist": always}, nil)
-	if err := c.Call(t.Context(), "archivist", "list_skills", nil, nil); jsonrpc.CodeOf(err) != jsonrpc.CodeUnauthenticated {
+	if err := c.Call(t.Context(), "archivist", "list_skills", nil, nil); jsonrpc.CodeOf(err) != agentapi.CodeUnauthenticated {
 		t.Fatalf("err = %v", err)
 	}
 	if calls.Load() != 2 {
@@ -188,7 +189,7 @@ func TestRetryOnceOn401(t *testing.T) {
 
 func TestStatusMapping(t *testing.T) {
 	f := newFixture(t)
-	for status, code := range map[int]int{403: jsonrpc.CodeForbidden, 413: jsonrpc.CodeTooLarge, 503: jsonrpc.CodeUnavailable} {
+	for status, code := range map[int]int{403: agentapi.CodeForbidden, 413: agentapi.CodeTooLarge, 503: agentapi.CodeUnavailable} {
 		url := f.serve(t, "validator", func(w http.ResponseWriter, r *http.Request) {
 			jsonrpc.WriteHTTPError(w, status, &jsonrpc.Error{Code: code, Message: "no"})
 		})
@@ -214,7 +215,7 @@ func TestDeadline(t *testing.T) {
 	defer cancel()
 	start := time.Now()
 	err := c.Call(ctx, "validator", "slow", nil, nil)
-	if jsonrpc.CodeOf(err) != jsonrpc.CodeUnavailable || !errors.Is(err, context.DeadlineExceeded) {
+	if jsonrpc.CodeOf(err) != agentapi.CodeUnavailable || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err = %v", err)
 	}
 	if time.Since(start) > 5*time.Second {
@@ -244,7 +245,7 @@ func TestNoRetryOfSentRequests(t *testing.T) {
 		t.Fatal("unknown agent accepted")
 	}
 	down := f.client(t, map[string]string{"validator": "https://127.0.0.1:1"}, nil)
-	if err := down.Call(t.Context(), "validator", "m", nil, nil); jsonrpc.CodeOf(err) != jsonrpc.CodeUnavailable {
+	if err := down.Call(t.Context(), "validator", "m", nil, nil); jsonrpc.CodeOf(err) != agentapi.CodeUnavailable {
 		t.Fatalf("err = %v", err)
 	}
 }

@@ -8,7 +8,7 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/ca-a2a/ca-a2a/shared/certload"
+	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 	"github.com/ca-a2a/ca-a2a/shared/jsonrpc"
 )
 
@@ -71,7 +71,7 @@ func (v *Verifier) Authenticate(r *http.Request) (Auth, error) {
 	}
 	a := Auth{Claims: claims, Certificate: leaf}
 	if leaf != nil {
-		if a.Caller, err = certload.Identity(leaf); err != nil {
+		if a.Caller, err = agentapi.Identity(leaf); err != nil {
 			return Auth{}, ErrNoIdentity
 		}
 	}
@@ -103,7 +103,7 @@ func WriteUnauthorized(w http.ResponseWriter, err error) {
 		challenge += `, error="invalid_token", error_description="` + Reason(err) + `"`
 	}
 	w.Header().Set("WWW-Authenticate", challenge)
-	jsonrpc.WriteHTTPError(w, http.StatusUnauthorized, &jsonrpc.Error{Code: jsonrpc.CodeUnauthenticated, Message: Reason(err)})
+	jsonrpc.WriteHTTPError(w, http.StatusUnauthorized, &jsonrpc.Error{Code: agentapi.CodeUnauthenticated, Message: Reason(err)})
 }
 
 func subjectOf(r *http.Request) string {

@@ -94,29 +94,6 @@ func TestParse(t *testing.T) {
 	}
 }
 
-func TestIdentity(t *testing.T) {
-	ca := pki.NewCA(t, "CA")
-	tests := []struct {
-		dns  []string
-		want string
-		err  bool
-	}{
-		{[]string{"lambda.ca-a2a.local"}, "lambda", false},
-		{[]string{"LAMBDA.CA-A2A.LOCAL"}, "lambda", false},
-		{[]string{"x.lambda.ca-a2a.local"}, "", true},
-		{[]string{"*.ca-a2a.local"}, "", true},
-		{[]string{"lambda.example.com"}, "", true},
-		{[]string{"lambda.ca-a2a.local", "orchestrator.ca-a2a.local"}, "", true},
-		{nil, "", true},
-	}
-	for _, tc := range tests {
-		got, err := certload.Identity(ca.Issue(t, "x", pki.DNS(tc.dns...)).Cert)
-		if got != tc.want || (err != nil) != tc.err {
-			t.Errorf("Identity(%v) = %q, %v; want %q, err %v", tc.dns, got, err, tc.want, tc.err)
-		}
-	}
-}
-
 func FuzzParse(f *testing.F) {
 	ca := pki.NewCA(f, "CA")
 	l := ca.Issue(f, "lambda")

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/ca-a2a/ca-a2a/internal/testutil/pki"
+	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 	"github.com/ca-a2a/ca-a2a/shared/certload"
 )
 
@@ -45,7 +46,7 @@ func startServer(t *testing.T, src certload.Source, opts certload.ServerOptions)
 	srv := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if len(r.TLS.PeerCertificates) > 0 {
-				id, _ := certload.Identity(r.TLS.PeerCertificates[0])
+				id, _ := agentapi.Identity(r.TLS.PeerCertificates[0])
 				seen.Store(id)
 			}
 			_, _ = io.WriteString(w, "ok")
@@ -97,7 +98,7 @@ func TestMutualTLS(t *testing.T) {
 		{"valid client, dial by address, verify by name", certload.ClientConfig(lambda, "orchestrator.ca-a2a.local", certload.ClientOptions{}), ""},
 		{"server presents another name than expected", certload.ClientConfig(lambda, "extractor.ca-a2a.local", certload.ClientOptions{}), "not valid for"},
 		{"no server name at all", certload.ClientConfig(lambda, "", certload.ClientOptions{}), "not valid for"},
-		{"server authorizer refuses the peer", certload.ClientConfig(lambda, "orchestrator.ca-a2a.local", certload.ClientOptions{Authorize: certload.AuthorizeAgent("extractor")}), "not authorized"},
+		{"server authorizer refuses the peer", certload.ClientConfig(lambda, "orchestrator.ca-a2a.local", certload.ClientOptions{Authorize: agentapi.AuthorizeAgent("extractor")}), "not authorized"},
 		{"no client certificate", &tls.Config{InsecureSkipVerify: true}, "certificate"},
 		{"client certificate from another CA", rogueCfg, "certificate"},
 		{"expired client certificate", rawClient(expiredLeaf), "certificate"},
@@ -131,7 +132,7 @@ func rawClient(leaf *pki.Leaf) *tls.Config {
 func TestServerAuthorizerRefusesOtherAgents(t *testing.T) {
 	ca := pki.NewCA(t, "CA")
 	srv, _ := startServer(t, static(t, ca.Issue(t, "extractor"), ca.PEM, certload.UsageServerAndClient),
-		certload.ServerOptions{RequireClientCert: true, Authorize: certload.AuthorizeAgent("orchestrator")})
+		certload.ServerOptions{RequireClientCert: true, Authorize: agentapi.AuthorizeAgent("orchestrator")})
 	cfg := certload.ClientConfig(static(t, ca.Issue(t, "lambda"), ca.PEM, certload.UsageClient), "extractor.ca-a2a.local", certload.ClientOptions{})
 	if err := get(t, cfg, srv.URL); err == nil {
 		t.Fatal("lambda reached a server that only admits the orchestrator")

@@ -13,27 +13,14 @@ import (
 // Version is the only value of the "jsonrpc" member this package accepts.
 const Version = "2.0"
 
-// Standard JSON-RPC 2.0 error codes.
+// Standard JSON-RPC 2.0 error codes. The application codes of the ca-a2a
+// contract (-32001, -32002, ...) are in shared/agentapi.
 const (
 	CodeParseError     = -32700
 	CodeInvalidRequest = -32600
 	CodeMethodNotFound = -32601
 	CodeInvalidParams  = -32602
 	CodeInternalError  = -32603
-)
-
-// Application error codes of the ca-a2a contract.
-const (
-	// CodeNotFound: the thing asked for does not exist (a missing document).
-	CodeNotFound = -32001
-	// CodeUnavailable: a dependency is down or too slow; the call may be retried.
-	CodeUnavailable = -32002
-	// CodeUnauthenticated travels with HTTP 401.
-	CodeUnauthenticated = -32010
-	// CodeForbidden travels with HTTP 403.
-	CodeForbidden = -32011
-	// CodeTooLarge travels with HTTP 413.
-	CodeTooLarge = -32012
 )
 
 // Request is one JSON-RPC request or notification. ID is nil for a

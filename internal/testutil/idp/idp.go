@@ -23,10 +23,11 @@ import (
 
 	"github.com/ca-a2a/ca-a2a/internal/loopback"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/repo"
+	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 )
 
 // ServerName is the name the identity provider's certificate carries.
-const ServerName = "keycloak.ca-a2a.local"
+const ServerName = agentapi.Keycloak + "." + agentapi.Domain
 
 // readyTimeout bounds the wait for the provider's "listening" line once its
 // packages are installed (npm ci is not counted).
@@ -179,9 +180,9 @@ func Start(t testing.TB, certsDir string, opts ...Option) *IdP {
 		if err != nil {
 			t.Fatal(err)
 		}
-		p.Issuer = fmt.Sprintf("https://%s:%d/realms/ca-a2a", ServerName, port)
-		base := fmt.Sprintf("https://127.0.0.1:%d/realms/ca-a2a/protocol/openid-connect", port)
-		p.TokenURL, p.JWKSURL = base+"/token", base+"/certs"
+		p.Issuer = fmt.Sprintf("https://%s:%d%s", ServerName, port, agentapi.RealmPath)
+		dialed := fmt.Sprintf("https://127.0.0.1:%d%s", port, agentapi.RealmPath)
+		p.TokenURL, p.JWKSURL = agentapi.TokenEndpoint(dialed), agentapi.JWKSEndpoint(dialed)
 		p.Addr = fmt.Sprintf("127.0.0.1:%d", port)
 		p.ServerName = ServerName
 		p.stateDir = lastValue(env, "IDP_STATE_DIR")

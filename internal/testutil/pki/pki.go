@@ -17,6 +17,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 )
 
 // CA is a test certificate authority.
@@ -82,8 +84,8 @@ func (ca *CA) Issue(t testing.TB, name string, opts ...LeafOption) *Leaf {
 	key := newKey(t)
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(t),
-		Subject:      pkix.Name{CommonName: name + ".ca-a2a.local", Organization: []string{"CA A2A"}, Country: []string{"FR"}},
-		DNSNames:     []string{name + ".ca-a2a.local"},
+		Subject:      pkix.Name{CommonName: agentapi.DNSName(name), Organization: []string{"CA A2A"}, Country: []string{"FR"}},
+		DNSNames:     []string{agentapi.DNSName(name)},
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().Add(24 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,

@@ -19,10 +19,11 @@ import (
 	"github.com/ca-a2a/ca-a2a/internal/loopback"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/idp"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/syncbuf"
+	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 )
 
 // Agents in start order: the orchestrator's peers first.
-var Agents = []string{"extractor", "validator", "archivist", "orchestrator"}
+var Agents = append(agentapi.Peers(), agentapi.Orchestrator)
 
 // Stack is a running system.
 type Stack struct {

@@ -22,14 +22,15 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/ca-a2a/ca-a2a/internal/testutil/pki"
+	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 	"github.com/ca-a2a/ca-a2a/shared/binding"
 	"github.com/ca-a2a/ca-a2a/shared/certload"
 )
 
 // Issuer and Audience are the values the agents expect by default.
 const (
-	Issuer   = "https://keycloak.ca-a2a.local:8443/realms/ca-a2a"
-	Audience = "ca-a2a-agents"
+	Issuer   = agentapi.DefaultIssuer
+	Audience = agentapi.DefaultAudience
 )
 
 // Key is a signing key published in the JWKS.
@@ -188,7 +189,7 @@ func (p *IdP) serveToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	cert := r.TLS.PeerCertificates[0]
-	if id, err := certload.Identity(cert); err != nil || id != r.PostForm.Get("client_id") || r.PostForm.Has("client_secret") {
+	if id, err := agentapi.Identity(cert); err != nil || id != r.PostForm.Get("client_id") || r.PostForm.Has("client_secret") {
 		oauthErr("invalid_client")
 		return
 	}

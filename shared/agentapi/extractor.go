@@ -1,18 +1,23 @@
-package extractor
-
-// The types below are the wire shape of extract_document's result. The
-// validator decodes extracted_data into PDFData or CSVData and the
-// orchestrator reads Result, so this file is the one definition of them.
+package agentapi
 
 // Document types.
 const (
-	TypePDF = "pdf"
-	TypeCSV = "csv"
+	DocumentTypePDF = "pdf"
+	DocumentTypeCSV = "csv"
 )
 
-// Result is extract_document's result.
-type Result struct {
-	// DocumentType is TypePDF or TypeCSV.
+// ExtractParams are extract_document's params. S3Key is an object key,
+// never a path.
+type ExtractParams struct {
+	S3Key string `json:"s3_key"`
+}
+
+// ExtractResult is extract_document's result. D is how ExtractedData is
+// held: the extractor fills it with *PDFData or *CSVData (D = any); the
+// orchestrator, which passes the data on to the validator and the archivist
+// untouched, reads it as json.RawMessage.
+type ExtractResult[D any] struct {
+	// DocumentType is DocumentTypePDF or DocumentTypeCSV.
 	DocumentType string `json:"document_type"`
 	// FileName is the last segment of the key.
 	FileName string `json:"file_name"`
@@ -20,8 +25,8 @@ type Result struct {
 	FileSize int64 `json:"file_size"`
 	// SHA256 is the hex SHA-256 of the document's bytes.
 	SHA256 string `json:"sha256"`
-	// ExtractedData is *PDFData or *CSVData, by DocumentType.
-	ExtractedData any `json:"extracted_data"`
+	// ExtractedData is PDFData or CSVData, by DocumentType.
+	ExtractedData D `json:"extracted_data"`
 }
 
 // PDFData is the text of a PDF, page by page.
@@ -52,4 +57,18 @@ type CSVData struct {
 	ColumnCount int        `json:"column_count"`
 	// Delimiter is ",", ";" or "\t".
 	Delimiter string `json:"delimiter"`
+}
+
+// Format describes one supported format (list_supported_formats).
+type Format struct {
+	Type       string   `json:"type"`
+	Extensions []string `json:"extensions"`
+	MIMEType   string   `json:"mime_type"`
+	// MaxBytes is the largest document of this type the extractor reads.
+	MaxBytes int64 `json:"max_bytes"`
+}
+
+// FormatsResult is list_supported_formats's result.
+type FormatsResult struct {
+	Formats []Format `json:"formats"`
 }

@@ -1,0 +1,46 @@
+package agentapi
+
+// SkillInfo describes one method an agent offers (list_skills, the agent
+// card).
+type SkillInfo struct {
+	ID          string `json:"id"`
+	Name        string `json:"name"`
+	Description string `json:"description"`
+}
+
+// SkillList is list_skills's result.
+type SkillList struct {
+	Agent  string      `json:"agent"`
+	Skills []SkillInfo `json:"skills"`
+}
+
+// Health statuses of an agent (HealthReport.Status) and of a peer seen by
+// discover_agents (PeerInfo.Status).
+const (
+	HealthHealthy     = "healthy"
+	HealthDegraded    = "degraded"
+	HealthUnreachable = "unreachable"
+)
+
+// Statuses of one health check (CheckResult.Status).
+const (
+	CheckOK      = "ok"
+	CheckFailing = "failing"
+)
+
+// HealthReport is get_health's result and the body of GET /health.
+type HealthReport struct {
+	// Status is HealthHealthy, or HealthDegraded when a check fails.
+	Status  string                 `json:"status"`
+	Agent   string                 `json:"agent"`
+	Version string                 `json:"version"`
+	UptimeS int64                  `json:"uptime_s"`
+	Checks  map[string]CheckResult `json:"checks"`
+}
+
+// CheckResult is the outcome of one health check. Error is a short, safe
+// message; the details go to the agent's log.
+type CheckResult struct {
+	Status string `json:"status"`
+	Error  string `json:"error,omitempty"`
+}
