@@ -182,7 +182,7 @@ func rawClient(t *testing.T, s *stack.Stack, name, server string) *http.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr := &http.Transport{TLSClientConfig: certload.ClientConfig(src, agentapi.DNSName(server), certload.ClientOptions{})}
+	tr := &http.Transport{TLSClientConfig: certload.ClientConfig(src, agentapi.AuthorizeAgent(server), certload.ClientOptions{})}
 	t.Cleanup(tr.CloseIdleConnections)
 	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
 }

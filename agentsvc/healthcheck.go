@@ -33,7 +33,7 @@ func Healthcheck(ctx context.Context, cfg *config.Config, strict bool) error {
 		host = "127.0.0.1"
 	}
 	scheme, tr := "https", &http.Transport{
-		TLSClientConfig: certload.ClientConfig(src, agentapi.DNSName(cfg.Name), certload.ClientOptions{SkipVerify: !cfg.VerifyServer}),
+		TLSClientConfig: certload.ClientConfig(src, agentapi.AuthorizeAgent(cfg.Name), certload.ClientOptions{ServerName: agentapi.DNSName(cfg.Name), SkipVerify: !cfg.VerifyServer}),
 	}
 	if !cfg.MTLSEnabled {
 		scheme = "http"

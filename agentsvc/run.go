@@ -18,6 +18,7 @@ import (
 	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 	"github.com/ca-a2a/ca-a2a/shared/binding"
 	"github.com/ca-a2a/ca-a2a/shared/certload"
+	"github.com/ca-a2a/ca-a2a/shared/tokensource"
 )
 
 // ShutdownGrace bounds how long requests in flight may take to finish after
@@ -49,9 +50,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(a
 		return startup(fmt.Errorf("certificate identity %q does not match AGENT_NAME %q", id, cfg.Name))
 	}
 
-	idp := &http.Client{Timeout: 10 * time.Second, CheckRedirect: noRedirects, Transport: &http.Transport{
-		TLSClientConfig: certload.ClientConfig(src, cfg.ServerName, certload.ClientOptions{SystemRoots: true, SkipVerify: !cfg.VerifyServer}),
-	}}
+	idp := tokensource.ProviderClient(src, cfg.ServerName, tokensource.ProviderClientOptions{Timeout: 10 * time.Second, SkipVerify: !cfg.VerifyServer})
 	keys, err := binding.NewKeySet(ctx, cfg.JWKSURL, binding.KeySetOptions{Client: idp, Logger: log})
 	if err != nil {
 		return startup(err)
@@ -85,7 +84,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(a
 	if err != nil {
 		return startup(err)
 	}
-	var tlsCfg = certload.ServerConfig(src, certload.ServerOptions{RequireClientCert: cfg.RequireClientCert})
+	var tlsCfg = certload.ServerConfig(src, agentapi.AuthorizeAny(), certload.ServerOptions{RequireClientCert: cfg.RequireClientCert})
 	if !cfg.MTLSEnabled {
 		tlsCfg = nil
 	}
@@ -134,7 +133,3 @@ func loadPolicy(cfg *config.Config, agent server.Agent) (*policy.Policy, error) 
 	}
 	return policy.Load(cfg.PolicyFile, cfg.Name, offered)
 }
-
-// noRedirects keeps the JWKS fetch on the verified identity provider: a
-// redirect (to http:// or elsewhere) is an error, not followed.
-func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }

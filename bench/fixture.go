@@ -119,7 +119,7 @@ func (f *Fixture) StartAgent(tb testing.TB, name string, methods ...skill.Method
 		tb.Fatal(err)
 	}
 	a := &Agent{Name: name}
-	tlsCfg := certload.ServerConfig(src, certload.ServerOptions{RequireClientCert: true})
+	tlsCfg := certload.ServerConfig(src, agentapi.AuthorizeAny(), certload.ServerOptions{RequireClientCert: true})
 	inner := tlsCfg.VerifyConnection
 	tlsCfg.VerifyConnection = func(cs tls.ConnectionState) error {
 		a.Handshakes.Add(1)
@@ -151,8 +151,8 @@ func (f *Fixture) StartAgent(tb testing.TB, name string, methods ...skill.Method
 func (f *Fixture) HTTPClient(tb testing.TB, peer string, conns int) *http.Client {
 	tb.Helper()
 	tr := &http.Transport{
-		TLSClientConfig: certload.ClientConfig(f.ClientSrc, agentapi.DNSName(peer),
-			certload.ClientOptions{Authorize: agentapi.AuthorizeAgent(peer)}),
+		TLSClientConfig: certload.ClientConfig(f.ClientSrc, agentapi.AuthorizeAgent(peer),
+			certload.ClientOptions{ServerName: agentapi.DNSName(peer)}),
 		DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
 		MaxIdleConns:        conns,
 		MaxIdleConnsPerHost: conns,

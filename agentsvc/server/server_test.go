@@ -19,6 +19,7 @@ import (
 	"github.com/ca-a2a/ca-a2a/agentsvc/skill"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/pki"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/tokens"
+	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 	"github.com/ca-a2a/ca-a2a/shared/binding"
 	"github.com/ca-a2a/ca-a2a/shared/certload"
 )
@@ -79,7 +80,7 @@ func start(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.srv = s.HTTPServer(ln.Addr().String(), certload.ServerConfig(src, certload.ServerOptions{RequireClientCert: true}))
+	f.srv = s.HTTPServer(ln.Addr().String(), certload.ServerConfig(src, agentapi.AuthorizeAny(), certload.ServerOptions{RequireClientCert: true}))
 	go func() { f.done <- f.srv.ServeTLS(ln, "", "") }()
 	t.Cleanup(func() {
 		select {
@@ -92,7 +93,7 @@ func start(t *testing.T) *fixture {
 	})
 	orch := ca.Issue(t, "orchestrator")
 	csrc, _ := certload.FromPEM(orch.CertPEM, orch.KeyPEM, ca.PEM, certload.Origin{}, certload.Options{})
-	tr := &http.Transport{TLSClientConfig: certload.ClientConfig(csrc, "validator.ca-a2a.local", certload.ClientOptions{})}
+	tr := &http.Transport{TLSClientConfig: certload.ClientConfig(csrc, agentapi.AuthorizeAgent(agentapi.Validator), certload.ClientOptions{})}
 	t.Cleanup(tr.CloseIdleConnections)
 	f.client = &http.Client{Transport: tr, Timeout: 30 * time.Second}
 	f.url = "https://" + ln.Addr().String()

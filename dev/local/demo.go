@@ -138,7 +138,7 @@ func demo(ctx context.Context, l localrun.Layout) error {
 		if err != nil {
 			return "", err
 		}
-		thief, err := l.Client(agentapi.Extractor, agentapi.DNSName(agentapi.Orchestrator))
+		thief, err := l.Client(agentapi.Extractor, agentapi.Orchestrator)
 		if err != nil {
 			return "", err
 		}

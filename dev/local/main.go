@@ -103,7 +103,7 @@ func invoke(ctx context.Context, l localrun.Layout, file string) error {
 	if err != nil {
 		return err
 	}
-	client, err := l.Client(agentapi.Lambda, agentapi.DNSName(agentapi.Orchestrator))
+	client, err := l.Client(agentapi.Lambda, agentapi.Orchestrator)
 	if err != nil {
 		return fmt.Errorf("%w (run make certs first)", err)
 	}

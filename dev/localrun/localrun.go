@@ -258,14 +258,15 @@ func (l Layout) Source(name string) (certload.Source, error) {
 	return src, err
 }
 
-// Client is an mTLS client presenting name's certificate to server.
+// Client is an mTLS client presenting name's certificate to server, a
+// principal of the roster verified by name whatever address is dialed.
 func (l Layout) Client(name, server string) (*http.Client, error) {
 	src, err := l.Source(name)
 	if err != nil {
 		return nil, err
 	}
 	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: certload.ClientConfig(src, server, certload.ClientOptions{}),
+		TLSClientConfig: certload.ClientConfig(src, agentapi.AuthorizeAgent(server), certload.ClientOptions{ServerName: agentapi.DNSName(server)}),
 	}}, nil
 }
 

@@ -73,7 +73,7 @@ func (l Layout) StartIdP(ctx context.Context, g *Group) error {
 	if err := g.Start("idp", l.Log("idp"), env, "bash", "dev/idp/run.sh"); err != nil {
 		return err
 	}
-	client, err := l.Client(agentapi.Lambda, agentapi.DNSName(agentapi.Keycloak))
+	client, err := l.Client(agentapi.Lambda, agentapi.Keycloak)
 	if err != nil {
 		return err
 	}
@@ -102,7 +102,7 @@ func (l Layout) StartAgents(ctx context.Context, g *Group) error {
 		}
 	}
 	for _, a := range Agents {
-		client, err := l.Client(agentapi.Lambda, agentapi.DNSName(a.Name))
+		client, err := l.Client(agentapi.Lambda, a.Name)
 		if err != nil {
 			return err
 		}

@@ -88,9 +88,9 @@ func New(cfg Config) (*Client, error) {
 		if !strings.HasPrefix(url, "https://") {
 			return nil, fmt.Errorf("a2a: %s URL must be https: %q", name, url)
 		}
-		tlsCfg := certload.ClientConfig(cfg.Certificate, agentapi.DNSName(name), certload.ClientOptions{
+		tlsCfg := certload.ClientConfig(cfg.Certificate, agentapi.AuthorizeAgent(name), certload.ClientOptions{
+			ServerName:   agentapi.DNSName(name),
 			SkipVerify:   cfg.SkipVerify,
-			Authorize:    agentapi.AuthorizeAgent(name),
 			SessionCache: sessions,
 		})
 		if cfg.HandshakeCounter != nil {

@@ -67,7 +67,7 @@ func (f *fixture) serve(t *testing.T, name string, h http.HandlerFunc) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: v.Middleware(h), TLSConfig: certload.ServerConfig(src, certload.ServerOptions{RequireClientCert: true}),
+	srv := &http.Server{Handler: v.Middleware(h), TLSConfig: certload.ServerConfig(src, agentapi.AuthorizeAny(), certload.ServerOptions{RequireClientCert: true}),
 		ReadHeaderTimeout: 5 * time.Second, ErrorLog: log.New(io.Discard, "", 0)}
 	done := make(chan struct{})
 	go func() { defer close(done); _ = srv.ServeTLS(ln, "", "") }()

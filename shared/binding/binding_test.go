@@ -26,6 +26,7 @@ import (
 
 	"github.com/ca-a2a/ca-a2a/internal/testutil/pki"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/tokens"
+	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 	"github.com/ca-a2a/ca-a2a/shared/binding"
 	"github.com/ca-a2a/ca-a2a/shared/certload"
 )
@@ -66,7 +67,7 @@ func agentServer(t *testing.T, ca *pki.CA, v *binding.Verifier) string {
 			a, _ := binding.FromContext(r.Context())
 			_, _ = io.WriteString(w, "ok "+a.Caller)
 		})),
-		TLSConfig:         certload.ServerConfig(src, certload.ServerOptions{RequireClientCert: true}),
+		TLSConfig:         certload.ServerConfig(src, agentapi.AuthorizeAny(), certload.ServerOptions{RequireClientCert: true}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ErrorLog:          log.New(io.Discard, "", 0),
 	}
@@ -82,7 +83,7 @@ func clientFor(t *testing.T, ca *pki.CA, leaf *pki.Leaf) *http.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr := &http.Transport{TLSClientConfig: certload.ClientConfig(src, "orchestrator.ca-a2a.local", certload.ClientOptions{})}
+	tr := &http.Transport{TLSClientConfig: certload.ClientConfig(src, agentapi.AuthorizeAgent(agentapi.Orchestrator), certload.ClientOptions{})}
 	t.Cleanup(tr.CloseIdleConnections)
 	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
 }

@@ -22,7 +22,7 @@ import (
 // section 5.
 type KeySetOptions struct {
 	// Client fetches the JWKS. It must verify the identity provider against
-	// the project CA (certload.ClientConfig); nil is refused.
+	// the project CA (tokensource.ProviderClient builds one); nil is refused.
 	Client *http.Client
 	// UnknownKIDInterval is the least time between two refreshes triggered
 	// by an unknown kid (default one minute). The start-up fetch does not count.

@@ -12,5 +12,8 @@
 //
 // The tls.Config builders never capture a certificate or a CA pool: they ask
 // the Source at every handshake, and verify peers in VerifyConnection, which
-// also runs on resumed sessions.
+// also runs on resumed sessions. Both take a required Authorizer: the chain
+// and key usage are checked here, who the peer must be is the caller's
+// decision (an agent name for agents, a host name for the identity
+// provider).
 package certload

@@ -14,8 +14,6 @@ type ServerOptions struct {
 	// certificate (MTLS_REQUIRE_CLIENT_CERT). When false a certificate is
 	// still requested, and verified when one is presented.
 	RequireClientCert bool
-	// Authorize, when set, decides which verified clients may connect.
-	Authorize Authorizer
 	// Now returns the current time (tests); nil means time.Now.
 	Now func() time.Time
 }
@@ -25,8 +23,10 @@ type ServerOptions struct {
 // rotation applies to the next connection and leaves those in flight alone.
 // Client certificates are verified in VerifyConnection, which also runs on
 // resumed sessions: they must chain to the CA, be inside their validity
-// window and carry clientAuth.
-func ServerConfig(src Source, opts ServerOptions) *tls.Config {
+// window and carry clientAuth; then authorize decides whether that client
+// may connect at all. authorize is required: nil refuses every client
+// certificate.
+func ServerConfig(src Source, authorize Authorizer, opts ServerOptions) *tls.Config {
 	now := opts.Now
 	if now == nil {
 		now = time.Now
@@ -52,24 +52,23 @@ func ServerConfig(src Source, opts ServerOptions) *tls.Config {
 			if err := VerifyChain(leaf, cs.PeerCertificates[1:], src.Bundle().Roots, x509.ExtKeyUsageClientAuth, now()); err != nil {
 				return fmt.Errorf("certload: client certificate: %w", err)
 			}
-			if opts.Authorize != nil {
-				return opts.Authorize(leaf)
-			}
-			return nil
+			return authorize.authorize(leaf)
 		},
 	}
 }
 
 // ClientOptions tune ClientConfig.
 type ClientOptions struct {
+	// ServerName is sent in the TLS handshake (SNI) and keys resumed
+	// sessions. It identifies nothing: the authorizer decides who the
+	// server must be.
+	ServerName string
 	// SkipVerify turns off every check of the server (MTLS_VERIFY_SERVER=false).
 	// Never use it outside a lab.
 	SkipVerify bool
 	// SystemRoots also trusts the system roots next to the CA (used for the
 	// identity provider, which may carry a public certificate).
 	SystemRoots bool
-	// Authorize, when set, runs after the chain and name checks.
-	Authorize Authorizer
 	// SessionCache enables TLS session resumption; nil disables it.
 	SessionCache tls.ClientSessionCache
 	// Now returns the current time (tests); nil means time.Now.
@@ -78,13 +77,15 @@ type ClientOptions struct {
 
 // ClientConfig returns the tls.Config of an mTLS client that presents the
 // certificate of src and accepts only a server whose certificate chains to
-// the CA and carries serverName in its SANs, whatever address was dialed:
-// local runs dial 127.0.0.1 and still verify "orchestrator.ca-a2a.local".
+// the CA (or, with SystemRoots, to a system root), carries serverAuth, and
+// that authorize accepts, whatever address was dialed: local runs dial
+// 127.0.0.1 and still verify that the server is the orchestrator. authorize
+// is required: nil refuses every server.
 //
 // The standard verification is replaced by VerifyConnection (it also runs on
 // resumed sessions, and reads the CA pool from src at each handshake so a CA
 // rotation applies without a new config).
-func ClientConfig(src Source, serverName string, opts ClientOptions) *tls.Config {
+func ClientConfig(src Source, authorize Authorizer, opts ClientOptions) *tls.Config {
 	now := opts.Now
 	if now == nil {
 		now = time.Now
@@ -95,7 +96,7 @@ func ClientConfig(src Source, serverName string, opts ClientOptions) *tls.Config
 	}
 	return &tls.Config{
 		MinVersion:         tls.VersionTLS12,
-		ServerName:         serverName,
+		ServerName:         opts.ServerName,
 		InsecureSkipVerify: true, // verification happens in VerifyConnection below
 		ClientSessionCache: opts.SessionCache,
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
@@ -109,27 +110,14 @@ func ClientConfig(src Source, serverName string, opts ClientOptions) *tls.Config
 				return errors.New("certload: server presented no certificate")
 			}
 			leaf, inter := cs.PeerCertificates[0], cs.PeerCertificates[1:]
-			err := verifyServer(leaf, inter, src.Bundle().Roots, serverName, now())
+			err := VerifyChain(leaf, inter, src.Bundle().Roots, x509.ExtKeyUsageServerAuth, now())
 			if err != nil && system != nil {
-				err = verifyServer(leaf, inter, system, serverName, now())
+				err = VerifyChain(leaf, inter, system, x509.ExtKeyUsageServerAuth, now())
 			}
 			if err != nil {
-				return err
+				return fmt.Errorf("certload: server certificate: %w", err)
 			}
-			if opts.Authorize != nil {
-				return opts.Authorize(leaf)
-			}
-			return nil
+			return authorize.authorize(leaf)
 		},
 	}
-}
-
-func verifyServer(leaf *x509.Certificate, intermediates []*x509.Certificate, roots *x509.CertPool, name string, now time.Time) error {
-	if err := VerifyChain(leaf, intermediates, roots, x509.ExtKeyUsageServerAuth, now); err != nil {
-		return fmt.Errorf("certload: server certificate: %w", err)
-	}
-	if err := leaf.VerifyHostname(name); err != nil {
-		return fmt.Errorf("%w: server certificate is not valid for %q", ErrUnauthorizedPeer, name)
-	}
-	return nil
 }

@@ -23,6 +23,10 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+// orchestrator is how clients verify the test servers: by agent name,
+// whatever address they dial.
+var orchestrator = agentapi.AuthorizeAgent("orchestrator")
+
 func static(t *testing.T, l *pki.Leaf, caPEM []byte, usage certload.Usage) certload.Source {
 	t.Helper()
 	s, err := certload.FromPEM(l.CertPEM, l.KeyPEM, caPEM, origin(), certload.Options{Usage: usage})
@@ -34,7 +38,7 @@ func static(t *testing.T, l *pki.Leaf, caPEM []byte, usage certload.Usage) certl
 
 // startServer serves "ok" over mTLS with the real ServerConfig; it records
 // the identity of each client it saw.
-func startServer(t *testing.T, src certload.Source, opts certload.ServerOptions) (*testServer, *atomic.Value) {
+func startServer(t *testing.T, src certload.Source, authorize certload.Authorizer, opts certload.ServerOptions) (*testServer, *atomic.Value) {
 	t.Helper()
 	var seen atomic.Value
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -51,7 +55,7 @@ func startServer(t *testing.T, src certload.Source, opts certload.ServerOptions)
 			}
 			_, _ = io.WriteString(w, "ok")
 		}),
-		TLSConfig: certload.ServerConfig(src, opts),
+		TLSConfig: certload.ServerConfig(src, authorize, opts),
 		ErrorLog:  log.New(io.Discard, "", 0),
 	}
 	done := make(chan struct{})
@@ -80,11 +84,11 @@ func TestMutualTLS(t *testing.T) {
 	rogue := pki.NewCA(t, "Rogue CA")
 	server := static(t, ca.Issue(t, "orchestrator"), ca.PEM, certload.UsageServerAndClient)
 	lambda := static(t, ca.Issue(t, "lambda"), ca.PEM, certload.UsageClient)
-	srv, seen := startServer(t, server, certload.ServerOptions{RequireClientCert: true})
+	srv, seen := startServer(t, server, agentapi.AuthorizeAny(), certload.ServerOptions{RequireClientCert: true})
 
 	// A rogue client: its own CA, trusts ours (it only wants in).
 	rogueLeaf := rogue.Issue(t, "lambda")
-	rogueCfg := certload.ClientConfig(static(t, rogueLeaf, rogue.PEM, certload.UsageClient), "orchestrator.ca-a2a.local", certload.ClientOptions{})
+	rogueCfg := certload.ClientConfig(static(t, rogueLeaf, rogue.PEM, certload.UsageClient), orchestrator, certload.ClientOptions{})
 	rogueCfg.VerifyConnection = nil
 	now := time.Now()
 	expiredLeaf := ca.Issue(t, "lambda", pki.Validity(now.Add(-48*time.Hour), now.Add(-time.Hour)))
@@ -95,10 +99,12 @@ func TestMutualTLS(t *testing.T) {
 		cfg     *tls.Config
 		wantErr string
 	}{
-		{"valid client, dial by address, verify by name", certload.ClientConfig(lambda, "orchestrator.ca-a2a.local", certload.ClientOptions{}), ""},
-		{"server presents another name than expected", certload.ClientConfig(lambda, "extractor.ca-a2a.local", certload.ClientOptions{}), "not valid for"},
-		{"no server name at all", certload.ClientConfig(lambda, "", certload.ClientOptions{}), "not valid for"},
-		{"server authorizer refuses the peer", certload.ClientConfig(lambda, "orchestrator.ca-a2a.local", certload.ClientOptions{Authorize: agentapi.AuthorizeAgent("extractor")}), "not authorized"},
+		{"valid client, dial by address, verify by name", certload.ClientConfig(lambda, orchestrator, certload.ClientOptions{}), ""},
+		{"valid client, verify by host name", certload.ClientConfig(lambda, certload.AuthorizeDNSName("orchestrator.ca-a2a.local"), certload.ClientOptions{}), ""},
+		{"server presents another name than expected", certload.ClientConfig(lambda, certload.AuthorizeDNSName("extractor.ca-a2a.local"), certload.ClientOptions{}), "not valid for"},
+		{"no server name at all", certload.ClientConfig(lambda, certload.AuthorizeDNSName(""), certload.ClientOptions{}), "not valid for"},
+		{"server authorizer refuses the peer", certload.ClientConfig(lambda, agentapi.AuthorizeAgent("extractor"), certload.ClientOptions{}), "not authorized"},
+		{"no authorizer refuses every server", certload.ClientConfig(lambda, nil, certload.ClientOptions{}), "no authorizer"},
 		{"no client certificate", &tls.Config{InsecureSkipVerify: true}, "certificate"},
 		{"client certificate from another CA", rogueCfg, "certificate"},
 		{"expired client certificate", rawClient(expiredLeaf), "certificate"},
@@ -129,17 +135,28 @@ func rawClient(leaf *pki.Leaf) *tls.Config {
 	return &tls.Config{InsecureSkipVerify: true, Certificates: []tls.Certificate{c}}
 }
 
-func TestServerAuthorizerRefusesOtherAgents(t *testing.T) {
+func TestServerAuthorizer(t *testing.T) {
 	ca := pki.NewCA(t, "CA")
-	srv, _ := startServer(t, static(t, ca.Issue(t, "extractor"), ca.PEM, certload.UsageServerAndClient),
-		certload.ServerOptions{RequireClientCert: true, Authorize: agentapi.AuthorizeAgent("orchestrator")})
-	cfg := certload.ClientConfig(static(t, ca.Issue(t, "lambda"), ca.PEM, certload.UsageClient), "extractor.ca-a2a.local", certload.ClientOptions{})
-	if err := get(t, cfg, srv.URL); err == nil {
-		t.Fatal("lambda reached a server that only admits the orchestrator")
+	extractor := static(t, ca.Issue(t, "extractor"), ca.PEM, certload.UsageServerAndClient)
+	asLambda := certload.ClientConfig(static(t, ca.Issue(t, "lambda"), ca.PEM, certload.UsageClient), agentapi.AuthorizeAgent("extractor"), certload.ClientOptions{})
+	asOrchestrator := certload.ClientConfig(static(t, ca.Issue(t, "orchestrator"), ca.PEM, certload.UsageClient), agentapi.AuthorizeAgent("extractor"), certload.ClientOptions{})
+	tests := []struct {
+		name      string
+		authorize certload.Authorizer
+		client    *tls.Config
+		ok        bool
+	}{
+		{"admitted agent", agentapi.AuthorizeAgent("orchestrator"), asOrchestrator, true},
+		{"another agent", agentapi.AuthorizeAgent("orchestrator"), asLambda, false},
+		{"nil authorizer refuses every client", nil, asOrchestrator, false},
 	}
-	cfg = certload.ClientConfig(static(t, ca.Issue(t, "orchestrator"), ca.PEM, certload.UsageClient), "extractor.ca-a2a.local", certload.ClientOptions{})
-	if err := get(t, cfg, srv.URL); err != nil {
-		t.Fatal(err)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			srv, _ := startServer(t, extractor, tc.authorize, certload.ServerOptions{RequireClientCert: true})
+			if err := get(t, tc.client, srv.URL); (err == nil) != tc.ok {
+				t.Fatalf("err = %v, want ok=%v", err, tc.ok)
+			}
+		})
 	}
 }
 
@@ -148,9 +165,9 @@ func TestServerAuthorizerRefusesOtherAgents(t *testing.T) {
 // skip the identity check.
 func TestResumedSessionsAreVerified(t *testing.T) {
 	ca := pki.NewCA(t, "CA")
-	srv, _ := startServer(t, static(t, ca.Issue(t, "orchestrator"), ca.PEM, certload.UsageServerAndClient), certload.ServerOptions{RequireClientCert: true})
+	srv, _ := startServer(t, static(t, ca.Issue(t, "orchestrator"), ca.PEM, certload.UsageServerAndClient), agentapi.AuthorizeAny(), certload.ServerOptions{RequireClientCert: true})
 	var verified, resumed atomic.Int32
-	cfg := certload.ClientConfig(static(t, ca.Issue(t, "lambda"), ca.PEM, certload.UsageClient), "orchestrator.ca-a2a.local",
+	cfg := certload.ClientConfig(static(t, ca.Issue(t, "lambda"), ca.PEM, certload.UsageClient), orchestrator,
 		certload.ClientOptions{SessionCache: tls.NewLRUClientSessionCache(8)})
 	inner := cfg.VerifyConnection
 	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
@@ -183,8 +200,8 @@ func TestRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer files.Close()
-	srv, _ := startServer(t, files, certload.ServerOptions{RequireClientCert: true})
-	client := certload.ClientConfig(static(t, ca.Issue(t, "lambda"), ca.PEM, certload.UsageClient), "orchestrator.ca-a2a.local", certload.ClientOptions{})
+	srv, _ := startServer(t, files, agentapi.AuthorizeAny(), certload.ServerOptions{RequireClientCert: true})
+	client := certload.ClientConfig(static(t, ca.Issue(t, "lambda"), ca.PEM, certload.UsageClient), orchestrator, certload.ClientOptions{})
 
 	// A connection opened before the rotation keeps working after it.
 	tr := &http.Transport{TLSClientConfig: client}

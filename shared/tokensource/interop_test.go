@@ -13,6 +13,7 @@ import (
 
 	"github.com/ca-a2a/ca-a2a/internal/certgen"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/idp"
+	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 	"github.com/ca-a2a/ca-a2a/shared/binding"
 	"github.com/ca-a2a/ca-a2a/shared/certload"
 	"github.com/ca-a2a/ca-a2a/shared/tokensource"
@@ -56,7 +57,7 @@ func TestInteropWithRealIdentityProvider(t *testing.T) {
 
 	// An agent verifying against the provider's JWKS.
 	orch := load(t, dir, "orchestrator")
-	jwksClient := &http.Client{Transport: &http.Transport{TLSClientConfig: certload.ClientConfig(orch, idp.ServerName, certload.ClientOptions{})}}
+	jwksClient := &http.Client{Transport: &http.Transport{TLSClientConfig: certload.ClientConfig(orch, certload.AuthorizeDNSName(idp.ServerName), certload.ClientOptions{ServerName: idp.ServerName})}}
 	keys, err := binding.NewKeySet(t.Context(), provider.JWKSURL, binding.KeySetOptions{Client: jwksClient, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
@@ -74,12 +75,12 @@ func TestInteropWithRealIdentityProvider(t *testing.T) {
 	srv := &http.Server{Handler: v.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a, _ := binding.FromContext(r.Context())
 		_, _ = io.WriteString(w, a.Caller)
-	})), TLSConfig: certload.ServerConfig(orch, certload.ServerOptions{RequireClientCert: true}), ErrorLog: log.New(io.Discard, "", 0), ReadHeaderTimeout: 5 * time.Second}
+	})), TLSConfig: certload.ServerConfig(orch, agentapi.AuthorizeAny(), certload.ServerOptions{RequireClientCert: true}), ErrorLog: log.New(io.Discard, "", 0), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.ServeTLS(ln, "", "") }()
 	defer srv.Close()
 
 	call := func(as certload.Source) (int, string) {
-		tr := &http.Transport{TLSClientConfig: certload.ClientConfig(as, "orchestrator.ca-a2a.local", certload.ClientOptions{})}
+		tr := &http.Transport{TLSClientConfig: certload.ClientConfig(as, agentapi.AuthorizeAgent(agentapi.Orchestrator), certload.ClientOptions{})}
 		defer tr.CloseIdleConnections()
 		req, _ := http.NewRequest(http.MethodPost, "https://"+ln.Addr().String()+"/message", nil)
 		req.Header.Set("Authorization", "Bearer "+tok.AccessToken)

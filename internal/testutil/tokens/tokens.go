@@ -97,7 +97,7 @@ func New(t testing.TB, ca *pki.CA) *IdP {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/certs", p.serveJWKS)
 	mux.HandleFunc("POST /token", p.serveToken)
-	srv := &http.Server{Handler: mux, TLSConfig: certload.ServerConfig(src, certload.ServerOptions{}), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: mux, TLSConfig: certload.ServerConfig(src, agentapi.AuthorizeAny(), certload.ServerOptions{}), ReadHeaderTimeout: 5 * time.Second}
 	done := make(chan struct{})
 	go func() { defer close(done); _ = srv.ServeTLS(ln, "", "") }()
 	t.Cleanup(func() { _ = srv.Close(); <-done })
@@ -109,7 +109,7 @@ func New(t testing.TB, ca *pki.CA) *IdP {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr := &http.Transport{TLSClientConfig: certload.ClientConfig(csrc, "keycloak.ca-a2a.local", certload.ClientOptions{})}
+	tr := &http.Transport{TLSClientConfig: certload.ClientConfig(csrc, agentapi.AuthorizeAgent(agentapi.Keycloak), certload.ClientOptions{})}
 	t.Cleanup(tr.CloseIdleConnections)
 	p.Client = &http.Client{Transport: tr, Timeout: 10 * time.Second}
 	return p
