@@ -33,8 +33,8 @@ func HotPaths(tb testing.TB, f *Fixture) []HotPath {
 	var out []HotPath
 	for _, key := range []*tokens.Key{f.IdP.EC, f.IdP.RSA} {
 		fresh := f.uniqueTokens(tb, key, tokenPool)
-		first := f.Verifier(tb, 1).Middleware(okHandler)
-		cached := f.Verifier(tb, 0).Middleware(okHandler)
+		first := f.Verifier(tb, 1).Middleware(okHandler, tokens.Refuse)
+		cached := f.Verifier(tb, 0).Middleware(okHandler, tokens.Refuse)
 		reqs := make([]*http.Request, len(fresh))
 		for i, tok := range fresh {
 			reqs[i] = boundRequest(f.Client.Cert, tok)

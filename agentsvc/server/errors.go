@@ -2,11 +2,13 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
 
 	"github.com/ca-a2a/ca-a2a/shared/agentapi"
+	"github.com/ca-a2a/ca-a2a/shared/binding"
 	"github.com/ca-a2a/ca-a2a/shared/jsonrpc"
 )
 
@@ -43,9 +45,29 @@ func (s *Server) toRPCError(ctx context.Context, log func() *slog.Logger, err er
 }
 
 // writeError answers a failure that happened before a JSON-RPC request
-// could be read.
+// could be read (authentication, an oversized body, a route that does not
+// exist): a JSON-RPC error with id null and the given HTTP status, so every
+// such answer has the same shape.
 func writeError(w http.ResponseWriter, status int, e *jsonrpc.Error) {
-	jsonrpc.WriteHTTPError(w, status, e)
+	body, _ := json.Marshal(jsonrpc.Response{JSONRPC: jsonrpc.Version, Error: e, ID: json.RawMessage("null")})
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(body, '\n'))
+}
+
+// writeUnauthorized answers a request the authentication chain refused
+// (binding.Refuse): 401, WWW-Authenticate with realm "ca-a2a" (and
+// error="invalid_token" when a token was presented, RFC 6750 section 3.1),
+// and a JSON-RPC error -32010 naming the reason.
+func writeUnauthorized(w http.ResponseWriter, _ *http.Request, err error) {
+	reason := binding.Reason(err)
+	challenge := `Bearer realm="ca-a2a"`
+	if !errors.Is(err, binding.ErrNoToken) {
+		challenge += `, error="invalid_token", error_description="` + reason + `"`
+	}
+	w.Header().Set("WWW-Authenticate", challenge)
+	writeError(w, http.StatusUnauthorized, jsonrpc.Errorf(agentapi.CodeUnauthenticated, "%s", reason))
 }
 
 func notFound(w http.ResponseWriter) {

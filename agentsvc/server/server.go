@@ -98,7 +98,7 @@ func New(opts Options) (*Server, error) {
 		s.methods[m.Name] = m
 	}
 	mux := http.NewServeMux()
-	mux.Handle("POST /message", s.opts.Verifier.Middleware(http.HandlerFunc(s.serveMessage)))
+	mux.Handle("POST /message", s.opts.Verifier.Middleware(http.HandlerFunc(s.serveMessage), writeUnauthorized))
 	mux.HandleFunc("/health", s.serveHealth)
 	mux.HandleFunc("/.well-known/agent-card.json", s.serveCard)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { notFound(w) })

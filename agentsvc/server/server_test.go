@@ -189,3 +189,53 @@ func TestGracefulShutdownDrainsRequestsInFlight(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestRefusedAnswers: every answer given before a JSON-RPC request is read
+// (authentication refusals, unknown routes) comes from the server's one
+// error mapping, with the same shape: the status, a JSON-RPC error with id
+// null, Content-Type application/json, and for 401 the Bearer challenge.
+func TestRefusedAnswers(t *testing.T) {
+	f := start(t)
+	tests := []struct {
+		name, method, path, auth string
+		status, code             int
+		message, challenge       string
+	}{
+		{"no token", http.MethodPost, "/message", "", 401, -32010, "missing bearer token", `Bearer realm="ca-a2a"`},
+		{"malformed token", http.MethodPost, "/message", "Bearer not.a.jwt", 401, -32010, "token is malformed",
+			`Bearer realm="ca-a2a", error="invalid_token", error_description="token is malformed"`},
+		{"unknown route", http.MethodGet, "/admin", "", 404, -32601, "not found", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest(tc.method, f.url+tc.path, strings.NewReader(`{"jsonrpc":"2.0","method":"list_skills","id":1}`))
+			if tc.auth != "" {
+				req.Header.Set("Authorization", tc.auth)
+			}
+			resp, err := f.client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var body struct {
+				Error struct {
+					Code    int    `json:"code"`
+					Message string `json:"message"`
+				} `json:"error"`
+				ID json.RawMessage `json:"id"`
+			}
+			if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != tc.status || body.Error.Code != tc.code || body.Error.Message != tc.message || string(body.ID) != "null" {
+				t.Fatalf("%d %+v id %s; want %d %d %q", resp.StatusCode, body.Error, body.ID, tc.status, tc.code, tc.message)
+			}
+			if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+				t.Fatalf("Content-Type %q", ct)
+			}
+			if got := resp.Header.Get("WWW-Authenticate"); got != tc.challenge {
+				t.Fatalf("WWW-Authenticate %q, want %q", got, tc.challenge)
+			}
+		})
+	}
+}

@@ -67,7 +67,7 @@ func (f *fixture) serve(t *testing.T, name string, h http.HandlerFunc) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: v.Middleware(h), TLSConfig: certload.ServerConfig(src, agentapi.AuthorizeAny(), certload.ServerOptions{RequireClientCert: true}),
+	srv := &http.Server{Handler: v.Middleware(h, tokens.Refuse), TLSConfig: certload.ServerConfig(src, agentapi.AuthorizeAny(), certload.ServerOptions{RequireClientCert: true}),
 		ReadHeaderTimeout: 5 * time.Second, ErrorLog: log.New(io.Discard, "", 0)}
 	done := make(chan struct{})
 	go func() { defer close(done); _ = srv.ServeTLS(ln, "", "") }()
@@ -159,7 +159,7 @@ func TestRetryOnceOn401(t *testing.T) {
 	var calls atomic.Int32
 	url := f.serve(t, "validator", func(w http.ResponseWriter, r *http.Request) {
 		if calls.Add(1) == 1 {
-			binding.WriteUnauthorized(w, binding.ErrInvalidToken)
+			tokens.Refuse(w, r, binding.ErrInvalidToken)
 			return
 		}
 		echo(w, r)
@@ -175,7 +175,7 @@ func TestRetryOnceOn401(t *testing.T) {
 	// Always 401: one retry, then -32010.
 	always := f.serve(t, "archivist", func(w http.ResponseWriter, r *http.Request) {
 		calls.Add(1)
-		binding.WriteUnauthorized(w, binding.ErrInvalidToken)
+		tokens.Refuse(w, r, binding.ErrInvalidToken)
 	})
 	calls.Store(0)
 	c = f.client(t, map[string]string{"archivist": always}, nil)
@@ -191,7 +191,9 @@ func TestStatusMapping(t *testing.T) {
 	f := newFixture(t)
 	for status, code := range map[int]int{403: agentapi.CodeForbidden, 413: agentapi.CodeTooLarge, 503: agentapi.CodeUnavailable} {
 		url := f.serve(t, "validator", func(w http.ResponseWriter, r *http.Request) {
-			jsonrpc.WriteHTTPError(w, status, &jsonrpc.Error{Code: code, Message: "no"})
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(status)
+			_ = json.NewEncoder(w).Encode(jsonrpc.Response{JSONRPC: jsonrpc.Version, Error: &jsonrpc.Error{Code: code, Message: "no"}, ID: json.RawMessage("null")})
 		})
 		c := f.client(t, map[string]string{"validator": url}, nil)
 		if err := c.Call(t.Context(), "validator", "m", nil, nil); jsonrpc.CodeOf(err) != code {

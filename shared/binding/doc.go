@@ -9,5 +9,7 @@
 // MicahParks/keyfunc and jwkset, with the refresh policy of the design); its
 // claims are checked (`iss`, `aud`, `exp` required, `nbf`/`iat` at most 60 s
 // ahead); finally its `cnf.x5t#S256` is compared in constant time with the
-// thumbprint of the presented certificate. Middleware wraps it for net/http.
+// thumbprint of the presented certificate. Middleware wraps it for net/http;
+// it answers nothing itself: the caller (the agent server) says how a refused
+// request is answered.
 package binding

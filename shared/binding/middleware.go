@@ -3,13 +3,11 @@ package binding
 import (
 	"context"
 	"crypto/x509"
-	"errors"
 	"log/slog"
 	"net/http"
 	"strings"
 
 	"github.com/ca-a2a/ca-a2a/shared/agentapi"
-	"github.com/ca-a2a/ca-a2a/shared/jsonrpc"
 )
 
 // Auth is what the middleware learned about an authenticated request.
@@ -78,32 +76,29 @@ func (v *Verifier) Authenticate(r *http.Request) (Auth, error) {
 	return a, nil
 }
 
+// Refuse answers a request that the authentication chain refused, err
+// saying why (it wraps one of the package's sentinel errors; Reason gives
+// the safe description). The middleware writes no response itself: the
+// agent server's one error mapping supplies Refuse.
+type Refuse func(w http.ResponseWriter, r *http.Request, err error)
+
 // Middleware authenticates every request before next sees it. A request
-// that fails is answered 401 with WWW-Authenticate and a JSON-RPC error
-// (-32010), and logged without its token.
-func (v *Verifier) Middleware(next http.Handler) http.Handler {
+// that fails is logged without its token and handed to refuse; next never
+// sees it. refuse is required.
+func (v *Verifier) Middleware(next http.Handler, refuse Refuse) http.Handler {
+	if refuse == nil {
+		panic("binding: Middleware needs a Refuse to answer refused requests")
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a, err := v.Authenticate(r)
 		if err != nil {
 			v.log.LogAttrs(r.Context(), slog.LevelWarn, "authentication failed",
 				slog.String("remote", r.RemoteAddr), slog.String("reason", Reason(err)), slog.String("client_cert", subjectOf(r)))
-			WriteUnauthorized(w, err)
+			refuse(w, r, err)
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(WithAuth(r.Context(), a)))
 	})
-}
-
-// WriteUnauthorized answers 401 for err: WWW-Authenticate with realm
-// "ca-a2a" (and error="invalid_token" when a token was presented, RFC 6750
-// section 3.1), and a JSON-RPC error -32010 naming the reason.
-func WriteUnauthorized(w http.ResponseWriter, err error) {
-	challenge := `Bearer realm="ca-a2a"`
-	if !errors.Is(err, ErrNoToken) {
-		challenge += `, error="invalid_token", error_description="` + Reason(err) + `"`
-	}
-	w.Header().Set("WWW-Authenticate", challenge)
-	jsonrpc.WriteHTTPError(w, http.StatusUnauthorized, &jsonrpc.Error{Code: agentapi.CodeUnauthenticated, Message: Reason(err)})
 }
 
 func subjectOf(r *http.Request) string {

@@ -7,16 +7,22 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 	lru "github.com/hashicorp/golang-lru/v2"
 )
 
-// AllowedAlgorithms are the only JWS algorithms a token may use. Symmetric
+// allowedAlgorithms are the only JWS algorithms a token may use. Symmetric
 // algorithms are absent on purpose: an HS256 token "signed" with the
-// identity provider's public key must never verify.
-var AllowedAlgorithms = []string{"RS256", "PS256", "ES256", "EdDSA"}
+// identity provider's public key must never verify. Unexported so that no
+// caller can widen it.
+var allowedAlgorithms = []string{"RS256", "PS256", "ES256", "EdDSA"}
+
+// AllowedAlgorithms returns the JWS algorithms a token may use (a copy:
+// changing it changes nothing).
+func AllowedAlgorithms() []string { return slices.Clone(allowedAlgorithms) }
 
 // Leeway is how far in the future nbf and iat may be (clock skew). It is not
 // granted to exp.
@@ -78,7 +84,7 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 		v.log = slog.Default()
 	}
 	v.parser = jwt.NewParser(
-		jwt.WithValidMethods(AllowedAlgorithms),
+		jwt.WithValidMethods(AllowedAlgorithms()),
 		jwt.WithIssuer(cfg.Issuer),
 		jwt.WithAudience(cfg.Audience),
 		jwt.WithExpirationRequired(),

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 )
 
 // Version is the only value of the "jsonrpc" member this package accepts.
@@ -90,16 +89,4 @@ func DecodeParams(params json.RawMessage, v any) error {
 		return InvalidParams("invalid params: trailing data")
 	}
 	return nil
-}
-
-// WriteHTTPError writes e as a JSON-RPC error response (id null) with the
-// given HTTP status. It is for failures that happen before a request could be
-// read (authentication, oversized bodies): the agent server and the binding
-// middleware both answer through it, so every such body has the same shape.
-func WriteHTTPError(w http.ResponseWriter, status int, e *Error) {
-	body, _ := json.Marshal(Response{JSONRPC: Version, Error: e, ID: json.RawMessage("null")})
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	_, _ = w.Write(append(body, '\n'))
 }

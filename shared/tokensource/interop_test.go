@@ -13,6 +13,7 @@ import (
 
 	"github.com/ca-a2a/ca-a2a/internal/certgen"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/idp"
+	"github.com/ca-a2a/ca-a2a/internal/testutil/tokens"
 	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 	"github.com/ca-a2a/ca-a2a/shared/binding"
 	"github.com/ca-a2a/ca-a2a/shared/certload"
@@ -75,7 +76,7 @@ func TestInteropWithRealIdentityProvider(t *testing.T) {
 	srv := &http.Server{Handler: v.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a, _ := binding.FromContext(r.Context())
 		_, _ = io.WriteString(w, a.Caller)
-	})), TLSConfig: certload.ServerConfig(orch, agentapi.AuthorizeAny(), certload.ServerOptions{RequireClientCert: true}), ErrorLog: log.New(io.Discard, "", 0), ReadHeaderTimeout: 5 * time.Second}
+	}), tokens.Refuse), TLSConfig: certload.ServerConfig(orch, agentapi.AuthorizeAny(), certload.ServerOptions{RequireClientCert: true}), ErrorLog: log.New(io.Discard, "", 0), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.ServeTLS(ln, "", "") }()
 	defer srv.Close()
 
