@@ -3,7 +3,6 @@ package lambda
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,6 +20,7 @@ import (
 	"github.com/ca-a2a/ca-a2a/shared/a2a"
 	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 	"github.com/ca-a2a/ca-a2a/shared/certload"
+	"github.com/ca-a2a/ca-a2a/shared/envconfig"
 	"github.com/ca-a2a/ca-a2a/shared/tokensource"
 )
 
@@ -38,58 +38,29 @@ type Config struct {
 	VerifyServer    bool   // MTLS_VERIFY_SERVER
 }
 
-// ConfigFromEnv reads the configuration through getenv.
+// ConfigFromEnv reads the configuration through getenv. It returns every
+// problem it finds at once.
 func ConfigFromEnv(getenv func(string) string) (*Config, error) {
-	str := func(name, def string) string {
-		if v := strings.TrimSpace(getenv(name)); v != "" {
-			return v
-		}
-		return def
-	}
-	issuer := strings.TrimRight(str("OIDC_ISSUER", agentapi.DefaultIssuer), "/")
+	env := envconfig.New(getenv, "lambda")
+	idp := tokensource.ProviderFromEnv(env, agentapi.Lambda)
 	c := &Config{
 		Secrets: certload.SecretIDs{
-			Cert: str("CERT_SECRET_ID", "ca-a2a/lambda-cert"),
-			Key:  str("KEY_SECRET_ID", "ca-a2a/lambda-key"),
-			CA:   str("CA_SECRET_ID", "ca-a2a/ca-cert"),
+			Cert: env.String("CERT_SECRET_ID", "ca-a2a/lambda-cert"),
+			Key:  env.String("KEY_SECRET_ID", "ca-a2a/lambda-key"),
+			CA:   env.String("CA_SECRET_ID", "ca-a2a/ca-cert"),
 		},
-		ExtensionPort:   getenv("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT"),
-		Cert:            certload.ConfigFromEnv(getenv),
-		TokenURL:        str("OIDC_TOKEN_URL", agentapi.TokenEndpoint(issuer)),
-		ClientID:        str("OIDC_CLIENT_ID", agentapi.Lambda),
-		OrchestratorURL: str("ORCHESTRATOR_URL", agentapi.URL(agentapi.Orchestrator)),
-		VerifyServer:    true,
+		ExtensionPort:   env.Raw("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT"),
+		Cert:            certload.ConfigFromEnv(env),
+		TokenURL:        idp.TokenURL,
+		ServerName:      idp.ServerName,
+		ClientID:        idp.ClientID,
+		OrchestratorURL: env.String("ORCHESTRATOR_URL", agentapi.URL(agentapi.Orchestrator)),
+		Concurrency:     env.Int("FANOUT_CONCURRENCY", 8, 1, 256),
+		VerifyServer:    env.Bool("MTLS_VERIFY_SERVER", true),
 	}
-	var errs []error
-	u, err := url.Parse(issuer)
-	if err != nil || u.Scheme != "https" || u.Host == "" {
-		errs = append(errs, fmt.Errorf("lambda: OIDC_ISSUER must be an https URL, got %q", issuer))
-	} else {
-		c.ServerName = str("OIDC_SERVER_NAME", u.Hostname())
-	}
-	if !strings.HasPrefix(c.TokenURL, "https://") {
-		errs = append(errs, fmt.Errorf("lambda: OIDC_TOKEN_URL must be https, got %q", c.TokenURL))
-	}
-	if !strings.HasPrefix(c.OrchestratorURL, "https://") {
-		errs = append(errs, fmt.Errorf("lambda: ORCHESTRATOR_URL must be https, got %q", c.OrchestratorURL))
-	}
-	c.Concurrency = 8
-	if v := getenv("FANOUT_CONCURRENCY"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 256 {
-			errs = append(errs, fmt.Errorf("lambda: FANOUT_CONCURRENCY must be 1..256, got %q", v))
-		}
-		c.Concurrency = n
-	}
-	if v := getenv("MTLS_VERIFY_SERVER"); v != "" {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("lambda: MTLS_VERIFY_SERVER must be true or false, got %q", v))
-		}
-		c.VerifyServer = b
-	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+	env.HTTPSURL("ORCHESTRATOR_URL", c.OrchestratorURL)
+	if err := env.Err(); err != nil {
+		return nil, err
 	}
 	return c, nil
 }

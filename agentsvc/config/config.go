@@ -4,15 +4,14 @@
 package config
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
-	"strconv"
 	"strings"
 
 	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 	"github.com/ca-a2a/ca-a2a/shared/certload"
+	"github.com/ca-a2a/ca-a2a/shared/envconfig"
+	"github.com/ca-a2a/ca-a2a/shared/tokensource"
 )
 
 // Defaults that are not derived from other settings (the identity
@@ -54,77 +53,63 @@ type Config struct {
 // Load reads the configuration through getenv (os.Getenv). It returns every
 // problem it finds at once.
 func Load(getenv func(string) string) (*Config, error) {
-	p := parser{getenv: getenv}
+	env := envconfig.New(getenv, "config")
 	c := &Config{
-		Name:              getenv("AGENT_NAME"),
-		MTLSEnabled:       p.bool("MTLS_ENABLED", true),
-		RequireClientCert: p.bool("MTLS_REQUIRE_CLIENT_CERT", true),
-		VerifyServer:      p.bool("MTLS_VERIFY_SERVER", true),
-		Cert:              certload.ConfigFromEnv(getenv),
-		BindingEnabled:    p.bool("TOKEN_BINDING_ENABLED", true),
-		BindingRequired:   p.bool("TOKEN_BINDING_REQUIRED", true),
-		Issuer:            p.str("OIDC_ISSUER", agentapi.DefaultIssuer),
-		Audience:          p.str("OIDC_AUDIENCE", agentapi.DefaultAudience),
-		DocumentsURL:      p.str("DOCUMENTS_URL", DefaultDocuments),
-		ArchiveDSN:        p.str("ARCHIVE_DSN", DefaultArchive),
-		PolicyFile:        getenv("A2A_POLICY_FILE"),
+		Name:              env.Raw("AGENT_NAME"),
+		MTLSEnabled:       env.Bool("MTLS_ENABLED", true),
+		RequireClientCert: env.Bool("MTLS_REQUIRE_CLIENT_CERT", true),
+		VerifyServer:      env.Bool("MTLS_VERIFY_SERVER", true),
+		Cert:              certload.ConfigFromEnv(env),
+		BindingEnabled:    env.Bool("TOKEN_BINDING_ENABLED", true),
+		BindingRequired:   env.Bool("TOKEN_BINDING_REQUIRED", true),
+		Audience:          env.String("OIDC_AUDIENCE", agentapi.DefaultAudience),
+		DocumentsURL:      env.String("DOCUMENTS_URL", DefaultDocuments),
+		ArchiveDSN:        env.String("ARCHIVE_DSN", DefaultArchive),
+		PolicyFile:        env.Raw("A2A_POLICY_FILE"),
 		PeerURLs:          map[string]string{},
 	}
 	port, known := agentapi.Port(c.Name)
 	switch {
 	case c.Name == "":
-		p.fail("AGENT_NAME is required (orchestrator, extractor, validator or archivist)")
+		env.Failf("AGENT_NAME is required (orchestrator, extractor, validator or archivist)")
 	case !known:
-		p.fail(fmt.Sprintf("AGENT_NAME %q is not an agent (orchestrator, extractor, validator or archivist)", c.Name))
+		env.Failf("AGENT_NAME %q is not an agent (orchestrator, extractor, validator or archivist)", c.Name)
 	}
-	c.Addr = p.str("AGENT_ADDR", fmt.Sprintf(":%d", port))
-	c.ClientID = p.str("OIDC_CLIENT_ID", c.Name)
-	issuer := strings.TrimRight(c.Issuer, "/")
-	c.JWKSURL = p.str("OIDC_JWKS_URL", agentapi.JWKSEndpoint(issuer))
-	c.TokenURL = p.str("OIDC_TOKEN_URL", agentapi.TokenEndpoint(issuer))
+	c.Addr = env.String("AGENT_ADDR", fmt.Sprintf(":%d", port))
+	idp := tokensource.ProviderFromEnv(env, c.Name)
+	c.Issuer, c.ServerName, c.TokenURL, c.ClientID = idp.Issuer, idp.ServerName, idp.TokenURL, idp.ClientID
+	c.JWKSURL = env.String("OIDC_JWKS_URL", agentapi.JWKSEndpoint(idp.IssuerBase()))
+	env.HTTPSURL("OIDC_JWKS_URL", c.JWKSURL, "the identity provider is verified against the CA")
 	for _, name := range agentapi.AgentNames() {
-		c.PeerURLs[name] = p.str(strings.ToUpper(name)+"_URL", agentapi.URL(name))
-	}
-	if u, err := url.Parse(c.Issuer); err != nil || u.Scheme != "https" || u.Host == "" {
-		p.fail(fmt.Sprintf("OIDC_ISSUER must be an https URL, got %q", c.Issuer))
-	} else {
-		c.ServerName = p.str("OIDC_SERVER_NAME", u.Hostname())
-	}
-	for _, v := range []struct{ name, url string }{{"OIDC_JWKS_URL", c.JWKSURL}, {"OIDC_TOKEN_URL", c.TokenURL}} {
-		if u, err := url.Parse(v.url); err != nil || u.Scheme != "https" || u.Host == "" {
-			p.fail(fmt.Sprintf("%s must be an https URL (the identity provider is verified against the CA), got %q", v.name, v.url))
-		}
-	}
-	for name, raw := range c.PeerURLs {
-		if u, err := url.Parse(raw); err != nil || u.Scheme != "https" || u.Host == "" {
-			p.fail(fmt.Sprintf("%s_URL must be an https URL, got %q", strings.ToUpper(name), raw))
-		}
+		v := strings.ToUpper(name) + "_URL"
+		c.PeerURLs[name] = env.String(v, agentapi.URL(name))
+		env.HTTPSURL(v, c.PeerURLs[name])
 	}
 	if c.Audience == "" {
-		p.fail("OIDC_AUDIENCE must not be empty")
+		env.Failf("OIDC_AUDIENCE must not be empty")
 	}
 	if !strings.HasPrefix(c.DocumentsURL, "file://") && !strings.HasPrefix(c.DocumentsURL, "s3://") {
-		p.fail(fmt.Sprintf("DOCUMENTS_URL must be file://DIR or s3://BUCKET[/PREFIX], got %q", c.DocumentsURL))
+		env.Failf("DOCUMENTS_URL must be file://DIR or s3://BUCKET[/PREFIX], got %q", c.DocumentsURL)
 	}
 	if !strings.HasPrefix(c.ArchiveDSN, "sqlite://") {
-		p.fail(fmt.Sprintf("ARCHIVE_DSN must be sqlite://PATH, got %q", c.ArchiveDSN))
+		env.Failf("ARCHIVE_DSN must be sqlite://PATH, got %q", c.ArchiveDSN)
 	}
-	if err := c.LogLevel.UnmarshalText([]byte(p.str("LOG_LEVEL", "info"))); err != nil {
-		p.fail(fmt.Sprintf("LOG_LEVEL %q is not debug, info, warn or error", getenv("LOG_LEVEL")))
+	if err := c.LogLevel.UnmarshalText([]byte(env.String("LOG_LEVEL", "info"))); err != nil {
+		env.Failf("LOG_LEVEL %q is not debug, info, warn or error", env.Raw("LOG_LEVEL"))
 	}
 
 	// Unsafe combinations.
 	if c.BindingRequired && (!c.MTLSEnabled || !c.RequireClientCert) {
-		p.fail("TOKEN_BINDING_REQUIRED=true needs client certificates: set MTLS_ENABLED=true and MTLS_REQUIRE_CLIENT_CERT=true, or turn binding off")
+		env.Failf("TOKEN_BINDING_REQUIRED=true needs client certificates: set MTLS_ENABLED=true and MTLS_REQUIRE_CLIENT_CERT=true, or turn binding off")
 	}
 	if c.BindingEnabled && !c.MTLSEnabled {
-		p.fail("TOKEN_BINDING_ENABLED=true needs MTLS_ENABLED=true")
+		env.Failf("TOKEN_BINDING_ENABLED=true needs MTLS_ENABLED=true")
 	}
 	if !c.Cert.HasPEM() && !c.Cert.HasPaths() {
-		p.fail("no certificate: set MTLS_CERT, MTLS_KEY and MTLS_CA_CERT, or MTLS_CERT_PATH, MTLS_KEY_PATH and MTLS_CA_CERT_PATH")
+		env.Failf("no certificate: set MTLS_CERT, MTLS_KEY and MTLS_CA_CERT, or MTLS_CERT_PATH, MTLS_KEY_PATH and MTLS_CA_CERT_PATH")
 	}
-	if len(p.errs) > 0 {
-		return nil, errors.Join(p.errs...)
+	if err := env.Err(); err != nil {
+		return nil, err
 	}
 	return c, nil
 }
@@ -149,30 +134,3 @@ func (c *Config) Warnings() []string {
 	}
 	return w
 }
-
-type parser struct {
-	getenv func(string) string
-	errs   []error
-}
-
-func (p *parser) str(name, def string) string {
-	if v := strings.TrimSpace(p.getenv(name)); v != "" {
-		return v
-	}
-	return def
-}
-
-func (p *parser) bool(name string, def bool) bool {
-	v := strings.TrimSpace(p.getenv(name))
-	if v == "" {
-		return def
-	}
-	b, err := strconv.ParseBool(v)
-	if err != nil {
-		p.fail(fmt.Sprintf("%s must be true or false, got %q", name, v))
-		return def
-	}
-	return b
-}
-
-func (p *parser) fail(msg string) { p.errs = append(p.errs, errors.New("config: "+msg)) }

@@ -15,7 +15,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -23,6 +22,7 @@ import (
 	"github.com/ca-a2a/ca-a2a/internal/certgen"
 	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 	"github.com/ca-a2a/ca-a2a/shared/certload"
+	"github.com/ca-a2a/ca-a2a/shared/envconfig"
 )
 
 // RIEVersion pins the Lambda Runtime Interface Emulator installed through Go.
@@ -51,24 +51,14 @@ type Layout struct {
 
 // FromEnv reads CERTS_DIR, IDP_PORT and MOTO_PORT.
 func FromEnv() (Layout, error) {
-	l := Layout{CertsDir: envOr("CERTS_DIR", "./certs"), StateDir: "./.local", IdPPort: 8443, MotoPort: 5000}
-	for name, p := range map[string]*int{"IDP_PORT": &l.IdPPort, "MOTO_PORT": &l.MotoPort} {
-		if v := os.Getenv(name); v != "" {
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 || n > 65535 {
-				return l, fmt.Errorf("%s %q is not a port", name, v)
-			}
-			*p = n
-		}
+	env := envconfig.New(os.Getenv, "")
+	l := Layout{
+		CertsDir: env.String("CERTS_DIR", "./certs"),
+		StateDir: "./.local",
+		IdPPort:  env.Int("IDP_PORT", 8443, 1, 65535), // the port of agentapi.DefaultIssuer
+		MotoPort: env.Int("MOTO_PORT", 5000, 1, 65535),
 	}
-	return l, nil
-}
-
-func envOr(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
+	return l, env.Err()
 }
 
 // Paths under the state directory.

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/ca-a2a/ca-a2a/shared/envconfig"
 )
 
 // Source gives the current, validated identity. Implementations may rotate
@@ -183,11 +185,12 @@ type Config struct {
 	CertPEM, KeyPEM, CAPEM    string // MTLS_CERT, MTLS_KEY, MTLS_CA_CERT
 }
 
-// ConfigFromEnv reads the MTLS_* variables through getenv (os.Getenv).
-func ConfigFromEnv(getenv func(string) string) Config {
+// ConfigFromEnv reads the MTLS_* variables. Whether they fit together is
+// Load's business, since a Config may also be built in code.
+func ConfigFromEnv(env *envconfig.Reader) Config {
 	return Config{
-		CertPath: getenv("MTLS_CERT_PATH"), KeyPath: getenv("MTLS_KEY_PATH"), CAPath: getenv("MTLS_CA_CERT_PATH"),
-		CertPEM: getenv("MTLS_CERT"), KeyPEM: getenv("MTLS_KEY"), CAPEM: getenv("MTLS_CA_CERT"),
+		CertPath: env.String("MTLS_CERT_PATH", ""), KeyPath: env.String("MTLS_KEY_PATH", ""), CAPath: env.String("MTLS_CA_CERT_PATH", ""),
+		CertPEM: env.Raw("MTLS_CERT"), KeyPEM: env.Raw("MTLS_KEY"), CAPEM: env.Raw("MTLS_CA_CERT"),
 	}
 }
 

@@ -127,35 +127,6 @@ func New(cfg Config) (*Source, error) {
 	return s, nil
 }
 
-// ProviderClientOptions tune ProviderClient.
-type ProviderClientOptions struct {
-	// Timeout bounds each request, the answer's body included.
-	Timeout time.Duration
-	// SkipVerify turns off the check of the provider's certificate
-	// (MTLS_VERIFY_SERVER=false). Never outside a lab.
-	SkipVerify bool
-}
-
-// ProviderClient returns the HTTP client that reaches the identity
-// provider, for tokens and for its JWKS: it presents cert, verifies the
-// provider against the CA and the system roots by serverName
-// (OIDC_SERVER_NAME) whatever host the URL dials, and follows no redirect,
-// which would take the request, and the client certificate, to another
-// host or to plain http.
-func ProviderClient(cert certload.Source, serverName string, opts ProviderClientOptions) *http.Client {
-	return &http.Client{
-		Timeout:       opts.Timeout,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		Transport: &http.Transport{
-			TLSClientConfig: certload.ClientConfig(cert, certload.AuthorizeDNSName(serverName), certload.ClientOptions{
-				ServerName: serverName, SystemRoots: true, SkipVerify: opts.SkipVerify,
-			}),
-			MaxIdleConnsPerHost: 2,
-			IdleConnTimeout:     90 * time.Second,
-		},
-	}
-}
-
 // Token returns a valid token bound to the current certificate, from the
 // cache when it holds one.
 func (s *Source) Token() (*oauth2.Token, error) {

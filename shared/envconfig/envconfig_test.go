@@ -1,0 +1,65 @@
+package envconfig_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/ca-a2a/ca-a2a/shared/envconfig"
+)
+
+func reader(kv map[string]string) *envconfig.Reader {
+	return envconfig.New(func(k string) string { return kv[k] }, "test")
+}
+
+func TestGetters(t *testing.T) {
+	r := reader(map[string]string{"S": "  v  ", "B": "false", "I": "12", "U": "https://idp.example:8443/realms/x", "P": " pem\n"})
+	if got := r.String("S", "d"); got != "v" {
+		t.Errorf("String = %q", got)
+	}
+	if got := r.String("UNSET", "d"); got != "d" {
+		t.Errorf("String default = %q", got)
+	}
+	if r.Bool("B", true) || !r.Bool("UNSET", true) {
+		t.Error("Bool")
+	}
+	if r.Int("I", 1, 1, 256) != 12 || r.Int("UNSET", 8, 1, 256) != 8 {
+		t.Error("Int")
+	}
+	if u := r.HTTPSURL("U", r.String("U", "")); u == nil || u.Hostname() != "idp.example" {
+		t.Errorf("HTTPSURL = %v", u)
+	}
+	if got := r.Raw("P"); got != " pem\n" {
+		t.Errorf("Raw = %q", got)
+	}
+	if err := r.Err(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestEveryProblemIsReported(t *testing.T) {
+	r := reader(map[string]string{"B": "yes please", "I": "0", "J": "x", "U": "http://idp/x", "V": "https://"})
+	r.Bool("B", true)
+	r.Int("I", 8, 1, 256)
+	r.Int("J", 8, 1, 256)
+	r.HTTPSURL("U", "http://idp/x", "verified against the CA")
+	r.HTTPSURL("V", "https://")
+	r.HTTPSURL("W", "")
+	r.Failf("%s is %s", "X", "wrong")
+	err := r.Err()
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{
+		`test: B must be true or false, got "yes please"`,
+		`test: I must be 1..256, got "0"`,
+		`test: J must be 1..256, got "x"`,
+		`test: U must be an https URL (verified against the CA), got "http://idp/x"`,
+		`test: V must be an https URL, got "https://"`,
+		`test: W must be an https URL, got ""`,
+		`test: X is wrong`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("%q missing from:\n%v", want, err)
+		}
+	}
+}
