@@ -15,8 +15,8 @@ import (
 	"github.com/ca-a2a/ca-a2a/internal/samples"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/pki"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/stack"
-	"github.com/ca-a2a/ca-a2a/shared/a2a"
 	"github.com/ca-a2a/ca-a2a/shared/agentapi"
+	"github.com/ca-a2a/ca-a2a/shared/agentclient"
 	"github.com/ca-a2a/ca-a2a/shared/binding"
 	"github.com/ca-a2a/ca-a2a/shared/certload"
 	"github.com/ca-a2a/ca-a2a/shared/jsonrpc"
@@ -27,7 +27,7 @@ import (
 type caller struct {
 	src    certload.Source
 	tokens *tokensource.Source
-	client *a2a.Client
+	client *agentclient.Client
 }
 
 func newCaller(t *testing.T, s *stack.Stack, name string) *caller {
@@ -42,7 +42,7 @@ func newCaller(t *testing.T, s *stack.Stack, name string) *caller {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := a2a.New(a2a.Config{Certificate: src, Tokens: ts, Peers: s.URLs})
+	c, err := agentclient.New(agentclient.Config{Certificate: src, Tokens: ts, Peers: s.URLs})
 	if err != nil {
 		t.Fatal(err)
 	}

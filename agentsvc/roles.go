@@ -5,15 +5,16 @@ import (
 	"fmt"
 	"log/slog"
 
-	"github.com/ca-a2a/ca-a2a/agentsvc/archivist"
-	"github.com/ca-a2a/ca-a2a/agentsvc/config"
-	"github.com/ca-a2a/ca-a2a/agentsvc/documents"
-	"github.com/ca-a2a/ca-a2a/agentsvc/extractor"
-	"github.com/ca-a2a/ca-a2a/agentsvc/orchestrator"
-	"github.com/ca-a2a/ca-a2a/agentsvc/server"
-	"github.com/ca-a2a/ca-a2a/agentsvc/validator"
-	"github.com/ca-a2a/ca-a2a/shared/a2a"
+	"github.com/ca-a2a/ca-a2a/agentsvc/agents/archivist"
+	"github.com/ca-a2a/ca-a2a/agentsvc/agents/extractor"
+	"github.com/ca-a2a/ca-a2a/agentsvc/agents/orchestrator"
+	"github.com/ca-a2a/ca-a2a/agentsvc/agents/validator"
+	"github.com/ca-a2a/ca-a2a/agentsvc/runtime/config"
+	"github.com/ca-a2a/ca-a2a/agentsvc/runtime/server"
+	"github.com/ca-a2a/ca-a2a/agentsvc/storage/archive"
+	"github.com/ca-a2a/ca-a2a/agentsvc/storage/documents"
 	"github.com/ca-a2a/ca-a2a/shared/agentapi"
+	"github.com/ca-a2a/ca-a2a/shared/agentclient"
 	"github.com/ca-a2a/ca-a2a/shared/certload"
 	"github.com/ca-a2a/ca-a2a/shared/tokensource"
 )
@@ -43,7 +44,7 @@ func build(ctx context.Context, cfg *config.Config, src certload.Source, log *sl
 		agent.Methods = validator.New(validator.Options{}).Methods()
 		return agent, noop, nil
 	case agentapi.Archivist:
-		store, err := archivist.OpenDSN(ctx, cfg.ArchiveDSN, log)
+		store, err := archive.OpenDSN(ctx, cfg.ArchiveDSN, log)
 		if err != nil {
 			return agent, noop, err
 		}
@@ -60,7 +61,7 @@ func build(ctx context.Context, cfg *config.Config, src certload.Source, log *sl
 		for _, p := range agentapi.Peers() {
 			peers[p] = cfg.PeerURLs[p]
 		}
-		client, err := a2a.New(a2a.Config{Certificate: src, Tokens: tokens, Peers: peers, SkipVerify: !cfg.VerifyServer})
+		client, err := agentclient.New(agentclient.Config{Certificate: src, Tokens: tokens, Peers: peers, SkipVerify: !cfg.VerifyServer})
 		if err != nil {
 			return agent, noop, err
 		}

@@ -1,6 +1,3 @@
-// Package agentsvc assembles and runs one agent: configuration, certificate,
-// token verification, the role's skills, and the mTLS server, with a
-// graceful shutdown.
 package agentsvc
 
 import (
@@ -12,9 +9,9 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/ca-a2a/ca-a2a/agentsvc/config"
-	"github.com/ca-a2a/ca-a2a/agentsvc/policy"
-	"github.com/ca-a2a/ca-a2a/agentsvc/server"
+	"github.com/ca-a2a/ca-a2a/agentsvc/runtime/config"
+	"github.com/ca-a2a/ca-a2a/agentsvc/runtime/policy"
+	"github.com/ca-a2a/ca-a2a/agentsvc/runtime/server"
 	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 	"github.com/ca-a2a/ca-a2a/shared/binding"
 	"github.com/ca-a2a/ca-a2a/shared/certload"

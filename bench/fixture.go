@@ -15,9 +15,9 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"golang.org/x/oauth2"
 
-	"github.com/ca-a2a/ca-a2a/agentsvc/policy"
-	"github.com/ca-a2a/ca-a2a/agentsvc/server"
-	"github.com/ca-a2a/ca-a2a/agentsvc/skill"
+	"github.com/ca-a2a/ca-a2a/agentsvc/runtime/policy"
+	"github.com/ca-a2a/ca-a2a/agentsvc/runtime/server"
+	"github.com/ca-a2a/ca-a2a/agentsvc/runtime/skill"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/pki"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/tokens"
 	"github.com/ca-a2a/ca-a2a/shared/agentapi"
@@ -61,7 +61,7 @@ func (f *Fixture) Tokens() *StaticTokens {
 	return &StaticTokens{tok: &oauth2.Token{AccessToken: f.Token, TokenType: "Bearer", Expiry: time.Now().Add(4 * time.Minute)}}
 }
 
-// StaticTokens is an a2a.TokenSource with one fixed token: the handshake
+// StaticTokens is an agentclient.TokenSource with one fixed token: the handshake
 // measurements must not include token requests.
 type StaticTokens struct{ tok *oauth2.Token }
 

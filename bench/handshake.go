@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ca-a2a/ca-a2a/shared/a2a"
 	"github.com/ca-a2a/ca-a2a/shared/agentapi"
+	"github.com/ca-a2a/ca-a2a/shared/agentclient"
 )
 
 // HandshakeResult is the time of one A2A call (get_health over POST
@@ -28,19 +28,19 @@ type HandshakeResult struct {
 	ResumedSeen, ResumedHandshakes, ReusedHandshakes int64
 }
 
-// Handshakes times calls of the A2A client against agent, calls per mode,
+// Handshakes times calls of the agent client against agent, calls per mode,
 // the three modes interleaved call by call, and returns the median of each.
 func Handshakes(ctx context.Context, tb testing.TB, f *Fixture, agent *Agent, calls int) HandshakeResult {
 	tb.Helper()
-	newClient := func(counter *atomic.Int64) *a2a.Client {
-		c, err := a2a.New(a2a.Config{Certificate: f.ClientSrc, Tokens: f.Tokens(),
+	newClient := func(counter *atomic.Int64) *agentclient.Client {
+		c, err := agentclient.New(agentclient.Config{Certificate: f.ClientSrc, Tokens: f.Tokens(),
 			Peers: map[string]string{agent.Name: agent.URL}, HandshakeCounter: counter})
 		if err != nil {
 			tb.Fatal(err)
 		}
 		return c
 	}
-	call := func(c *a2a.Client) time.Duration {
+	call := func(c *agentclient.Client) time.Duration {
 		var res map[string]any
 		start := time.Now()
 		if err := c.Call(ctx, agent.Name, agentapi.MethodGetHealth, nil, &res); err != nil {

@@ -20,7 +20,7 @@ import (
 	"github.com/ca-a2a/ca-a2a/shared/jsonrpc"
 )
 
-// Caller calls an agent; *a2a.Client satisfies it.
+// Caller calls an agent; *agentclient.Client satisfies it.
 type Caller interface {
 	Call(ctx context.Context, agent, method string, params, result any) error
 }

@@ -17,8 +17,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
-	"github.com/ca-a2a/ca-a2a/shared/a2a"
 	"github.com/ca-a2a/ca-a2a/shared/agentapi"
+	"github.com/ca-a2a/ca-a2a/shared/agentclient"
 	"github.com/ca-a2a/ca-a2a/shared/certload"
 	"github.com/ca-a2a/ca-a2a/shared/envconfig"
 	"github.com/ca-a2a/ca-a2a/shared/tokensource"
@@ -80,7 +80,7 @@ type Deps struct {
 type Runtime struct {
 	Handler *Handler
 	Tokens  *tokensource.Source
-	Client  *a2a.Client
+	Client  *agentclient.Client
 }
 
 // New loads the certificate (MTLS_* for local runs, else the Parameters and
@@ -101,7 +101,7 @@ func New(ctx context.Context, cfg *Config, deps Deps) (*Runtime, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lambda: init: %w", err)
 	}
-	client, err := a2a.New(a2a.Config{Certificate: src, Tokens: tokens, Peers: map[string]string{agentapi.Orchestrator: cfg.OrchestratorURL},
+	client, err := agentclient.New(agentclient.Config{Certificate: src, Tokens: tokens, Peers: map[string]string{agentapi.Orchestrator: cfg.OrchestratorURL},
 		SkipVerify: !cfg.VerifyServer, HandshakeCounter: deps.HandshakeCounter})
 	if err != nil {
 		return nil, fmt.Errorf("lambda: init: %w", err)

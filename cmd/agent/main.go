@@ -14,7 +14,7 @@ import (
 	"syscall"
 
 	"github.com/ca-a2a/ca-a2a/agentsvc"
-	"github.com/ca-a2a/ca-a2a/agentsvc/config"
+	"github.com/ca-a2a/ca-a2a/agentsvc/runtime/config"
 )
 
 func main() {

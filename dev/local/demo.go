@@ -14,8 +14,8 @@ import (
 
 	"github.com/ca-a2a/ca-a2a/dev/localrun"
 	"github.com/ca-a2a/ca-a2a/internal/samples"
-	"github.com/ca-a2a/ca-a2a/shared/a2a"
 	"github.com/ca-a2a/ca-a2a/shared/agentapi"
+	"github.com/ca-a2a/ca-a2a/shared/agentclient"
 	"github.com/ca-a2a/ca-a2a/shared/tokensource"
 )
 
@@ -106,7 +106,7 @@ func demo(ctx context.Context, l localrun.Layout) error {
 	if err != nil {
 		return err
 	}
-	client, err := a2a.New(a2a.Config{Certificate: lambdaSrc, Tokens: tokens, Peers: map[string]string{agentapi.Archivist: localrun.AgentURL(agentapi.Archivist)}})
+	client, err := agentclient.New(agentclient.Config{Certificate: lambdaSrc, Tokens: tokens, Peers: map[string]string{agentapi.Archivist: localrun.AgentURL(agentapi.Archivist)}})
 	if err != nil {
 		return err
 	}

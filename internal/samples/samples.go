@@ -2,7 +2,7 @@
 // use: a two-page invoice PDF with real text and a transactions CSV.
 package samples
 
-import "github.com/ca-a2a/ca-a2a/agentsvc/extractor/pdftest"
+import "github.com/ca-a2a/ca-a2a/agentsvc/agents/extractor/pdftest"
 
 // PDF returns a PDF with one page per string (lines separated by "\n").
 func PDF(pages ...string) []byte { return pdftest.Build(pages...) }

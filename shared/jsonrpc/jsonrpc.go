@@ -43,7 +43,7 @@ type Response struct {
 }
 
 // Error is a JSON-RPC error object. It is also the Go error that handlers
-// return to choose the code a client sees, and that the A2A client returns
+// return to choose the code a client sees, and that the agent client returns
 // when the peer answered with an error.
 type Error struct {
 	Code    int    `json:"code"`

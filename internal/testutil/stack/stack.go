@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/ca-a2a/ca-a2a/agentsvc"
-	"github.com/ca-a2a/ca-a2a/agentsvc/config"
+	"github.com/ca-a2a/ca-a2a/agentsvc/runtime/config"
 	"github.com/ca-a2a/ca-a2a/internal/certgen"
 	"github.com/ca-a2a/ca-a2a/internal/loopback"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/idp"

@@ -1,0 +1,97 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/ca-a2a/ca-a2a/agentsvc/runtime/skill"
+	"github.com/ca-a2a/ca-a2a/shared/agentapi"
+	"github.com/ca-a2a/ca-a2a/shared/jsonrpc"
+)
+
+// healthTTL: /health answers from a recent report instead of probing the
+// dependencies on every call (load balancers and peers poll it).
+const healthTTL = 2 * time.Second
+
+// Health runs the checks (or reuses a report younger than healthTTL) and
+// returns the HTTP status (200, or 503 when a check fails) and the report.
+func (s *Server) Health(ctx context.Context) (int, agentapi.HealthReport) {
+	s.healthMu.Lock()
+	defer s.healthMu.Unlock()
+	if time.Since(s.healthAt) < healthTTL {
+		r := s.healthBody
+		r.UptimeS = int64(time.Since(s.started).Seconds())
+		return s.healthCode, r
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	report := agentapi.HealthReport{Status: agentapi.HealthHealthy, Agent: s.opts.Agent.Name, Version: s.opts.Agent.Version,
+		UptimeS: int64(time.Since(s.started).Seconds()), Checks: map[string]agentapi.CheckResult{}}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for name, check := range s.opts.Agent.Checks {
+		wg.Go(func() {
+			res := agentapi.CheckResult{Status: agentapi.CheckOK}
+			if err := check(ctx); err != nil {
+				// The details go to the log; callers learn only which check fails.
+				res = agentapi.CheckResult{Status: agentapi.CheckFailing, Error: "unavailable"}
+				s.log.Warn("health check failing", "check", name, "error", err)
+			}
+			mu.Lock()
+			report.Checks[name] = res
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	code := http.StatusOK
+	for _, c := range report.Checks {
+		if c.Status != agentapi.CheckOK {
+			report.Status, code = agentapi.HealthDegraded, http.StatusServiceUnavailable
+		}
+	}
+	s.healthAt, s.healthCode, s.healthBody = time.Now(), code, report
+	return code, report
+}
+
+func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		notFound(w)
+		return
+	}
+	code, report := s.Health(r.Context())
+	writeJSON(w, code, report)
+}
+
+// builtins are the methods every agent offers.
+func (s *Server) builtins() []skill.Method {
+	return []skill.Method{
+		{Name: agentapi.MethodListSkills, Description: "List the methods this agent offers.", Handler: s.listSkills},
+		{Name: agentapi.MethodGetHealth, Description: "Report this agent's health and its dependencies'.", Handler: func(ctx context.Context, params json.RawMessage) (any, error) {
+			if err := jsonrpc.DecodeParams(params, &struct{}{}); err != nil {
+				return nil, err
+			}
+			_, report := s.Health(ctx)
+			return report, nil
+		}},
+	}
+}
+
+func (s *Server) listSkills(_ context.Context, params json.RawMessage) (any, error) {
+	if err := jsonrpc.DecodeParams(params, &struct{}{}); err != nil {
+		return nil, err
+	}
+	return agentapi.SkillList{Agent: s.opts.Agent.Name, Skills: s.skills()}, nil
+}
+
+func (s *Server) skills() []agentapi.SkillInfo {
+	out := make([]agentapi.SkillInfo, 0, len(s.methods))
+	for _, m := range s.methods {
+		out = append(out, agentapi.SkillInfo{ID: m.Name, Name: m.Name, Description: m.Description})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}

@@ -1,0 +1,196 @@
+// Package server is the HTTP surface every agent shares (DESIGN section 5):
+// POST /message behind the whole auth chain, GET /health, the agent card,
+// and 404 for anything else. An agent brings its skills; the server routes,
+// authenticates, authorizes and answers.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"sync"
+	"time"
+
+	"github.com/ca-a2a/ca-a2a/agentsvc/runtime/policy"
+	"github.com/ca-a2a/ca-a2a/agentsvc/runtime/skill"
+	"github.com/ca-a2a/ca-a2a/shared/agentapi"
+	"github.com/ca-a2a/ca-a2a/shared/binding"
+)
+
+// Limits of DESIGN section 5.
+const (
+	MaxBodyBytes      = 1 << 20
+	MaxHeaderBytes    = 64 << 10
+	ReadHeaderTimeout = 10 * time.Second
+	IdleTimeout       = 120 * time.Second
+	// MaxBatch bounds the elements of one batch.
+	MaxBatch = 100
+)
+
+// HealthCheck reports whether one dependency works.
+type HealthCheck func(ctx context.Context) error
+
+// Agent is what an agent brings to the server.
+type Agent struct {
+	Name        string
+	Description string
+	Version     string
+	// Methods are the agent's own methods; list_skills and get_health are
+	// added by the server.
+	Methods []skill.Method
+	// Checks are run by /health and get_health.
+	Checks map[string]HealthCheck
+}
+
+// Options configure a Server.
+type Options struct {
+	Agent    Agent
+	Policy   *policy.Policy
+	Verifier *binding.Verifier
+	Logger   *slog.Logger
+	// URL is the agent's public base URL (agent card).
+	URL string
+	// TokenURL is where callers get tokens (agent card).
+	TokenURL string
+	// HandlerTimeout bounds each method call (default 100s).
+	HandlerTimeout time.Duration
+}
+
+// Server serves one agent.
+type Server struct {
+	opts    Options
+	log     *slog.Logger
+	methods map[string]skill.Method
+	started time.Time
+	mux     *http.ServeMux
+
+	healthMu   sync.Mutex
+	healthAt   time.Time
+	healthCode int
+	healthBody agentapi.HealthReport
+}
+
+// New returns a Server for opts. A Verifier and a Policy are required: there
+// is no unauthenticated mode.
+func New(opts Options) (*Server, error) {
+	if opts.Verifier == nil || opts.Policy == nil {
+		return nil, errors.New("server: a verifier and a policy are required")
+	}
+	if opts.HandlerTimeout <= 0 {
+		opts.HandlerTimeout = 100 * time.Second
+	}
+	if opts.Agent.Version == "" {
+		opts.Agent.Version = Version
+	}
+	s := &Server{opts: opts, log: opts.Logger, methods: map[string]skill.Method{}, started: time.Now()}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	for _, m := range append(s.builtins(), opts.Agent.Methods...) {
+		if _, dup := s.methods[m.Name]; dup {
+			return nil, errors.New("server: method " + m.Name + " defined twice")
+		}
+		s.methods[m.Name] = m
+	}
+	mux := http.NewServeMux()
+	mux.Handle("POST /message", s.opts.Verifier.Middleware(http.HandlerFunc(s.serveMessage), writeUnauthorized))
+	mux.HandleFunc("/health", s.serveHealth)
+	mux.HandleFunc("/.well-known/agent-card.json", s.serveCard)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { notFound(w) })
+	s.mux = mux
+	return s, nil
+}
+
+// Offered lists the methods this agent offers (for the policy file check).
+func (s *Server) Offered() []string {
+	out := make([]string, 0, len(s.methods))
+	for name := range s.methods {
+		out = append(out, name)
+	}
+	return out
+}
+
+// Handler returns the agent's HTTP handler. Each request is logged once,
+// when it ends, with its id, caller, JSON-RPC method and code, status and
+// latency; never its token or body.
+func (s *Server) Handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		info := &requestInfo{id: requestID(r)}
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		w.Header().Set("X-Request-Id", info.id)
+		s.mux.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), requestIDKey{}, info)))
+		if info.caller == "" && r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+			info.caller = r.TLS.PeerCertificates[0].Subject.CommonName
+		}
+		s.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
+			slog.String("request_id", info.id), slog.String("http_method", r.Method), slog.String("path", r.URL.Path),
+			slog.Int("status", rec.status), slog.String("caller", info.caller), slog.String("method", info.method),
+			slog.Int("code", info.code), slog.Int64("latency_ms", time.Since(start).Milliseconds()))
+	})
+}
+
+// requestInfo collects what the access log line reports about a request.
+// Only the goroutine serving the request writes it.
+type requestInfo struct {
+	id, caller, method string
+	code               int
+}
+
+func infoOf(ctx context.Context) *requestInfo {
+	if i, ok := ctx.Value(requestIDKey{}).(*requestInfo); ok {
+		return i
+	}
+	return &requestInfo{}
+}
+
+// HTTPServer returns an http.Server with the timeouts and limits of DESIGN
+// section 5. tlsCfg nil serves plain HTTP (MTLS_ENABLED=false).
+func (s *Server) HTTPServer(addr string, tlsCfg *tls.Config) *http.Server {
+	return &http.Server{
+		Addr:              addr,
+		Handler:           s.Handler(),
+		TLSConfig:         tlsCfg,
+		ReadHeaderTimeout: ReadHeaderTimeout, // bounds the TLS handshake too
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      s.opts.HandlerTimeout + 10*time.Second,
+		IdleTimeout:       IdleTimeout,
+		MaxHeaderBytes:    MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+}
+
+type requestIDKey struct{}
+
+// RequestID returns the id of the request ctx belongs to.
+func RequestID(ctx context.Context) string { return infoOf(ctx).id }
+
+var validRequestID = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+func requestID(r *http.Request) string {
+	if id := r.Header.Get("X-Request-Id"); validRequestID.MatchString(id) {
+		return id
+	}
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.status = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+// Version is the agents' version, set at build time with
+// -ldflags "-X github.com/ca-a2a/ca-a2a/agentsvc/runtime/server.Version=...".
+var Version = "dev"

@@ -1,0 +1,241 @@
+package server_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/ca-a2a/ca-a2a/agentsvc/runtime/policy"
+	"github.com/ca-a2a/ca-a2a/agentsvc/runtime/server"
+	"github.com/ca-a2a/ca-a2a/agentsvc/runtime/skill"
+	"github.com/ca-a2a/ca-a2a/internal/testutil/pki"
+	"github.com/ca-a2a/ca-a2a/internal/testutil/tokens"
+	"github.com/ca-a2a/ca-a2a/shared/agentapi"
+	"github.com/ca-a2a/ca-a2a/shared/binding"
+	"github.com/ca-a2a/ca-a2a/shared/certload"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+type fixture struct {
+	url     string
+	client  *http.Client
+	token   string
+	release chan struct{}
+	started chan struct{}
+	srv     *http.Server
+	done    chan error
+}
+
+// start serves a validator whose extra methods are slow, panic and fail.
+func start(t *testing.T) *fixture {
+	t.Helper()
+	ca := pki.NewCA(t, "CA")
+	idp := tokens.New(t, ca)
+	keys := idp.KeySet(t, binding.KeySetOptions{Logger: quiet})
+	v, err := binding.NewVerifier(binding.Config{Issuer: tokens.Issuer, Audience: tokens.Audience, Keys: keys, BindingEnabled: true, BindingRequired: true, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{release: make(chan struct{}), started: make(chan struct{}, 10), done: make(chan error, 1)}
+	methods := []skill.Method{
+		{Name: "validate_document", Handler: func(ctx context.Context, _ json.RawMessage) (any, error) {
+			f.started <- struct{}{}
+			select {
+			case <-f.release:
+				return map[string]bool{"done": true}, nil
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}},
+		{Name: "get_validation_rules", Handler: func(context.Context, json.RawMessage) (any, error) { panic("boom: secret internals") }},
+		{Name: "broken", Handler: func(context.Context, json.RawMessage) (any, error) {
+			return nil, errors.New("db password=hunter2 rejected")
+		}},
+	}
+	pol, err := policy.Parse([]byte(`{"agents":{"validator":{"validate_document":["orchestrator"],"get_validation_rules":["*"],"list_skills":["*"],"get_health":["*"]}}}`),
+		"validator", []string{"validate_document", "get_validation_rules", "list_skills", "get_health"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvAgent := server.Agent{Name: "validator", Methods: methods, Checks: map[string]server.HealthCheck{"ok": func(context.Context) error { return nil }}}
+	s, err := server.New(server.Options{Agent: srvAgent, Policy: pol, Verifier: v, Logger: quiet, HandlerTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := ca.Issue(t, "validator")
+	src, _ := certload.FromPEM(leaf.CertPEM, leaf.KeyPEM, ca.PEM, certload.Origin{}, certload.Options{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.srv = s.HTTPServer(ln.Addr().String(), certload.ServerConfig(src, agentapi.AuthorizeAny(), certload.ServerOptions{RequireClientCert: true}))
+	go func() { f.done <- f.srv.ServeTLS(ln, "", "") }()
+	t.Cleanup(func() {
+		select {
+		case <-f.release:
+		default:
+			close(f.release)
+		}
+		_ = f.srv.Close()
+		<-f.done
+	})
+	orch := ca.Issue(t, "orchestrator")
+	csrc, _ := certload.FromPEM(orch.CertPEM, orch.KeyPEM, ca.PEM, certload.Origin{}, certload.Options{})
+	tr := &http.Transport{TLSClientConfig: certload.ClientConfig(csrc, agentapi.AuthorizeAgent(agentapi.Validator), certload.ClientOptions{})}
+	t.Cleanup(tr.CloseIdleConnections)
+	f.client = &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	f.url = "https://" + ln.Addr().String()
+	claims := tokens.Claims(orch.Cert)
+	f.token = idp.Mint(t, idp.EC, claims, nil)
+	return f
+}
+
+func (f *fixture) post(t *testing.T, body string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, f.url+"/message", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+f.token)
+	resp, err := f.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestJSONRPC(t *testing.T) {
+	f := start(t)
+	tests := []struct {
+		name, body string
+		status     int
+		want       []string
+		not        string
+	}{
+		{"panic is an internal error, no details", `{"jsonrpc":"2.0","method":"get_validation_rules","id":"a"}`, 200, []string{`"code":-32603`, `"message":"internal error"`, `"id":"a"`}, "boom"},
+		{"unknown method before authorization", `{"jsonrpc":"2.0","method":"broken","id":1}`, 403, []string{`"code":-32011`}, "hunter2"},
+		{"method not offered", `{"jsonrpc":"2.0","method":"archive_document","id":1}`, 200, []string{`"code":-32601`}, ""},
+		{"id object refused", `{"jsonrpc":"2.0","method":"list_skills","id":{"x":1}}`, 200, []string{`"code":-32600`, `"id":null`}, ""},
+		{"params must be an object for list_skills", `{"jsonrpc":"2.0","method":"list_skills","params":{"x":1},"id":1}`, 200, []string{`"code":-32602`}, ""},
+		{"batch answers each element", `[{"jsonrpc":"2.0","method":"list_skills","id":1},{"jsonrpc":"2.0","method":"nope","id":2},{"jsonrpc":"2.0","method":"list_skills"},5]`, 200,
+			[]string{`"id":1`, `"code":-32601`, `"code":-32600`}, ""},
+		{"batch of notifications", `[{"jsonrpc":"2.0","method":"list_skills"}]`, 204, nil, ""},
+		{"truncated batch", `[{"jsonrpc":"2.0"`, 200, []string{`"code":-32700`}, ""},
+		{"trailing garbage", `{"jsonrpc":"2.0","method":"list_skills","id":1} x`, 200, []string{`"code":-32700`}, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			code, body := f.post(t, tc.body)
+			if code != tc.status {
+				t.Fatalf("status %d, want %d: %s", code, tc.status, body)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(body, w) {
+					t.Errorf("body lacks %s: %s", w, body)
+				}
+			}
+			if tc.not != "" && strings.Contains(body, tc.not) {
+				t.Errorf("body leaks %q: %s", tc.not, body)
+			}
+		})
+	}
+	// An oversized header block is refused (431 or a closed connection).
+	req, _ := http.NewRequest(http.MethodGet, f.url+"/health", nil)
+	req.Header.Set("X-Big", strings.Repeat("a", 128<<10)) // net/http allows some slack above MaxHeaderBytes
+	if resp, err := f.client.Do(req); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+			t.Fatalf("64 KiB+ headers: %d %s", resp.StatusCode, resp.Proto)
+		}
+	}
+}
+
+func TestGracefulShutdownDrainsRequestsInFlight(t *testing.T) {
+	f := start(t)
+	result := make(chan string, 1)
+	go func() {
+		_, body := f.post(t, `{"jsonrpc":"2.0","method":"validate_document","id":7}`)
+		result <- body
+	}()
+	<-f.started
+	shutdown := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
+		defer cancel()
+		shutdown <- f.srv.Shutdown(ctx)
+	}()
+	time.Sleep(200 * time.Millisecond)
+	// New connections are refused while the request in flight finishes.
+	tr := &http.Transport{TLSClientConfig: f.client.Transport.(*http.Transport).TLSClientConfig}
+	if _, err := (&http.Client{Transport: tr, Timeout: 2 * time.Second}).Get(f.url + "/health"); err == nil {
+		t.Error("a new connection was served during shutdown")
+	}
+	close(f.release)
+	if body := <-result; !strings.Contains(body, `"done":true`) {
+		t.Fatalf("request in flight was not drained: %s", body)
+	}
+	if err := <-shutdown; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRefusedAnswers: every answer given before a JSON-RPC request is read
+// (authentication refusals, unknown routes) comes from the server's one
+// error mapping, with the same shape: the status, a JSON-RPC error with id
+// null, Content-Type application/json, and for 401 the Bearer challenge.
+func TestRefusedAnswers(t *testing.T) {
+	f := start(t)
+	tests := []struct {
+		name, method, path, auth string
+		status, code             int
+		message, challenge       string
+	}{
+		{"no token", http.MethodPost, "/message", "", 401, -32010, "missing bearer token", `Bearer realm="ca-a2a"`},
+		{"malformed token", http.MethodPost, "/message", "Bearer not.a.jwt", 401, -32010, "token is malformed",
+			`Bearer realm="ca-a2a", error="invalid_token", error_description="token is malformed"`},
+		{"unknown route", http.MethodGet, "/admin", "", 404, -32601, "not found", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest(tc.method, f.url+tc.path, strings.NewReader(`{"jsonrpc":"2.0","method":"list_skills","id":1}`))
+			if tc.auth != "" {
+				req.Header.Set("Authorization", tc.auth)
+			}
+			resp, err := f.client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var body struct {
+				Error struct {
+					Code    int    `json:"code"`
+					Message string `json:"message"`
+				} `json:"error"`
+				ID json.RawMessage `json:"id"`
+			}
+			if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != tc.status || body.Error.Code != tc.code || body.Error.Message != tc.message || string(body.ID) != "null" {
+				t.Fatalf("%d %+v id %s; want %d %d %q", resp.StatusCode, body.Error, body.ID, tc.status, tc.code, tc.message)
+			}
+			if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+				t.Fatalf("Content-Type %q", ct)
+			}
+			if got := resp.Header.Get("WWW-Authenticate"); got != tc.challenge {
+				t.Fatalf("WWW-Authenticate %q, want %q", got, tc.challenge)
+			}
+		})
+	}
+}

@@ -1,0 +1,349 @@
+// Package agentclient is the JSON-RPC client every caller (the Lambda, the
+// orchestrator) uses to call an agent: HTTPS with the caller's certificate,
+// the peer verified by its identity <agent>.ca-a2a.local whatever address is
+// dialed, and a certificate-bound bearer token on every call.
+//
+// (The name a2a is kept for the A2A protocol the agents also speak.)
+package agentclient
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/ca-a2a/ca-a2a/shared/agentapi"
+	"github.com/ca-a2a/ca-a2a/shared/binding"
+	"github.com/ca-a2a/ca-a2a/shared/certload"
+	"github.com/ca-a2a/ca-a2a/shared/jsonrpc"
+)
+
+// TokenSource gives the bearer token; Invalidate drops a cached token that
+// an agent refused. *tokensource.Source satisfies it.
+type TokenSource interface {
+	Token() (*oauth2.Token, error)
+	Invalidate()
+}
+
+// maxResponseBytes bounds an agent's answer (extracted documents included).
+const maxResponseBytes = 64 << 20
+
+// Config configures a Client.
+type Config struct {
+	// Certificate is the caller's identity, presented on every connection.
+	Certificate certload.Source
+	// Tokens gives the bound bearer token.
+	Tokens TokenSource
+	// Peers maps agent names to base URLs (https://orchestrator.ca-a2a.local:8001).
+	Peers map[string]string
+	// SkipVerify turns off server verification (MTLS_VERIFY_SERVER=false).
+	SkipVerify bool
+	// HandshakeCounter, when set, counts TLS handshakes, full or resumed
+	// (tests, benchmarks).
+	HandshakeCounter *atomic.Int64
+}
+
+// Client calls agents. It is safe for concurrent use; create one per process
+// and reuse it: it keeps connections alive and resumes TLS sessions.
+type Client struct {
+	cfg    Config
+	peers  map[string]*peer
+	nextID atomic.Int64
+	mu     sync.Mutex
+	bundle *certload.Bundle // the certificate the transports were built for
+}
+
+// peer is one agent's URL and the transport that reaches it. The transport
+// is replaced when the caller's certificate rotates.
+type peer struct {
+	url string
+	tr  atomic.Pointer[http.Transport]
+	mk  func() *http.Transport
+}
+
+func (p *peer) client() *http.Client { return &http.Client{Transport: p.tr.Load()} }
+
+// New returns a Client for the peers of cfg.
+func New(cfg Config) (*Client, error) {
+	if cfg.Certificate == nil || cfg.Tokens == nil {
+		return nil, errors.New("agentclient: certificate and token source are required")
+	}
+	c := &Client{cfg: cfg, peers: make(map[string]*peer, len(cfg.Peers))}
+	// One session cache for all peers: reconnecting resumes the TLS session.
+	// A resumed session carries the certificate it was made with, so the
+	// cache is keyed by the current certificate: after a rotation no
+	// session of the old one is resumed.
+	sessions := certKeyedCache{src: cfg.Certificate, inner: tls.NewLRUClientSessionCache(256)}
+	for name, url := range cfg.Peers {
+		if !strings.HasPrefix(url, "https://") {
+			return nil, fmt.Errorf("agentclient: %s URL must be https: %q", name, url)
+		}
+		tlsCfg := certload.ClientConfig(cfg.Certificate, agentapi.AuthorizeAgent(name), certload.ClientOptions{
+			ServerName:   agentapi.DNSName(name),
+			SkipVerify:   cfg.SkipVerify,
+			SessionCache: sessions,
+		})
+		if cfg.HandshakeCounter != nil {
+			inner := tlsCfg.VerifyConnection
+			tlsCfg.VerifyConnection = func(cs tls.ConnectionState) error {
+				cfg.HandshakeCounter.Add(1)
+				return inner(cs)
+			}
+		}
+		p := &peer{url: strings.TrimRight(url, "/"), mk: func() *http.Transport {
+			return &http.Transport{
+				TLSClientConfig:     tlsCfg,
+				DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+				TLSHandshakeTimeout: 10 * time.Second,
+				MaxIdleConnsPerHost: 32,
+				IdleConnTimeout:     90 * time.Second,
+			}
+		}}
+		p.tr.Store(p.mk())
+		c.peers[name] = p
+	}
+	return c, nil
+}
+
+// Close releases idle connections.
+func (c *Client) Close() {
+	for _, p := range c.peers {
+		p.tr.Load().CloseIdleConnections()
+	}
+}
+
+// Call invokes method on agent with params and decodes the result into
+// result (which may be nil). A JSON-RPC error, an authentication refusal or
+// a transport failure comes back as a *CallError carrying the JSON-RPC code;
+// jsonrpc.CodeOf reads it.
+//
+// On a 401 the client drops its token, fetches a fresh one and retries once.
+// A call is retried otherwise only when the connection could not be made, so
+// the request was never sent.
+func (c *Client) Call(ctx context.Context, agent, method string, params, result any) error {
+	p, ok := c.peers[agent]
+	if !ok {
+		return &CallError{Agent: agent, Method: method, RPC: jsonrpc.Errorf(jsonrpc.CodeInternalError, "unknown agent %q", agent)}
+	}
+	c.dropConnectionsOnRotation()
+	body, err := c.encode(method, params)
+	if err != nil {
+		return &CallError{Agent: agent, Method: method, RPC: jsonrpc.InvalidParams("cannot encode params"), Cause: err}
+	}
+	retriedAuth, retriedDial := false, false
+	for {
+		resp, err := c.send(ctx, p, body)
+		if err != nil {
+			if !retriedDial && isDialError(err) && ctx.Err() == nil {
+				retriedDial = true
+				continue
+			}
+			return &CallError{Agent: agent, Method: method, RPC: jsonrpc.Errorf(agentapi.CodeUnavailable, "%s unavailable", agent), Cause: err}
+		}
+		if resp.status == http.StatusUnauthorized && !retriedAuth {
+			retriedAuth = true
+			c.cfg.Tokens.Invalidate()
+			continue
+		}
+		return decodeResponse(agent, method, resp, result)
+	}
+}
+
+type response struct {
+	status int
+	body   []byte
+}
+
+func (c *Client) send(ctx context.Context, p *peer, body []byte) (*response, error) {
+	tok, err := tokenWithin(ctx, c.cfg.Tokens)
+	if err != nil {
+		return nil, fmt.Errorf("agentclient: token: %w", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url+"/message", bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+	resp, err := p.client().Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("agentclient: reading answer: %w", err)
+	}
+	if len(data) > maxResponseBytes {
+		return nil, errors.New("agentclient: answer larger than 64 MiB")
+	}
+	return &response{status: resp.StatusCode, body: data}, nil
+}
+
+// tokenWithin bounds Token by ctx: oauth2.TokenSource takes no context, and
+// a token endpoint that hangs must not hold a call past its deadline. The
+// fetch itself ends by the token client's own timeout.
+func tokenWithin(ctx context.Context, ts TokenSource) (*oauth2.Token, error) {
+	type result struct {
+		tok *oauth2.Token
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		tok, err := ts.Token()
+		ch <- result{tok, err}
+	}()
+	select {
+	case r := <-ch:
+		return r.tok, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (c *Client) encode(method string, params any) ([]byte, error) {
+	raw, err := json.Marshal(params)
+	if err != nil {
+		return nil, err
+	}
+	if params == nil {
+		raw = nil
+	}
+	id := strconv.AppendInt(nil, c.nextID.Add(1), 10)
+	return json.Marshal(jsonrpc.Request{JSONRPC: jsonrpc.Version, Method: method, Params: raw, ID: id})
+}
+
+func decodeResponse(agent, method string, resp *response, result any) error {
+	var msg jsonrpc.Response
+	jsonErr := json.Unmarshal(resp.body, &msg)
+	if resp.status != http.StatusOK {
+		code := map[int]int{
+			http.StatusUnauthorized:          agentapi.CodeUnauthenticated,
+			http.StatusForbidden:             agentapi.CodeForbidden,
+			http.StatusRequestEntityTooLarge: agentapi.CodeTooLarge,
+		}[resp.status]
+		if code == 0 {
+			code = agentapi.CodeUnavailable
+		}
+		e := jsonrpc.Errorf(code, "%s answered HTTP %d", agent, resp.status)
+		if jsonErr == nil && msg.Error != nil && msg.Error.Code == code {
+			e.Message = msg.Error.Message
+		}
+		return &CallError{Agent: agent, Method: method, RPC: e}
+	}
+	if jsonErr != nil {
+		return &CallError{Agent: agent, Method: method, RPC: jsonrpc.Errorf(jsonrpc.CodeInternalError, "%s sent a malformed answer", agent), Cause: jsonErr}
+	}
+	if msg.Error != nil {
+		return &CallError{Agent: agent, Method: method, RPC: msg.Error}
+	}
+	if result == nil || len(msg.Result) == 0 {
+		return nil
+	}
+	if err := json.Unmarshal(msg.Result, result); err != nil {
+		return &CallError{Agent: agent, Method: method, RPC: jsonrpc.Errorf(jsonrpc.CodeInternalError, "%s sent an unexpected result", agent), Cause: err}
+	}
+	return nil
+}
+
+// dropConnectionsOnRotation retires every connection when the caller's
+// certificate rotated: they present the old certificate, to which a fresh
+// token is not bound. New transports serve from now on.
+func (c *Client) dropConnectionsOnRotation() {
+	// A source publishes a new *Bundle only when the certificate changed:
+	// a pointer comparison, no hashing on every call.
+	b := c.cfg.Certificate.Bundle()
+	c.mu.Lock()
+	changed := c.bundle != nil && c.bundle != b
+	c.bundle = b
+	c.mu.Unlock()
+	if !changed {
+		return
+	}
+	for _, p := range c.peers {
+		// A busy connection of the old transport goes back to its idle
+		// pool, which nothing draws from any more, and closes after
+		// IdleConnTimeout.
+		p.tr.Swap(p.mk()).CloseIdleConnections()
+	}
+}
+
+// certKeyedCache prefixes session cache keys with the thumbprint of the
+// current certificate.
+type certKeyedCache struct {
+	src   certload.Source
+	inner tls.ClientSessionCache
+}
+
+func (c certKeyedCache) key(k string) string {
+	return binding.Thumbprint(c.src.Bundle().Leaf()) + "|" + k
+}
+
+func (c certKeyedCache) Get(k string) (*tls.ClientSessionState, bool) { return c.inner.Get(c.key(k)) }
+func (c certKeyedCache) Put(k string, cs *tls.ClientSessionState)     { c.inner.Put(c.key(k), cs) }
+
+func isDialError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// CallError is the error of a failed call.
+type CallError struct {
+	Agent, Method string
+	// RPC carries the JSON-RPC code and the message for the caller.
+	RPC *jsonrpc.Error
+	// Cause is the underlying failure, for logs; it may be nil.
+	Cause error
+}
+
+func (e *CallError) Error() string {
+	msg := fmt.Sprintf("agentclient: %s.%s: %d %s", e.Agent, e.Method, e.RPC.Code, e.RPC.Message)
+	if e.Cause != nil {
+		msg += ": " + e.Cause.Error()
+	}
+	return msg
+}
+
+// Unwrap exposes both the JSON-RPC error and the cause to errors.Is/As.
+func (e *CallError) Unwrap() []error {
+	if e.Cause == nil {
+		return []error{e.RPC}
+	}
+	return []error{e.RPC, e.Cause}
+}
+
+// Health probes agent's GET /health over mTLS (no token needed) and returns
+// nil when it answers 200.
+func (c *Client) Health(ctx context.Context, agent string) error {
+	p, ok := c.peers[agent]
+	if !ok {
+		return fmt.Errorf("agentclient: unknown agent %q", agent)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.url+"/health", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := p.client().Do(req)
+	if err != nil {
+		return fmt.Errorf("agentclient: %s unreachable: %w", agent, err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("agentclient: %s health: HTTP %d", agent, resp.StatusCode)
+	}
+	return nil
+}

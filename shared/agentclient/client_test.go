@@ -1,0 +1,326 @@
+package agentclient_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"golang.org/x/oauth2"
+
+	"github.com/ca-a2a/ca-a2a/internal/testutil/pki"
+	"github.com/ca-a2a/ca-a2a/internal/testutil/tokens"
+	"github.com/ca-a2a/ca-a2a/shared/agentapi"
+	"github.com/ca-a2a/ca-a2a/shared/agentclient"
+	"github.com/ca-a2a/ca-a2a/shared/binding"
+	"github.com/ca-a2a/ca-a2a/shared/certload"
+	"github.com/ca-a2a/ca-a2a/shared/jsonrpc"
+	"github.com/ca-a2a/ca-a2a/shared/tokensource"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+type fixture struct {
+	ca     *pki.CA
+	idp    *tokens.IdP
+	caller certload.Source
+	tokens *tokensource.Source
+}
+
+func newFixture(t *testing.T) *fixture {
+	ca := pki.NewCA(t, "CA")
+	idp := tokens.New(t, ca)
+	leaf := ca.Issue(t, "orchestrator")
+	src, err := certload.FromPEM(leaf.CertPEM, leaf.KeyPEM, ca.PEM, certload.Origin{}, certload.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts, err := tokensource.New(tokensource.Config{TokenURL: idp.TokenURL, ClientID: "orchestrator", Certificate: src, ServerName: "keycloak.ca-a2a.local", Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{ca: ca, idp: idp, caller: src, tokens: ts}
+}
+
+// serve starts an agent named name whose /message runs the real binding
+// middleware, then h.
+func (f *fixture) serve(t *testing.T, name string, h http.HandlerFunc) string {
+	t.Helper()
+	leaf := f.ca.Issue(t, name)
+	src, _ := certload.FromPEM(leaf.CertPEM, leaf.KeyPEM, f.ca.PEM, certload.Origin{}, certload.Options{})
+	v, err := binding.NewVerifier(binding.Config{Issuer: tokens.Issuer, Audience: tokens.Audience,
+		Keys: f.idp.KeySet(t, binding.KeySetOptions{}), BindingEnabled: true, BindingRequired: true, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: v.Middleware(h, tokens.Refuse), TLSConfig: certload.ServerConfig(src, agentapi.AuthorizeAny(), certload.ServerOptions{RequireClientCert: true}),
+		ReadHeaderTimeout: 5 * time.Second, ErrorLog: log.New(io.Discard, "", 0)}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.ServeTLS(ln, "", "") }()
+	// Shutdown, unlike Close, waits for handlers, so goleak sees none.
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		<-done
+	})
+	return "https://" + ln.Addr().String()
+}
+
+func (f *fixture) client(t *testing.T, peers map[string]string, handshakes *atomic.Int64) *agentclient.Client {
+	t.Helper()
+	c, err := agentclient.New(agentclient.Config{Certificate: f.caller, Tokens: f.tokens, Peers: peers, HandshakeCounter: handshakes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// echo answers every request with its params as result, or with the error
+// named by the "fail" param.
+func echo(w http.ResponseWriter, r *http.Request) {
+	var req jsonrpc.Request
+	_ = json.NewDecoder(r.Body).Decode(&req)
+	a, _ := binding.FromContext(r.Context())
+	resp := jsonrpc.Response{JSONRPC: "2.0", ID: req.ID}
+	var p struct {
+		Fail int `json:"fail"`
+	}
+	_ = json.Unmarshal(req.Params, &p)
+	if p.Fail != 0 {
+		resp.Error = &jsonrpc.Error{Code: p.Fail, Message: "failed on purpose"}
+	} else {
+		resp.Result, _ = json.Marshal(map[string]string{"method": req.Method, "caller": a.Caller})
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(resp)
+}
+
+func TestCall(t *testing.T) {
+	f := newFixture(t)
+	url := f.serve(t, "extractor", echo)
+	var handshakes atomic.Int64
+	c := f.client(t, map[string]string{"extractor": url}, &handshakes)
+
+	for range 10 {
+		var got map[string]string
+		if err := c.Call(t.Context(), "extractor", "list_skills", nil, &got); err != nil {
+			t.Fatal(err)
+		}
+		if got["method"] != "list_skills" || got["caller"] != "orchestrator" {
+			t.Fatalf("result %v", got)
+		}
+	}
+	if n := handshakes.Load(); n != 1 {
+		t.Fatalf("%d handshakes for 10 calls over keep-alive, want 1", n)
+	}
+	if n := f.idp.TokenRequests(); n != 1 {
+		t.Fatalf("%d token requests for 10 calls, want 1", n)
+	}
+
+	err := c.Call(t.Context(), "extractor", "x", map[string]int{"fail": agentapi.CodeNotFound}, nil)
+	var ce *agentclient.CallError
+	if !errors.As(err, &ce) || jsonrpc.CodeOf(err) != agentapi.CodeNotFound || ce.RPC.Message != "failed on purpose" {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestPeerIdentityMismatch(t *testing.T) {
+	f := newFixture(t)
+	url := f.serve(t, "extractor", echo)
+	// The URL points at the extractor, but the caller asked for the archivist.
+	c := f.client(t, map[string]string{"archivist": url}, nil)
+	err := c.Call(t.Context(), "archivist", "list_skills", nil, nil)
+	if jsonrpc.CodeOf(err) != agentapi.CodeUnavailable {
+		t.Fatalf("err = %v", err)
+	}
+	if f.idp.TokenRequests() > 1 {
+		t.Fatal("token requested more than once")
+	}
+}
+
+func TestRetryOnceOn401(t *testing.T) {
+	f := newFixture(t)
+	var calls atomic.Int32
+	url := f.serve(t, "validator", func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) == 1 {
+			tokens.Refuse(w, r, binding.ErrInvalidToken)
+			return
+		}
+		echo(w, r)
+	})
+	c := f.client(t, map[string]string{"validator": url}, nil)
+	if err := c.Call(t.Context(), "validator", "list_skills", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if calls.Load() != 2 || f.idp.TokenRequests() != 2 {
+		t.Fatalf("calls %d, token requests %d; want 2 and 2", calls.Load(), f.idp.TokenRequests())
+	}
+
+	// Always 401: one retry, then -32010.
+	always := f.serve(t, "archivist", func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		tokens.Refuse(w, r, binding.ErrInvalidToken)
+	})
+	calls.Store(0)
+	c = f.client(t, map[string]string{"archivist": always}, nil)
+	if err := c.Call(t.Context(), "archivist", "list_skills", nil, nil); jsonrpc.CodeOf(err) != agentapi.CodeUnauthenticated {
+		t.Fatalf("err = %v", err)
+	}
+	if calls.Load() != 2 {
+		t.Fatalf("%d attempts, want 2", calls.Load())
+	}
+}
+
+func TestStatusMapping(t *testing.T) {
+	f := newFixture(t)
+	for status, code := range map[int]int{403: agentapi.CodeForbidden, 413: agentapi.CodeTooLarge, 503: agentapi.CodeUnavailable} {
+		url := f.serve(t, "validator", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(status)
+			_ = json.NewEncoder(w).Encode(jsonrpc.Response{JSONRPC: jsonrpc.Version, Error: &jsonrpc.Error{Code: code, Message: "no"}, ID: json.RawMessage("null")})
+		})
+		c := f.client(t, map[string]string{"validator": url}, nil)
+		if err := c.Call(t.Context(), "validator", "m", nil, nil); jsonrpc.CodeOf(err) != code {
+			t.Errorf("HTTP %d: err = %v, want code %d", status, err, code)
+		}
+	}
+}
+
+func TestDeadline(t *testing.T) {
+	f := newFixture(t)
+	release := make(chan struct{})
+	url := f.serve(t, "validator", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	t.Cleanup(func() { close(release) }) // runs before the server's cleanup
+	c := f.client(t, map[string]string{"validator": url}, nil)
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err := c.Call(ctx, "validator", "slow", nil, nil)
+	if jsonrpc.CodeOf(err) != agentapi.CodeUnavailable || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v", err)
+	}
+	if time.Since(start) > 5*time.Second {
+		t.Fatalf("call outlived its deadline: %s", time.Since(start))
+	}
+}
+
+func TestNoRetryOfSentRequests(t *testing.T) {
+	f := newFixture(t)
+	var calls atomic.Int32
+	url := f.serve(t, "archivist", func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		// Kill the connection after the request arrived: the request was sent.
+		hj, _ := w.(http.Hijacker)
+		conn, _, _ := hj.Hijack()
+		conn.Close()
+	})
+	c := f.client(t, map[string]string{"archivist": url}, nil)
+	if err := c.Call(t.Context(), "archivist", "archive_document", map[string]string{}, nil); err == nil {
+		t.Fatal("no error")
+	}
+	if calls.Load() != 1 {
+		t.Fatalf("a sent, non-idempotent request was retried (%d attempts)", calls.Load())
+	}
+	// Unknown agent and refused connection.
+	if err := c.Call(t.Context(), "nobody", "m", nil, nil); err == nil {
+		t.Fatal("unknown agent accepted")
+	}
+	down := f.client(t, map[string]string{"validator": "https://127.0.0.1:1"}, nil)
+	if err := down.Call(t.Context(), "validator", "m", nil, nil); jsonrpc.CodeOf(err) != agentapi.CodeUnavailable {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+// hangingTokens never answers until released.
+type hangingTokens struct{ release chan struct{} }
+
+func (h hangingTokens) Token() (*oauth2.Token, error) {
+	<-h.release
+	return nil, errors.New("released")
+}
+func (h hangingTokens) Invalidate() {}
+
+func TestTokenFetchBoundedByDeadline(t *testing.T) {
+	f := newFixture(t)
+	url := f.serve(t, "validator", echo)
+	h := hangingTokens{release: make(chan struct{})}
+	defer close(h.release)
+	c, err := agentclient.New(agentclient.Config{Certificate: f.caller, Tokens: h, Peers: map[string]string{"validator": url}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if err := c.Call(ctx, "validator", "m", nil, nil); !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 2*time.Second {
+		t.Fatalf("err %v after %s", err, time.Since(start))
+	}
+}
+
+// TestRotationWithSessionResumption: after the caller's certificate
+// rotates, neither a resumed TLS session nor a kept-alive connection may
+// present the old certificate, to which the fresh token is not bound.
+func TestRotationWithSessionResumption(t *testing.T) {
+	f := newFixture(t)
+	url := f.serve(t, "validator", echo)
+	first := f.ca.Issue(t, "orchestrator")
+	dir := t.TempDir()
+	certPath, keyPath, caPath := pki.WriteFiles(t, dir, first, f.ca.PEM)
+	files, err := certload.WatchFiles(certPath, keyPath, caPath, certload.Options{PollInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer files.Close()
+	ts, err := tokensource.New(tokensource.Config{TokenURL: f.idp.TokenURL, ClientID: "orchestrator", Certificate: files, ServerName: "keycloak.ca-a2a.local", Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var handshakes atomic.Int64
+	c, err := agentclient.New(agentclient.Config{Certificate: files, Tokens: ts, Peers: map[string]string{"validator": url}, HandshakeCounter: &handshakes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	call := func() error {
+		var got map[string]string
+		return c.Call(t.Context(), "validator", "list_skills", nil, &got)
+	}
+	if err := call(); err != nil {
+		t.Fatal(err)
+	}
+	// Force the next connection to resume the session of the old certificate
+	// if the cache allowed it.
+	c.Close()
+	pki.WriteFiles(t, dir, f.ca.Issue(t, "orchestrator"), f.ca.PEM)
+	if changed, err := files.Reload(); err != nil || !changed {
+		t.Fatalf("reload: %v %v", changed, err)
+	}
+	for i := range 3 {
+		if err := call(); err != nil {
+			t.Fatalf("call %d after rotation: %v", i, err)
+		}
+		c.Close()
+	}
+}
