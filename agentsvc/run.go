@@ -124,9 +124,5 @@ func loadPolicy(cfg *config.Config, agent server.Agent) (*policy.Policy, error) 
 	if cfg.PolicyFile == "" {
 		return policy.Default(cfg.Name)
 	}
-	offered := []string{"list_skills", "get_health"}
-	for _, m := range agent.Methods {
-		offered = append(offered, m.Name)
-	}
-	return policy.Load(cfg.PolicyFile, cfg.Name, offered)
+	return policy.Load(cfg.PolicyFile, cfg.Name, agent.Offered())
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ca-a2a/ca-a2a/internal/loopback"
+	"github.com/ca-a2a/ca-a2a/internal/procgroup"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/syncbuf"
 )
 
@@ -91,22 +92,12 @@ http {
 	cmd := exec.Command(bin, "-p", dir, "-c", confPath, "-e", filepath.Join(dir, "error.log"))
 	out := &syncbuf.Buffer{Max: 16 << 10}
 	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	proc, err := procgroup.Start(cmd)
+	if err != nil {
 		return "", fmt.Errorf("nginx: cannot start %s: %w", bin, err)
 	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	tb.Cleanup(func() {
-		// SIGQUIT is nginx's graceful stop; the group takes the workers too.
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGQUIT)
-		select {
-		case <-exited:
-		case <-time.After(5 * time.Second):
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-exited
-		}
-	})
+	// SIGQUIT is nginx's graceful stop; the group takes the workers too.
+	tb.Cleanup(func() { proc.Stop(syscall.SIGQUIT, 5*time.Second) })
 	url = "https://127.0.0.1:" + strconv.Itoa(port)
 	client := f.HTTPClient(tb, "nginx", 1)
 	deadline := time.Now().Add(10 * time.Second)
@@ -120,7 +111,7 @@ http {
 			err = fmt.Errorf("HTTP %d", resp.StatusCode)
 		}
 		select {
-		case <-exited:
+		case <-proc.Exited():
 			log, _ := os.ReadFile(filepath.Join(dir, "error.log"))
 			return "", fmt.Errorf("nginx exited at start: %s %s", out.String(), log)
 		default:

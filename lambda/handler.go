@@ -11,12 +11,12 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 
 	"github.com/ca-a2a/ca-a2a/shared/agentapi"
+	"github.com/ca-a2a/ca-a2a/shared/fanout"
 	"github.com/ca-a2a/ca-a2a/shared/jsonrpc"
 )
 
@@ -186,36 +186,27 @@ func (h *Handler) process(ctx context.Context, objs []agentapi.ProcessDocumentPa
 	if n <= 0 {
 		n = 8
 	}
-	sem := make(chan struct{}, n)
-	var wg sync.WaitGroup
-	for i, o := range objs {
-		wg.Go(func() {
-			select {
-			case sem <- struct{}{}:
-				defer func() { <-sem }()
-			case <-ctx.Done():
-				errs[i] = ctx.Err()
-				h.logFailure(o, errs[i])
-				return
-			}
-			start := time.Now()
-			var res agentapi.ProcessResult
-			err := h.Orchestrator.Call(ctx, agentapi.Orchestrator, agentapi.MethodProcessDocument, o, &res)
-			switch {
-			case err != nil:
-				errs[i] = err
-			case res.Status != agentapi.StatusArchived && res.Status != agentapi.StatusRejected:
-				errs[i] = fmt.Errorf("lambda: document %s %s", res.DocumentID, res.Status)
-			}
-			if errs[i] != nil {
-				h.logFailure(o, errs[i])
-				return
-			}
-			h.log().Info("document processed", "bucket", o.Bucket, "s3_key", o.S3Key, "document_id", res.DocumentID,
-				"status", res.Status, "latency_ms", time.Since(start).Milliseconds())
-		})
-	}
-	wg.Wait()
+	fanout.Each(ctx, len(objs), n, func(i int) {
+		o := objs[i]
+		start := time.Now()
+		var res agentapi.ProcessResult
+		err := h.Orchestrator.Call(ctx, agentapi.Orchestrator, agentapi.MethodProcessDocument, o, &res)
+		switch {
+		case err != nil:
+			errs[i] = err
+		case res.Status != agentapi.StatusArchived && res.Status != agentapi.StatusRejected:
+			errs[i] = fmt.Errorf("lambda: document %s %s", res.DocumentID, res.Status)
+		}
+		if errs[i] != nil {
+			h.logFailure(o, errs[i])
+			return
+		}
+		h.log().Info("document processed", "bucket", o.Bucket, "s3_key", o.S3Key, "document_id", res.DocumentID,
+			"status", res.Status, "latency_ms", time.Since(start).Milliseconds())
+	}, func(i int, err error) {
+		errs[i] = err
+		h.logFailure(objs[i], err)
+	})
 	return errs
 }
 

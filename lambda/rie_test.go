@@ -15,6 +15,7 @@ import (
 
 	"github.com/ca-a2a/ca-a2a/dev/localrun"
 	"github.com/ca-a2a/ca-a2a/internal/loopback"
+	"github.com/ca-a2a/ca-a2a/internal/procgroup"
 )
 
 // TestBootstrapUnderRuntimeInterfaceEmulator builds the real bootstrap and
@@ -38,7 +39,7 @@ func TestBootstrapUnderRuntimeInterfaceEmulator(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	port, apiPort := freePort(t), freePort(t)
+	port, apiPort := loopback.Port(t), loopback.Port(t)
 	cmd := exec.Command(rie, "--runtime-interface-emulator-address", fmt.Sprintf("127.0.0.1:%d", port),
 		"--runtime-api-address", fmt.Sprintf("127.0.0.1:%d", apiPort), bootstrap)
 	cmd.Env = append(os.Environ(),
@@ -46,11 +47,11 @@ func TestBootstrapUnderRuntimeInterfaceEmulator(t *testing.T) {
 		"OIDC_ISSUER="+e.stack.IdP.Issuer, "OIDC_TOKEN_URL="+e.stack.IdP.TokenURL, "ORCHESTRATOR_URL="+e.stack.URLs["orchestrator"])
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	proc, err := procgroup.Start(cmd)
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); _ = cmd.Wait() })
+	t.Cleanup(func() { proc.Stop(syscall.SIGKILL, 0) })
 
 	url := fmt.Sprintf("http://127.0.0.1:%d/2015-03-31/functions/function/invocations", port)
 	client := &http.Client{Timeout: 60 * time.Second}
@@ -73,14 +74,4 @@ func TestBootstrapUnderRuntimeInterfaceEmulator(t *testing.T) {
 	if strings.TrimSpace(answer) != want {
 		t.Fatalf("answer %s, want %s\n%s", answer, want, out.String())
 	}
-}
-
-// freePort is loopback.FreePort for tests.
-func freePort(t testing.TB) int {
-	t.Helper()
-	p, err := loopback.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
 }

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/ca-a2a/ca-a2a/internal/certgen"
+	"github.com/ca-a2a/ca-a2a/internal/procgroup"
 	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 	"github.com/ca-a2a/ca-a2a/shared/certload"
 	"github.com/ca-a2a/ca-a2a/shared/envconfig"
@@ -141,8 +142,7 @@ func upper(s string) string {
 // Group is a set of started processes.
 type Group struct {
 	mu    sync.Mutex
-	procs []*exec.Cmd
-	names []string
+	procs []*procgroup.Process
 }
 
 // Start runs bin with args and env (added to this process's environment),
@@ -158,14 +158,14 @@ func (g *Group) Start(name, logPath string, env []string, bin string, args ...st
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
+	p, err := procgroup.Start(cmd)
+	// The child has its own descriptor of the log.
+	logf.Close()
+	if err != nil {
 		return fmt.Errorf("start %s: %w", name, err)
 	}
-	go func() { _ = cmd.Wait(); logf.Close() }()
 	g.mu.Lock()
-	g.procs, g.names = append(g.procs, cmd), append(g.names, name)
+	g.procs = append(g.procs, p)
 	g.mu.Unlock()
 	return nil
 }
@@ -174,16 +174,10 @@ func (g *Group) Start(name, logPath string, env []string, bin string, args ...st
 func (g *Group) Stop() {
 	g.mu.Lock()
 	procs := g.procs
-	g.procs, g.names = nil, nil
+	g.procs = nil
 	g.mu.Unlock()
 	for i := len(procs) - 1; i >= 0; i-- {
-		p := procs[i].Process
-		_ = syscall.Kill(-p.Pid, syscall.SIGTERM)
-		deadline := time.Now().Add(10 * time.Second)
-		for time.Now().Before(deadline) && syscall.Kill(p.Pid, 0) == nil {
-			time.Sleep(50 * time.Millisecond)
-		}
-		_ = syscall.Kill(-p.Pid, syscall.SIGKILL)
+		procs[i].Stop(syscall.SIGTERM, 10*time.Second)
 	}
 }
 

@@ -2,7 +2,10 @@
 // the tests, which only ever listen on loopback.
 package loopback
 
-import "net"
+import (
+	"net"
+	"testing"
+)
 
 // FreePort returns a TCP port that was free on 127.0.0.1 a moment ago. The
 // caller binds it soon after; a race with another process is possible and
@@ -14,4 +17,14 @@ func FreePort() (int, error) {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Port is FreePort for tests: a failure ends the test.
+func Port(t testing.TB) int {
+	t.Helper()
+	p, err := FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

@@ -18,7 +18,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -61,8 +60,8 @@ type Client struct {
 	cfg    Config
 	peers  map[string]*peer
 	nextID atomic.Int64
-	mu     sync.Mutex
-	bundle *certload.Bundle // the certificate the transports were built for
+	// rotation watches the certificate the transports were built for.
+	rotation certload.Rotation
 }
 
 // peer is one agent's URL and the transport that reaches it. The transport
@@ -263,14 +262,7 @@ func decodeResponse(agent, method string, resp *response, result any) error {
 // certificate rotated: they present the old certificate, to which a fresh
 // token is not bound. New transports serve from now on.
 func (c *Client) dropConnectionsOnRotation() {
-	// A source publishes a new *Bundle only when the certificate changed:
-	// a pointer comparison, no hashing on every call.
-	b := c.cfg.Certificate.Bundle()
-	c.mu.Lock()
-	changed := c.bundle != nil && c.bundle != b
-	c.bundle = b
-	c.mu.Unlock()
-	if !changed {
+	if _, rotated := c.rotation.Check(c.cfg.Certificate); !rotated {
 		return
 	}
 	for _, p := range c.peers {

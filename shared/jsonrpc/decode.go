@@ -1,14 +1,11 @@
 package jsonrpc
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 )
-
-func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
 
 // describeJSONError turns a decoding error into a message safe to send back:
 // it names the field or offset, never echoes the input.

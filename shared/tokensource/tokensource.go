@@ -94,10 +94,10 @@ type Source struct {
 	client *http.Client
 	log    *slog.Logger
 
-	mu     sync.Mutex
-	reuse  oauth2.TokenSource
-	bundle *certload.Bundle // the certificate reuse was built for
-	fetchs int
+	mu       sync.Mutex
+	reuse    oauth2.TokenSource
+	rotation certload.Rotation // of the certificate reuse was built for
+	fetchs   int
 }
 
 // New returns a Source for cfg.
@@ -142,20 +142,18 @@ func (s *Source) Invalidate() {
 }
 
 func (s *Source) current() oauth2.TokenSource {
-	// A source publishes a new *Bundle only when the certificate changed, so
-	// comparing pointers detects a rotation without hashing on every call.
-	b := s.cfg.Certificate.Bundle()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.reuse == nil || s.bundle != b {
+	b, rotated := s.rotation.Check(s.cfg.Certificate)
+	if rotated {
 		// A rotated certificate invalidates the cached token: it is bound
 		// to the old one. Kept-alive connections still present the old
 		// certificate, so the next token must come over a new one.
-		if s.bundle != nil && s.bundle != b {
-			s.client.CloseIdleConnections()
-		}
+		s.client.CloseIdleConnections()
+		s.reuse = nil
+	}
+	if s.reuse == nil {
 		s.reuse = oauth2.ReuseTokenSourceWithExpiry(nil, &boundSource{s: s, thumb: binding.Thumbprint(b.Leaf())}, s.cfg.ExpiryMargin)
-		s.bundle = b
 	}
 	return s.reuse
 }

@@ -24,6 +24,7 @@ import (
 
 	"github.com/ca-a2a/ca-a2a/agentsvc/runtime/skill"
 	"github.com/ca-a2a/ca-a2a/shared/agentapi"
+	"github.com/ca-a2a/ca-a2a/shared/fanout"
 	"github.com/ca-a2a/ca-a2a/shared/jsonrpc"
 )
 
@@ -219,21 +220,13 @@ func (o *Orchestrator) processBatch(ctx context.Context, params json.RawMessage)
 		}
 	}
 	results := make([]agentapi.ProcessResult, len(selected))
-	sem := make(chan struct{}, o.opts.BatchConcurrency)
-	var wg sync.WaitGroup
-	for i, k := range selected {
-		wg.Go(func() {
-			select {
-			case sem <- struct{}{}:
-				defer func() { <-sem }()
-				results[i] = o.Process(ctx, agentapi.ProcessDocumentParams{S3Key: k, Bucket: o.opts.Bucket})
-			case <-ctx.Done():
-				results[i] = agentapi.ProcessResult{S3Key: k, Bucket: o.opts.Bucket, DocumentID: DocumentID(o.opts.Bucket, k, ""), Status: agentapi.StatusFailed,
-					Stages: agentapi.Stages{Extraction: &agentapi.Stage{Status: agentapi.StageFailed, Code: agentapi.CodeUnavailable, Message: "deadline exceeded before the document was processed"}}}
-			}
-		})
-	}
-	wg.Wait()
+	fanout.Each(ctx, len(selected), o.opts.BatchConcurrency, func(i int) {
+		results[i] = o.Process(ctx, agentapi.ProcessDocumentParams{S3Key: selected[i], Bucket: o.opts.Bucket})
+	}, func(i int, _ error) {
+		k := selected[i]
+		results[i] = agentapi.ProcessResult{S3Key: k, Bucket: o.opts.Bucket, DocumentID: DocumentID(o.opts.Bucket, k, ""), Status: agentapi.StatusFailed,
+			Stages: agentapi.Stages{Extraction: &agentapi.Stage{Status: agentapi.StageFailed, Code: agentapi.CodeUnavailable, Message: "deadline exceeded before the document was processed"}}}
+	})
 	for _, r := range results {
 		switch r.Status {
 		case agentapi.StatusArchived:

@@ -47,6 +47,17 @@ type Agent struct {
 	Checks map[string]HealthCheck
 }
 
+// Offered lists the methods the agent answers: list_skills and get_health,
+// which every agent offers, then its own. The policy file is checked
+// against it.
+func (a Agent) Offered() []string {
+	out := []string{agentapi.MethodListSkills, agentapi.MethodGetHealth}
+	for _, m := range a.Methods {
+		out = append(out, m.Name)
+	}
+	return out
+}
+
 // Options configure a Server.
 type Options struct {
 	Agent    Agent
@@ -104,15 +115,6 @@ func New(opts Options) (*Server, error) {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { notFound(w) })
 	s.mux = mux
 	return s, nil
-}
-
-// Offered lists the methods this agent offers (for the policy file check).
-func (s *Server) Offered() []string {
-	out := make([]string, 0, len(s.methods))
-	for name := range s.methods {
-		out = append(out, name)
-	}
-	return out
 }
 
 // Handler returns the agent's HTTP handler. Each request is logged once,

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -237,5 +238,12 @@ func TestRefusedAnswers(t *testing.T) {
 				t.Fatalf("WWW-Authenticate %q, want %q", got, tc.challenge)
 			}
 		})
+	}
+}
+
+func TestOffered(t *testing.T) {
+	a := server.Agent{Name: "validator", Methods: []skill.Method{{Name: "validate_document"}, {Name: "get_validation_rules"}}}
+	if got := a.Offered(); !slices.Equal(got, []string{"list_skills", "get_health", "validate_document", "get_validation_rules"}) {
+		t.Fatalf("offered %v", got)
 	}
 }

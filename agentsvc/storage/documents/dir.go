@@ -114,13 +114,10 @@ func (d *Dir) Get(ctx context.Context, key string, maxBytes int64) (*Object, err
 	if !st.Mode().IsRegular() {
 		return nil, ErrNotFound // swapped between Stat and Open
 	}
-	// The file may grow after Stat: never read more than maxBytes+1.
-	data, err := io.ReadAll(io.LimitReader(f, maxBytes+1))
+	// The file may grow after Stat.
+	data, err := readAll(f, maxBytes)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
-	}
-	if int64(len(data)) > maxBytes {
-		return nil, tooLarge(-1, maxBytes)
+		return nil, err
 	}
 	return &Object{
 		Key:          key,

@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"strings"
 	"time"
@@ -191,6 +192,20 @@ func maxOrDefault(maxBytes int64) int64 {
 		return DefaultMaxBytes
 	}
 	return maxBytes
+}
+
+// readAll reads r whole but never more than limit+1 bytes: the size a
+// backend announced before the read may be wrong (a file that grows, an
+// object without Content-Length), so the limit holds whatever was announced.
+func readAll(r io.Reader, limit int64) ([]byte, error) {
+	data, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	if int64(len(data)) > limit {
+		return nil, tooLarge(-1, limit)
+	}
+	return data, nil
 }
 
 func tooLarge(size, limit int64) error {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"regexp"
 	"strings"
@@ -92,12 +91,9 @@ func (s *S3) Get(ctx context.Context, key string, maxBytes int64) (*Object, erro
 	if n := aws.ToInt64(out.ContentLength); n > maxBytes {
 		return nil, tooLarge(n, maxBytes)
 	}
-	data, err := io.ReadAll(io.LimitReader(out.Body, maxBytes+1))
+	data, err := readAll(out.Body, maxBytes)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
-	}
-	if int64(len(data)) > maxBytes {
-		return nil, tooLarge(-1, maxBytes)
+		return nil, err
 	}
 	return &Object{
 		Key:          key,

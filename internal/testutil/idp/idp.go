@@ -22,7 +22,9 @@ import (
 	"github.com/MicahParks/jwkset"
 
 	"github.com/ca-a2a/ca-a2a/internal/loopback"
+	"github.com/ca-a2a/ca-a2a/internal/procgroup"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/repo"
+	"github.com/ca-a2a/ca-a2a/internal/testutil/syncbuf"
 	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 )
 
@@ -162,7 +164,7 @@ func Start(t testing.TB, certsDir string, opts ...Option) *IdP {
 	// The port is probed, closed and handed to node, so another process can
 	// take it in between; that failure is recognised and retried.
 	for attempt := 1; ; attempt++ {
-		port := freePort(t)
+		port := loopback.Port(t)
 		env := append(os.Environ(),
 			"CERTS_DIR="+certsDir,
 			"IDP_HOST="+ServerName,
@@ -200,30 +202,20 @@ func run(t testing.TB, dir string, env []string) (*IdP, error) {
 	cmd.Env = env
 	cmd.Stdout = out
 	cmd.Stderr = &out.stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	proc, err := procgroup.Start(cmd)
+	if err != nil {
 		return nil, fmt.Errorf("idp: start node: %w", err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	stop := func() {
-		// SIGTERM first: the server closes its listener and exits; the
-		// group kill makes sure nothing outlives the test.
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(3 * time.Second):
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-exited
-		}
-	}
+	// SIGTERM first: the server closes its listener and exits; the group
+	// kill makes sure nothing outlives the test.
+	stop := func() { proc.Stop(syscall.SIGTERM, 3*time.Second) }
 	select {
 	case <-out.ready:
-	case err := <-exited:
+	case <-proc.Exited():
 		if strings.Contains(out.String(), "EADDRINUSE") {
 			return nil, errPortTaken
 		}
-		return nil, fmt.Errorf("idp: exited before it was ready (%v):\n%s", err, out)
+		return nil, fmt.Errorf("idp: exited before it was ready (%v):\n%s", proc.Err(), out)
 	case <-time.After(readyTimeout):
 		stop()
 		return nil, fmt.Errorf("idp: not ready within %s:\n%s", readyTimeout, out)
@@ -242,7 +234,7 @@ func run(t testing.TB, dir string, env []string) (*IdP, error) {
 type output struct {
 	mu     sync.Mutex
 	stdout bytes.Buffer
-	stderr lockedBuffer
+	stderr syncbuf.Buffer
 	ready  chan struct{}
 	seen   bool
 }
@@ -264,23 +256,6 @@ func (o *output) String() string {
 	return o.stdout.String() + o.stderr.String()
 }
 
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func lastValue(env []string, key string) string {
 	v := ""
 	for _, kv := range env {
@@ -289,14 +264,4 @@ func lastValue(env []string, key string) string {
 		}
 	}
 	return v
-}
-
-// freePort is loopback.FreePort for tests.
-func freePort(t testing.TB) int {
-	t.Helper()
-	p, err := loopback.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
 }

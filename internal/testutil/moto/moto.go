@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/ca-a2a/ca-a2a/internal/loopback"
+	"github.com/ca-a2a/ca-a2a/internal/procgroup"
 )
 
 const (
@@ -78,9 +79,8 @@ var errExited = errors.New("moto_server exited before it was ready")
 
 // server is one moto_server process.
 type server struct {
-	cmd     *exec.Cmd
-	logPath string        // stdout and stderr of the process group
-	exited  chan struct{} // closed once cmd.Wait returned
+	proc    *procgroup.Process
+	logPath string // stdout and stderr of the process group
 }
 
 // tail returns the last maxLog bytes of the server's output.
@@ -99,11 +99,7 @@ func (s *server) tail() string {
 
 func (s *server) stop() {
 	// The shim on PATH (pyenv, venv) may fork python: kill the whole group.
-	_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
-	select {
-	case <-s.exited:
-	case <-time.After(10 * time.Second):
-	}
+	s.proc.Stop(syscall.SIGKILL, 0)
 }
 
 // start runs one server. On failure the error quotes the output and names
@@ -120,18 +116,16 @@ func start(t testing.TB, bin string) (endpoint, logPath string, err error) {
 		return "", "", err
 	}
 	defer log.Close() // the child has its own descriptor
-	s := &server{logPath: log.Name(), exited: make(chan struct{})}
-	s.cmd = exec.Command(bin, "-H", "127.0.0.1", "-p", strconv.Itoa(port))
-	s.cmd.Stdout, s.cmd.Stderr = log, log
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := s.cmd.Start(); err != nil {
+	s := &server{logPath: log.Name()}
+	cmd := exec.Command(bin, "-H", "127.0.0.1", "-p", strconv.Itoa(port))
+	cmd.Stdout, cmd.Stderr = log, log
+	if s.proc, err = procgroup.Start(cmd); err != nil {
 		os.Remove(s.logPath)
 		return "", "", fmt.Errorf("starting %s: %w", bin, err)
 	}
-	go func() { _ = s.cmd.Wait(); close(s.exited) }()
 
 	endpoint = "http://127.0.0.1:" + strconv.Itoa(port)
-	if err := waitReady(endpoint, s.exited); err != nil {
+	if err := waitReady(endpoint, s.proc.Exited()); err != nil {
 		s.stop()
 		return "", s.logPath, fmt.Errorf("%w\n--- moto_server output (%s) ---\n%s", err, s.logPath, s.tail())
 	}

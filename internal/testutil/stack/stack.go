@@ -63,7 +63,7 @@ func Start(t testing.TB, opts ...Option) *Stack {
 	s.IdP = idp.Start(t, s.CertsDir)
 	ports := map[string]int{}
 	for _, a := range Agents {
-		ports[a] = freePort(t)
+		ports[a] = loopback.Port(t)
 		s.URLs[a] = fmt.Sprintf("https://127.0.0.1:%d", ports[a])
 	}
 	for _, a := range Agents {
@@ -169,14 +169,4 @@ func (s *Stack) Leaf(agent string) (cert, key, ca string) {
 	cert, key = certgen.LeafPaths(s.CertsDir, agent)
 	ca, _ = certgen.CAPaths(s.CertsDir)
 	return cert, key, ca
-}
-
-// freePort is loopback.FreePort for tests.
-func freePort(t testing.TB) int {
-	t.Helper()
-	p, err := loopback.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
 }

@@ -1,0 +1,194 @@
+package lambda_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+
+	"github.com/ca-a2a/ca-a2a/lambda"
+	"github.com/ca-a2a/ca-a2a/shared/agentapi"
+	"github.com/ca-a2a/ca-a2a/shared/jsonrpc"
+)
+
+// fakeOrchestrator answers process_document from the key: ok* archived,
+// rejected* rejected, failed* a pipeline that failed, down* an unavailable
+// orchestrator. It records the calls and how many ran at once.
+type fakeOrchestrator struct {
+	mu      sync.Mutex
+	calls   []agentapi.ProcessDocumentParams
+	running atomic.Int32
+	most    atomic.Int32
+	hold    time.Duration
+}
+
+func (f *fakeOrchestrator) Call(ctx context.Context, agent, method string, params, result any) error {
+	if agent != agentapi.Orchestrator || method != agentapi.MethodProcessDocument {
+		return jsonrpc.Errorf(jsonrpc.CodeMethodNotFound, "unexpected %s.%s", agent, method)
+	}
+	p := params.(agentapi.ProcessDocumentParams)
+	f.mu.Lock()
+	f.calls = append(f.calls, p)
+	f.mu.Unlock()
+	now := f.running.Add(1)
+	defer f.running.Add(-1)
+	for m := f.most.Load(); now > m && !f.most.CompareAndSwap(m, now); m = f.most.Load() {
+	}
+	select {
+	case <-time.After(f.hold):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	res := result.(*agentapi.ProcessResult)
+	res.DocumentID, res.S3Key = "doc-"+p.S3Key, p.S3Key
+	switch {
+	case strings.HasPrefix(p.S3Key, "ok"):
+		res.Status = agentapi.StatusArchived
+	case strings.HasPrefix(p.S3Key, "rejected"):
+		res.Status = agentapi.StatusRejected
+	case strings.HasPrefix(p.S3Key, "failed"):
+		res.Status = agentapi.StatusFailed
+	default:
+		return jsonrpc.Errorf(agentapi.CodeUnavailable, "orchestrator unavailable")
+	}
+	return nil
+}
+
+func (f *fakeOrchestrator) keys() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for _, c := range f.calls {
+		out = append(out, c.Bucket+"/"+c.S3Key)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func message(id, body string) events.SQSMessage { return events.SQSMessage{MessageId: id, Body: body} }
+
+func s3Notification(keys ...string) string {
+	var recs []map[string]any
+	for _, k := range keys {
+		recs = append(recs, map[string]any{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+			"s3": map[string]any{"bucket": map[string]any{"name": "docs"}, "object": map[string]any{"key": k}}})
+	}
+	b, _ := json.Marshal(map[string]any{"Records": recs})
+	return string(b)
+}
+
+// TestSQSPartialFailures: exactly the messages with a failed object are
+// reported, each once, whatever else the batch holds; nothing else is.
+func TestSQSPartialFailures(t *testing.T) {
+	tests := []struct {
+		name      string
+		messages  []events.SQSMessage
+		failures  []string
+		callsMade []string
+	}{
+		{"all processed", []events.SQSMessage{
+			message("m1", `{"s3_key":"ok-1.pdf","bucket":"docs"}`),
+			message("m2", `{"s3_key":"rejected-1.csv","bucket":"docs"}`),
+		}, nil, []string{"docs/ok-1.pdf", "docs/rejected-1.csv"}},
+		{"mixed batch", []events.SQSMessage{
+			message("ok", `{"s3_key":"ok-1.pdf","bucket":"docs"}`),
+			message("half", s3Notification("ok-2.pdf", "down-1.pdf")),
+			message("poison", `not json`),
+			message("test-event", `{"Service":"Amazon S3","Event":"s3:TestEvent","Bucket":"docs"}`),
+			message("pipeline-failed", `{"s3_key":"failed-1.pdf","bucket":"docs"}`),
+			message("removed", `{"Records":[{"eventSource":"aws:s3","eventName":"ObjectRemoved:Delete","s3":{"bucket":{"name":"docs"},"object":{"key":"gone.pdf"}}}]}`),
+		}, []string{"half", "poison", "pipeline-failed"}, []string{"docs/down-1.pdf", "docs/failed-1.pdf", "docs/ok-1.pdf", "docs/ok-2.pdf"}},
+		{"every message fails", []events.SQSMessage{
+			message("a", `{"s3_key":"down-1.pdf"}`),
+			message("b", `{"s3_key":"down-2.pdf","extra":1}`),
+			message("c", `[]`),
+		}, []string{"a", "b", "c"}, []string{"/down-1.pdf"}},
+		{"empty batch", nil, nil, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := &fakeOrchestrator{}
+			h := &lambda.Handler{Orchestrator: f, Concurrency: 2, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+			resp, err := h.HandleSQS(t.Context(), events.SQSEvent{Records: tc.messages})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, fl := range resp.BatchItemFailures {
+				got = append(got, fl.ItemIdentifier)
+			}
+			if !slices.Equal(got, tc.failures) {
+				t.Fatalf("batchItemFailures %v, want %v", got, tc.failures)
+			}
+			if resp.BatchItemFailures == nil {
+				t.Fatal("batchItemFailures is null; Lambda reads that as a failed batch")
+			}
+			if keys := f.keys(); !slices.Equal(keys, tc.callsMade) {
+				t.Fatalf("calls %v, want %v", keys, tc.callsMade)
+			}
+		})
+	}
+}
+
+func TestFanOutIsBounded(t *testing.T) {
+	f := &fakeOrchestrator{hold: 20 * time.Millisecond}
+	h := &lambda.Handler{Orchestrator: f, Concurrency: 3, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	var msgs []events.SQSMessage
+	for i := range 12 {
+		msgs = append(msgs, message(string(rune('a'+i)), `{"s3_key":"ok-`+string(rune('a'+i))+`.pdf"}`))
+	}
+	resp, err := h.HandleSQS(t.Context(), events.SQSEvent{Records: msgs})
+	if err != nil || len(resp.BatchItemFailures) != 0 {
+		t.Fatalf("%v %v", resp, err)
+	}
+	if n := f.most.Load(); n > 3 || n < 1 {
+		t.Fatalf("%d calls at once, want at most 3", n)
+	}
+	if len(f.keys()) != 12 {
+		t.Fatalf("%d calls, want 12", len(f.keys()))
+	}
+}
+
+// TestDeadlineSpent: with less time left than the safety margin no call
+// starts, and every message is reported for retry.
+func TestDeadlineSpent(t *testing.T) {
+	f := &fakeOrchestrator{}
+	h := &lambda.Handler{Orchestrator: f, SafetyMargin: time.Hour, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	resp, err := h.HandleSQS(ctx, events.SQSEvent{Records: []events.SQSMessage{
+		message("a", `{"s3_key":"ok-1.pdf"}`), message("b", s3Notification("ok-2.pdf", "ok-3.pdf")),
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.BatchItemFailures) != 2 || len(f.keys()) != 0 {
+		t.Fatalf("failures %v after %d calls; want both messages and no call", resp.BatchItemFailures, len(f.keys()))
+	}
+}
+
+// TestS3DirectReportsFailedKeys: a direct S3 invocation fails, naming the
+// keys, so that Lambda's retry or on-failure destination applies.
+func TestS3DirectReportsFailedKeys(t *testing.T) {
+	var e events.S3Event
+	if err := json.Unmarshal([]byte(s3Notification("ok-1.pdf", "down-1.pdf", "failed-1.pdf")), &e); err != nil {
+		t.Fatal(err)
+	}
+	h := &lambda.Handler{Orchestrator: &fakeOrchestrator{}, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	err := h.HandleS3(t.Context(), e)
+	if err == nil || !strings.Contains(err.Error(), "2 of 3 objects failed") || !strings.Contains(err.Error(), "down-1.pdf") ||
+		!strings.Contains(err.Error(), "failed-1.pdf") || strings.Contains(err.Error(), "ok-1.pdf") {
+		t.Fatalf("err = %v", err)
+	}
+	if err := h.HandleS3(t.Context(), events.S3Event{}); err != nil {
+		t.Fatalf("empty event: %v", err)
+	}
+}
