@@ -198,7 +198,7 @@ func rawGet(t *testing.T, s *stack.Stack, as, server, path string) (int, string)
 	return resp.StatusCode, string(body)
 }
 
-// TestRejectionsFromOutside observes every rejection of DESIGN section 5
+// TestRejectionsFromOutside observes every rejection of docs/contract.md
 // over real TLS against running agents.
 func TestRejectionsFromOutside(t *testing.T) {
 	s := stack.Start(t)

@@ -71,8 +71,8 @@ func (s *StaticTokens) Token() (*oauth2.Token, error) { return s.tok, nil }
 // Invalidate does nothing: the token is valid for the whole run.
 func (s *StaticTokens) Invalidate() {}
 
-// Verifier returns the verifier an agent builds (DESIGN section 5
-// defaults: binding enabled and required) on a KeySet of f's JWKS.
+// Verifier returns the verifier an agent builds (the defaults: binding
+// enabled and required) on a KeySet of f's JWKS.
 func (f *Fixture) Verifier(tb testing.TB, cacheSize int) *binding.Verifier {
 	tb.Helper()
 	v, err := binding.NewVerifier(binding.Config{
@@ -85,8 +85,8 @@ func (f *Fixture) Verifier(tb testing.TB, cacheSize int) *binding.Verifier {
 	return v
 }
 
-// Agent is a real agent server (agentsvc/server: the whole auth chain, the
-// default policy, the timeouts and limits of DESIGN section 5) on
+// Agent is a real agent server (agentsvc/runtime/server: the whole auth
+// chain, the default policy, the timeouts and limits of docs/contract.md) on
 // 127.0.0.1 with a certificate for Name.
 type Agent struct {
 	Name string

@@ -23,7 +23,7 @@ import (
 	"github.com/ca-a2a/ca-a2a/shared/certload"
 )
 
-// Secret ids of DESIGN section 7.
+// Secret ids: the Lambda's defaults (docs/configuration.md, Lambda).
 var secretIDs = certload.SecretIDs{Cert: "ca-a2a/lambda-cert", Key: "ca-a2a/lambda-key", CA: "ca-a2a/ca-cert"}
 
 // countingSecrets counts BatchGetSecretValue calls on the way to the real

@@ -1,7 +1,7 @@
 // Package lambda is the Lambda handler: it turns S3 and SQS events into one
 // process_document call per object to the orchestrator, over mTLS with a
 // certificate-bound token, and reports every failure so that nothing is
-// dropped silently (DESIGN section 7).
+// dropped silently (docs/architecture.md, The request path).
 package lambda
 
 import (

@@ -24,7 +24,8 @@ import (
 	"github.com/ca-a2a/ca-a2a/shared/tokensource"
 )
 
-// Config is the Lambda's environment (DESIGN section 7), parsed once.
+// Config is the Lambda's environment (docs/configuration.md, Lambda), parsed
+// once.
 type Config struct {
 	Secrets       certload.SecretIDs // CERT_SECRET_ID, KEY_SECRET_ID, CA_SECRET_ID
 	ExtensionPort string             // PARAMETERS_SECRETS_EXTENSION_HTTP_PORT

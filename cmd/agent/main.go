@@ -1,5 +1,5 @@
 // Command agent runs one ca-a2a agent; AGENT_NAME chooses the role
-// (DESIGN section 4). "agent healthcheck [--strict]" probes the running
+// (docs/configuration.md). "agent healthcheck [--strict]" probes the running
 // agent's /health over mTLS and exits 0 when the agent answers (the ECS
 // container health check); --strict also fails when it reports degraded.
 package main

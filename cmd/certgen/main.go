@@ -1,6 +1,6 @@
 // Command certgen creates the project CA and the agents' certificates,
 // prints a certificate's x5t#S256 thumbprint, and publishes certificates to
-// Secrets Manager. See DESIGN section 3.
+// Secrets Manager. See docs/configuration.md, Certificates.
 //
 //	certgen [--certs-dir ./certs] [--force] [--force-ca] [--days 365] [--key-type ecdsa|rsa] [--agents a b ...]
 //	certgen thumbprint FILE

@@ -1,6 +1,6 @@
 // Command lambda is the Lambda function's bootstrap (runtime
 // provided.al2023): it initialises once per execution environment and
-// handles S3 and SQS events (DESIGN section 7). Build with
+// handles S3 and SQS events (docs/architecture.md). Build with
 // -tags lambda.norpc.
 package main
 

@@ -19,7 +19,7 @@ import (
 	"github.com/ca-a2a/ca-a2a/shared/tokensource"
 )
 
-// demo tells the story of DESIGN section 9 and fails when any step does
+// demo tells the story of `make demo` (docs/operations.md) and fails when any step does
 // not behave as expected. Everything it starts is stopped at the end, also
 // on Ctrl-C.
 func demo(ctx context.Context, l localrun.Layout) error {

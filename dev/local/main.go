@@ -1,4 +1,5 @@
-// Command local runs the system on this machine (DESIGN sections 9 and 10):
+// Command local runs the system on this machine (docs/operations.md, Running
+// it; docs/configuration.md, Local runs):
 //
 //	go run ./dev/local demo          the whole story, end to end, then stop
 //	go run ./dev/local run-agents    identity provider and four agents, until Ctrl-C

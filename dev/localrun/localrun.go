@@ -1,5 +1,5 @@
 // Package localrun starts the local stand-ins of the cloud parts on
-// loopback (DESIGN section 10): moto_server for Secrets Manager, the local
+// loopback (docs/configuration.md, Local runs): moto_server for Secrets Manager, the local
 // identity provider, the four agents, and the Lambda bootstrap under the
 // Runtime Interface Emulator. Every process it starts runs in its own
 // process group and is stopped by Group.Stop, also on interrupt.

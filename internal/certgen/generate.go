@@ -1,5 +1,6 @@
 // Package certgen creates the project CA and agent certificates in the
-// layout of DESIGN section 3, and publishes them to Secrets Manager. The
+// layout of docs/configuration.md, Certificates, and publishes them to
+// Secrets Manager. The
 // certgen command and the tests that need a certs directory share it.
 package certgen
 

@@ -102,7 +102,8 @@ func with(c jwt.MapClaims, k string, v any) jwt.MapClaims {
 	return out
 }
 
-// TestRejections is one table over every rejection of DESIGN section 5,
+// TestRejections is one table over every rejection of the authentication
+// chain (docs/contract.md, Authentication),
 // each case named after the attack, observed over real mTLS.
 func TestRejections(t *testing.T) {
 	ca := pki.NewCA(t, "CA A2A Root CA")

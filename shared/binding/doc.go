@@ -2,7 +2,8 @@
 // certificate presented on the same TLS connection (RFC 8705
 // certificate-bound access tokens, the `cnf.x5t#S256` claim).
 //
-// A Verifier applies the whole chain of DESIGN section 5 in order: the token
+// A Verifier applies the whole chain (docs/contract.md, Authentication) in
+// order: the token
 // is read from the Authorization header only; its header is checked (allowed
 // algorithms, a `kid`, no `jku`/`x5u`/`jwk`/`x5c`, no `crit`); its signature
 // is checked against keys from the identity provider's JWKS (KeySet, built on

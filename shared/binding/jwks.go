@@ -18,8 +18,8 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
-// KeySetOptions tune a KeySet. Zero values take the defaults of DESIGN
-// section 5.
+// KeySetOptions tune a KeySet. Zero values take the defaults described in
+// docs/contract.md, Authentication.
 type KeySetOptions struct {
 	// Client fetches the JWKS. It must verify the identity provider against
 	// the project CA (tokensource.ProviderClient builds one); nil is refused.

@@ -170,7 +170,7 @@ func (v *Verifier) claims(ctx context.Context, raw string) (*Claims, error) {
 	return claims, nil
 }
 
-// checkHeader refuses the header tricks of DESIGN section 5 before any key
+// checkHeader refuses the header tricks (docs/contract.md, Authentication) before any key
 // is looked up, so that they can never trigger a JWKS refresh.
 func checkHeader(h map[string]any) error {
 	for _, name := range []string{"jku", "x5u", "jwk", "x5c"} {

@@ -17,8 +17,8 @@ var (
 )
 
 // SecretIDs names the three secrets that hold the PEM certificate, key and
-// CA bundle (DESIGN section 7: ca-a2a/lambda-cert, ca-a2a/lambda-key,
-// ca-a2a/ca-cert).
+// CA bundle (the Lambda's defaults, docs/configuration.md: ca-a2a/lambda-cert,
+// ca-a2a/lambda-key, ca-a2a/ca-cert).
 type SecretIDs struct {
 	Cert, Key, CA string
 }

@@ -1,6 +1,7 @@
-// Package jsonrpc holds the JSON-RPC 2.0 wire types and the error codes of
-// the ca-a2a contract (DESIGN section 5). Both the agent server and the A2A
-// client use it, so a code means the same thing on either side of a call.
+// Package jsonrpc holds the JSON-RPC 2.0 wire types, the standard error
+// codes and strict params decoding (docs/contract.md, JSON-RPC rules). Both
+// the agent server and the agent client use it, so a message means the same
+// thing on either side of a call; the application codes are in agentapi.
 package jsonrpc
 
 import (

@@ -1,4 +1,4 @@
-// Package config parses the agent's environment (DESIGN section 4) once,
+// Package config parses the agent's environment (docs/configuration.md) once,
 // into a typed, validated Config. Unsafe combinations are errors; protections
 // switched off are reported as warnings for the caller to log.
 package config

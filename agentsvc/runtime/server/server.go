@@ -1,4 +1,4 @@
-// Package server is the HTTP surface every agent shares (DESIGN section 5):
+// Package server is the HTTP surface every agent shares (docs/contract.md):
 // POST /message behind the whole auth chain, GET /health, the agent card,
 // and 404 for anything else. An agent brings its skills; the server routes,
 // authenticates, authorizes and answers.
@@ -22,7 +22,7 @@ import (
 	"github.com/ca-a2a/ca-a2a/shared/binding"
 )
 
-// Limits of DESIGN section 5.
+// Limits of docs/contract.md, HTTP routes.
 const (
 	MaxBodyBytes      = 1 << 20
 	MaxHeaderBytes    = 64 << 10
@@ -151,8 +151,8 @@ func infoOf(ctx context.Context) *requestInfo {
 	return &requestInfo{}
 }
 
-// HTTPServer returns an http.Server with the timeouts and limits of DESIGN
-// section 5. tlsCfg nil serves plain HTTP (MTLS_ENABLED=false).
+// HTTPServer returns an http.Server with the timeouts and limits of
+// docs/contract.md, HTTP routes. tlsCfg nil serves plain HTTP (MTLS_ENABLED=false).
 func (s *Server) HTTPServer(addr string, tlsCfg *tls.Config) *http.Server {
 	return &http.Server{
 		Addr:              addr,
