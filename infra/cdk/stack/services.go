@@ -70,7 +70,7 @@ func (a *Application) certSecrets(name, certVar, keyVar, caVar string) *map[stri
 	}
 }
 
-// Extractor sandbox settings (DESIGN section 11) and the task sized for
+// Extractor sandbox settings (docs/configuration.md) and the task sized for
 // them: EXTRACT_WORKERS parses run at once, each in a child process limited
 // to EXTRACT_MEMORY_LIMIT of address space, beside the agent process itself.
 const (
