@@ -18,6 +18,9 @@ RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /agent /agent
+# Amazon RDS CA bundle: the archivist verifies its PostgreSQL server with it
+# (ARCHIVE_DB_CA_PATH, sslmode=verify-full); see infra/rds/README.md.
+COPY infra/rds/global-bundle.pem /etc/ca-a2a/rds-global-bundle.pem
 USER nonroot:nonroot
 EXPOSE 8001 8002 8003 8004
 ENTRYPOINT ["/agent"]

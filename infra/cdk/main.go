@@ -1,6 +1,7 @@
 // Command cdk is the ca-a2a CDK app: `cdk synth` and `cdk deploy` run it
 // from infra/cdk (cdk.json). Context keys: natGateways, secretsExtension,
-// dbMultiAz, account, region (see infra/README.md).
+// dbMultiAz, account, region, alarmEmail, authRefusalsThreshold,
+// internalErrorsThreshold (see infra/README.md).
 package main
 
 import (

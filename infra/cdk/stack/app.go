@@ -2,14 +2,17 @@ package stack
 
 import (
 	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatch"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsec2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsecs"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awskms"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsrds"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awss3"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssecretsmanager"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsservicediscovery"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awssns"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssqs"
 	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
@@ -43,6 +46,17 @@ type Application struct {
 	Documents awss3.Bucket
 	Queue     awssqs.Queue
 	DLQ       awssqs.Queue
+	DLQAlarm  awscloudwatch.Alarm
+
+	// KeycloakDB is Keycloak's PostgreSQL instance, ArchiveDB the
+	// archivist's (a separate instance, see infra/README.md).
+	KeycloakDB awsrds.DatabaseInstance
+	ArchiveDB  awsrds.DatabaseInstance
+
+	// AlarmTopic receives every alarm; Alarms are keyed by alarm name.
+	AlarmTopic awssns.Topic
+	Alarms     map[string]awscloudwatch.Alarm
+	Dashboard  awscloudwatch.Dashboard
 
 	// Services and SecurityGroups are keyed by agent name and "keycloak".
 	Services       map[string]awsecs.FargateService
@@ -52,7 +66,7 @@ type Application struct {
 	Function     awslambda.Function
 	FunctionSG   awsec2.SecurityGroup
 	KeycloakDBSG awsec2.SecurityGroup
-	ArchiveFsSG  awsec2.SecurityGroup
+	ArchiveDBSG  awsec2.SecurityGroup
 	EndpointsSG  awsec2.SecurityGroup
 	secrets      *importedSecrets
 	cfg          Config
@@ -71,10 +85,11 @@ func NewApplication(scope constructs.Construct, cfg Config, sec *Secrets) *Appli
 		Services:       map[string]awsecs.FargateService{},
 		TaskDefs:       map[string]awsecs.FargateTaskDefinition{},
 		SecurityGroups: map[string]awsec2.SecurityGroup{},
+		Alarms:         map[string]awscloudwatch.Alarm{},
 	}
 	a.DataKey = awskms.NewKey(st, jsii.String("DataKey"), &awskms.KeyProps{
 		Alias:             jsii.String("alias/ca-a2a-data"),
-		Description:       jsii.String("ca-a2a: encrypts the archive volume, Keycloak's database and its credentials"),
+		Description:       jsii.String("ca-a2a: encrypts Keycloak's and the archive's databases and their credentials"),
 		EnableKeyRotation: jsii.Bool(true),
 		RemovalPolicy:     awscdk.RemovalPolicy_RETAIN,
 	})
@@ -84,6 +99,7 @@ func NewApplication(scope constructs.Construct, cfg Config, sec *Secrets) *Appli
 	a.securityGroups()
 	a.services()
 	a.lambda()
+	a.monitoring()
 	a.stackSuppressions()
 	a.outputs()
 	return a
@@ -97,6 +113,9 @@ func (a *Application) outputs() {
 		{"DocumentsDlqUrl", *a.DLQ.QueueUrl(), "messages that failed 5 times; redrive after fixing the cause"},
 		{"FunctionName", *a.Function.FunctionName(), "the documents Lambda"},
 		{"ClusterName", *a.Cluster.ClusterName(), "ECS cluster of the agents and Keycloak (services ca-a2a-<name>)"},
+		{"AlarmTopicArn", *a.AlarmTopic.TopicArn(), "SNS topic of every alarm (subscribe with -c alarmEmail=... or aws sns subscribe)"},
+		{"DashboardName", *a.Dashboard.DashboardName(), "CloudWatch dashboard of the agents and the Lambda"},
+		{"ArchiveDbEndpoint", *a.ArchiveDB.DbInstanceEndpointAddress(), "the archivist's PostgreSQL (database archive, user archivist, secret ca-a2a/archive-db)"},
 	} {
 		awscdk.NewCfnOutput(a.Stack, jsii.String(o.id), &awscdk.CfnOutputProps{
 			Value:       jsii.String(o.value),
@@ -120,7 +139,7 @@ func (a *Application) sg(id, desc string) awsec2.SecurityGroup {
 // orchestrator -> extractor, validator, archivist; Lambda and every agent
 // -> Keycloak (the Lambda and the orchestrator get tokens; every agent
 // fetches the JWKS to verify them); Keycloak -> its database; archivist ->
-// its EFS volume. Each rule is both the callee's ingress and the caller's
+// its database. Each rule is both the callee's ingress and the caller's
 // egress. Tasks may also send HTTPS anywhere: the interface endpoints and
 // the S3 gateway endpoint (image layers, documents), whose prefix list has
 // no CloudFormation-resolvable id; without NAT nothing else is routed.
@@ -131,7 +150,7 @@ func (a *Application) securityGroups() {
 	a.SecurityGroups["keycloak"] = a.sg("KeycloakSG", "ca-a2a Keycloak")
 	a.FunctionSG = a.sg("FunctionSG", "ca-a2a documents Lambda")
 	a.KeycloakDBSG = a.sg("KeycloakDbSG", "ca-a2a Keycloak database")
-	a.ArchiveFsSG = a.sg("ArchiveFsSG", "ca-a2a archivist EFS volume")
+	a.ArchiveDBSG = a.sg("ArchiveDbSG", "ca-a2a archive database")
 
 	allow := func(to awsec2.SecurityGroup, from awsec2.SecurityGroup, port int, desc string) {
 		from.Connections().AllowTo(to, awsec2.Port_Tcp(jsii.Number(port)), jsii.String(desc))
@@ -150,8 +169,8 @@ func (a *Application) securityGroups() {
 	for _, ag := range Agents {
 		allow(kc, a.SecurityGroups[ag.Name], KeycloakPort, ag.Name+" fetches the JWKS (and the orchestrator its token)")
 	}
-	allow(a.KeycloakDBSG, kc, 5432, "Keycloak uses its database")
-	allow(a.ArchiveFsSG, a.SecurityGroups["archivist"], 2049, "archivist mounts its volume")
+	allow(a.KeycloakDBSG, kc, PostgresPort, "Keycloak uses its database")
+	allow(a.ArchiveDBSG, a.SecurityGroups["archivist"], PostgresPort, "archivist uses its database")
 	for _, name := range append(agentNames(), "keycloak") {
 		allow(a.EndpointsSG, a.SecurityGroups[name], 443, name+" reaches AWS APIs")
 		a.SecurityGroups[name].AddEgressRule(awsec2.Peer_AnyIpv4(), awsec2.Port_Tcp(jsii.Number(443)),
@@ -175,7 +194,7 @@ func agentNames() []string {
 // two stacks depend on each other).
 type importedSecrets struct {
 	Key              awskms.IKey
-	CA               awssecretsmanager.ISecret
+	CA, CRL          awssecretsmanager.ISecret
 	Cert, PrivateKey map[string]awssecretsmanager.ISecret
 }
 
@@ -190,6 +209,7 @@ func importSecrets(st awscdk.Stack, sec *Secrets) *importedSecrets {
 	out := &importedSecrets{
 		Key:        key,
 		CA:         imp("CaCertRef", sec.CA),
+		CRL:        imp("CrlRef", sec.CRL),
 		Cert:       map[string]awssecretsmanager.ISecret{},
 		PrivateKey: map[string]awssecretsmanager.ISecret{},
 	}

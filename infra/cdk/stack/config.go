@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -22,18 +23,34 @@ const (
 	Namespace = "ca-a2a.local"
 	// SecretPrefix is where certgen publish writes the certificate material.
 	SecretPrefix = "ca-a2a/"
-	// CASecretName holds the project CA certificate.
+	// CASecretName holds the project CA bundle: the current CA, and during a
+	// rotation the next one too.
 	CASecretName = SecretPrefix + "ca-cert"
+	// CRLSecretName holds the project CA's certificate revocation list(s),
+	// injected into every agent as MTLS_CRL.
+	CRLSecretName = SecretPrefix + "crl"
 	// KeycloakPort is Keycloak's HTTPS port.
 	KeycloakPort = 8443
 	// Issuer is the realm URL every agent and the Lambda trust.
 	Issuer = "https://keycloak." + Namespace + ":8443/realms/ca-a2a"
 	// Audience is the audience every access token must carry.
 	Audience = "ca-a2a-agents"
-	// ArchiveMount is where the archivist's EFS volume is mounted.
-	ArchiveMount = "/mnt/archive"
-	// AgentUID is distroless's nonroot user, which owns the archive volume.
+	// AgentUID is distroless's nonroot user, which the agents run as.
 	AgentUID = "65532"
+
+	// RDSCABundleFile is the Amazon RDS CA bundle in the repository; the
+	// agent image ships it at AgentRDSCABundle, the Keycloak image at
+	// KeycloakRDSCABundle (see infra/rds/README.md).
+	RDSCABundleFile     = "infra/rds/global-bundle.pem"
+	AgentRDSCABundle    = "/etc/ca-a2a/rds-global-bundle.pem"
+	KeycloakRDSCABundle = "/opt/keycloak/conf/rds-global-bundle.pem"
+
+	// MetricsNamespace is the CloudWatch namespace of the agents' and the
+	// Lambda's Embedded Metric Format lines; AgentDimension names the emitter
+	// ("lambda" for the Lambda).
+	MetricsNamespace = "CaA2a"
+	AgentDimension   = "Agent"
+	LambdaAgentName  = "lambda"
 
 	// ClusterName is the ECS cluster; services are ca-a2a-<name> in it.
 	ClusterName = "ca-a2a"
@@ -88,7 +105,26 @@ type Config struct {
 	// Account and Region pin the stacks' environment; empty means
 	// environment-agnostic, which is what synth and the tests use.
 	Account, Region string
+	// AlarmEmail, when set, subscribes this address to the alarm topic.
+	AlarmEmail string
+	// AuthRefusalsThreshold is how many auth-chain refusals of any reason
+	// one agent may answer in five minutes before its alarm fires.
+	AuthRefusalsThreshold int
+	// InternalErrorsThreshold is how many -32603 answers one agent may give
+	// in five minutes before its alarm fires.
+	InternalErrorsThreshold int
 }
+
+// Defaults of the alarm thresholds (context authRefusalsThreshold and
+// internalErrorsThreshold).
+const (
+	DefaultAuthRefusalsThreshold   = 10
+	DefaultInternalErrorsThreshold = 1
+)
+
+// emailRE accepts one plain address (what an SNS e-mail subscription takes);
+// it is a sanity check against typos and lists, not RFC 5322.
+var emailRE = regexp.MustCompile(`^[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>]+$`)
 
 // Env returns the stacks' environment, nil when environment-agnostic.
 func (c Config) Env() *awscdk.Environment {
@@ -106,10 +142,15 @@ func (c Config) Env() *awscdk.Environment {
 }
 
 // ConfigFromContext reads the context keys natGateways, secretsExtension,
-// dbMultiAz, account and region. Values from cdk.json arrive as JSON types,
-// values from -c as strings; both are accepted.
+// dbMultiAz, account, region, alarmEmail, authRefusalsThreshold and
+// internalErrorsThreshold. Values from cdk.json arrive as JSON types, values
+// from -c as strings; both are accepted.
 func ConfigFromContext(app awscdk.App, repoRoot string) (Config, error) {
-	cfg := Config{RepoRoot: repoRoot}
+	cfg := Config{
+		RepoRoot:                repoRoot,
+		AuthRefusalsThreshold:   DefaultAuthRefusalsThreshold,
+		InternalErrorsThreshold: DefaultInternalErrorsThreshold,
+	}
 	var errs []error
 	get := func(key string) (string, bool) {
 		v := app.Node().TryGetContext(jsii.String(key))
@@ -143,6 +184,21 @@ func ConfigFromContext(app awscdk.App, repoRoot string) (Config, error) {
 			*dst = b
 		}
 	}
+	for key, dst := range map[string]*int{"authRefusalsThreshold": &cfg.AuthRefusalsThreshold, "internalErrorsThreshold": &cfg.InternalErrorsThreshold} {
+		if v, ok := get(key); ok {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 1_000_000 {
+				errs = append(errs, fmt.Errorf("stack: context %s must be a whole number from 1 to 1000000, got %q", key, v))
+			}
+			*dst = n
+		}
+	}
+	if v, ok := get("alarmEmail"); ok && v != "" {
+		if !emailRE.MatchString(v) {
+			errs = append(errs, fmt.Errorf("stack: context alarmEmail must be one e-mail address, got %q", v))
+		}
+		cfg.AlarmEmail = v
+	}
 	cfg.Account, _ = get("account")
 	cfg.Region, _ = get("region")
 	if err := CheckRepoRoot(repoRoot); err != nil {
@@ -158,9 +214,9 @@ func CheckRepoRoot(dir string) error {
 	if err != nil || !strings.HasPrefix(string(mod), "module github.com/ca-a2a/ca-a2a\n") {
 		return fmt.Errorf("stack: %s is not the ca-a2a module root (no go.mod for github.com/ca-a2a/ca-a2a)", dir)
 	}
-	for _, p := range []string{"cmd/lambda", "Dockerfile", "infra/keycloak/realm-ca-a2a.json", "infra/cdk/keycloak/Dockerfile"} {
+	for _, p := range []string{"cmd/lambda", "Dockerfile", "infra/keycloak/realm-ca-a2a.json", "infra/cdk/keycloak/Dockerfile", RDSCABundleFile} {
 		if _, err := os.Stat(filepath.Join(dir, p)); err != nil {
-			return fmt.Errorf("stack: %s is missing from the repository (%v); the stack builds the Lambda from ./cmd/lambda, the agent image from ./Dockerfile and the Keycloak image from infra/cdk/keycloak with the realm file", p, err)
+			return fmt.Errorf("stack: %s is missing from the repository (%v); the stack builds the Lambda from ./cmd/lambda, the agent image from ./Dockerfile and the Keycloak image from infra/cdk/keycloak with the realm file, both images with the RDS CA bundle", p, err)
 		}
 	}
 	return nil

@@ -100,7 +100,9 @@ func (a *Application) documents() {
 	})
 	a.Documents.Node().AddDependency(res.PolicyDependable)
 
-	awscloudwatch.NewAlarm(st, jsii.String("DlqDepthAlarm"), &awscloudwatch.AlarmProps{
+	// Its action (the alarm topic) is added with the other alarms'.
+	a.DLQAlarm = awscloudwatch.NewAlarm(st, jsii.String("DlqDepthAlarm"), &awscloudwatch.AlarmProps{
+		AlarmName: jsii.String("ca-a2a-documents-dlq-depth"),
 		AlarmDescription: jsii.String("ca-a2a: documents landed in the DLQ after " +
 			"5 failed deliveries; inspect the Lambda logs for their keys and redrive"),
 		Metric: a.DLQ.MetricApproximateNumberOfMessagesVisible(&awscloudwatch.MetricOptions{

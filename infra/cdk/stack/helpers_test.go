@@ -2,6 +2,7 @@ package stack_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
@@ -266,4 +267,59 @@ func newAppNoConfig(t testing.TB, extra map[string]any) (awscdk.App, error) {
 	ctx := cdkJSONContext(t)
 	maps.Copy(ctx, extra)
 	return awscdk.NewApp(&awscdk.AppProps{Context: &ctx, Outdir: jsii.String(t.TempDir())}), nil
+}
+
+// render turns a template value into a string: literal strings as they
+// are, Fn::Join by joining its rendered parts, {"Ref": X} as ${X},
+// {"Fn::GetAtt": [X, A]} as ${X.A} and {"Fn::ImportValue": N} as ${import:N}.
+// It is how the tests read URLs and documents built from attributes.
+func render(t *testing.T, v any) string {
+	t.Helper()
+	switch x := v.(type) {
+	case string:
+		return x
+	case float64:
+		return fmt.Sprint(x)
+	case map[string]any:
+		if j, ok := x["Fn::Join"].([]any); ok && len(j) == 2 {
+			var parts []string
+			for _, p := range list(j[1]) {
+				parts = append(parts, render(t, p))
+			}
+			return strings.Join(parts, j[0].(string))
+		}
+		if r, ok := x["Ref"].(string); ok {
+			return "${" + r + "}"
+		}
+		if ga, ok := x["Fn::GetAtt"].([]any); ok && len(ga) == 2 {
+			return fmt.Sprintf("${%v.%v}", ga[0], ga[1])
+		}
+		if n := importName(x); n != "" {
+			return "${import:" + n + "}"
+		}
+	}
+	t.Fatalf("cannot render %v", v)
+	return ""
+}
+
+// secretsOf returns a container definition's ECS secrets: name -> the
+// construct of the secret (a secrets-stack secret such as "CaCert", or an
+// application-stack secret such as "KeycloakDb" followed by ":" and the JSON
+// field it reads).
+func secretsOf(t *testing.T, s *synthesized, c map[string]any) map[string]string {
+	t.Helper()
+	got := map[string]string{}
+	for _, sec := range list(c["Secrets"]) {
+		m := sec.(map[string]any)
+		name := m["Name"].(string)
+		if importName(m["ValueFrom"]) != "" {
+			got[name] = secretExport(t, s, m["ValueFrom"])
+			continue
+		}
+		// In-stack secret: {"Fn::Join": ["", [{"Ref": attachment}, ":field::"]]}.
+		j := m["ValueFrom"].(map[string]any)["Fn::Join"].([]any)[1].([]any)
+		field := strings.Trim(j[1].(string), ":")
+		got[name] = s.appT.construct(ref(j[0])) + ":" + field
+	}
+	return got
 }

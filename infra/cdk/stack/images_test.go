@@ -1,6 +1,8 @@
 package stack_test
 
 import (
+	"crypto/x509"
+	"encoding/pem"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -43,6 +45,78 @@ func TestAgentDockerfile(t *testing.T) {
 	}
 	if n := strings.Count(df, "\nFROM "); n != 2 {
 		t.Errorf("%d stages, want 2", n)
+	}
+	checkCopiesRDSBundle(t, df, stack.AgentRDSCABundle)
+}
+
+// checkCopiesRDSBundle checks a Dockerfile's final stage copies the RDS CA
+// bundle of the repository to dst.
+func checkCopiesRDSBundle(t *testing.T, df, dst string) {
+	t.Helper()
+	re := regexp.MustCompile(`(?m)^COPY (--chmod=0644 )?` + regexp.QuoteMeta(stack.RDSCABundleFile) + ` ` + regexp.QuoteMeta(dst) + `$`)
+	loc := re.FindStringIndex(df)
+	if loc == nil {
+		t.Errorf("Dockerfile does not copy %s to %s", stack.RDSCABundleFile, dst)
+		return
+	}
+	if loc[0] < strings.LastIndex(df, "\nFROM ") {
+		t.Errorf("the RDS bundle is copied into a build stage, not the final image")
+	}
+}
+
+// TestRDSCABundle checks the bundle both images ship: it parses, holds only
+// Amazon RDS root CAs with valid self-signatures, and covers the CA the
+// database instances use (rds-ca-rsa2048-g1) in the main regions.
+func TestRDSCABundle(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join(repoRoot(t), stack.RDSCABundleFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var certs []*x509.Certificate
+	for rest := raw; ; {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			if strings.TrimSpace(string(rest)) != "" {
+				t.Fatalf("trailing data after the last certificate: %.40q", rest)
+			}
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			t.Fatalf("PEM block %q in the bundle", block.Type)
+		}
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			t.Fatalf("certificate %d: %v", len(certs)+1, err)
+		}
+		certs = append(certs, c)
+	}
+	if len(certs) < 50 {
+		t.Fatalf("%d certificates: not the global bundle", len(certs))
+	}
+	rsa2048 := map[string]bool{}
+	for _, c := range certs {
+		sub := c.Subject
+		if len(sub.Organization) != 1 || sub.Organization[0] != "Amazon Web Services, Inc." ||
+			len(sub.OrganizationalUnit) != 1 || sub.OrganizationalUnit[0] != "Amazon RDS" ||
+			!strings.HasPrefix(sub.CommonName, "Amazon RDS ") {
+			t.Errorf("not an Amazon RDS CA: %s", sub)
+			continue
+		}
+		if !c.IsCA || !c.BasicConstraintsValid {
+			t.Errorf("%s is not a CA certificate", sub.CommonName)
+		}
+		if err := c.CheckSignatureFrom(c); err != nil {
+			t.Errorf("%s: self-signature: %v", sub.CommonName, err)
+		}
+		if region, ok := strings.CutSuffix(strings.TrimPrefix(sub.CommonName, "Amazon RDS "), " Root CA RSA2048 G1"); ok {
+			rsa2048[region] = true
+		}
+	}
+	for _, region := range []string{"us-east-1", "us-east-2", "us-west-2", "eu-west-1", "eu-central-1", "ap-northeast-1", "ap-southeast-2"} {
+		if !rsa2048[region] {
+			t.Errorf("no rds-ca-rsa2048-g1 root for %s", region)
+		}
 	}
 }
 
@@ -116,4 +190,5 @@ func TestKeycloakDockerfileImportsTheRealm(t *testing.T) {
 			t.Errorf("keycloak Dockerfile does not match %s", want)
 		}
 	}
+	checkCopiesRDSBundle(t, df, stack.KeycloakRDSCABundle)
 }

@@ -5,55 +5,23 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsec2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsecrassets"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsecs"
-	"github.com/aws/aws-cdk-go/awscdk/v2/awsrds"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsservicediscovery"
 	"github.com/aws/jsii-runtime-go"
-	"github.com/cdklabs/cdk-nag-go/cdknag/v2"
 )
-
-// KeycloakDBSecretName is the generated secret of Keycloak's database user.
-const KeycloakDBSecretName = SecretPrefix + "keycloak-db"
 
 // keycloak defines Keycloak's PostgreSQL database and its Fargate service.
 // The image (infra/cdk/keycloak/Dockerfile) is the official Keycloak image,
 // pre-built for PostgreSQL, with the realm file baked into its import
-// directory; its entrypoint writes the TLS certificate, key and CA that ECS
-// injects from Secrets Manager to files, since Keycloak reads PEM only from
-// files.
+// directory and the RDS CA bundle in its conf directory; its entrypoint
+// writes the TLS certificate, key and CA that ECS injects from Secrets
+// Manager to files, since Keycloak reads PEM only from files.
 func (a *Application) keycloak() {
 	st := a.Stack
-	db := awsrds.NewDatabaseInstance(st, jsii.String("KeycloakDb"), &awsrds.DatabaseInstanceProps{
-		Engine: awsrds.DatabaseInstanceEngine_Postgres(&awsrds.PostgresInstanceEngineProps{
-			Version: awsrds.PostgresEngineVersion_VER_17_6(),
-		}),
-		InstanceType:            awsec2.InstanceType_Of(awsec2.InstanceClass_BURSTABLE4_GRAVITON, awsec2.InstanceSize_MICRO),
-		Vpc:                     a.Vpc,
-		VpcSubnets:              a.Private,
-		SecurityGroups:          &[]awsec2.ISecurityGroup{a.KeycloakDBSG},
-		DatabaseName:            jsii.String("keycloak"),
-		Credentials:             awsrds.Credentials_FromGeneratedSecret(jsii.String("keycloak"), &awsrds.CredentialsBaseOptions{SecretName: jsii.String(KeycloakDBSecretName), EncryptionKey: a.DataKey}),
-		StorageEncrypted:        jsii.Bool(true),
-		StorageEncryptionKey:    a.DataKey,
-		MultiAz:                 jsii.Bool(a.cfg.DBMultiAZ),
-		AllocatedStorage:        jsii.Number(20),
-		MaxAllocatedStorage:     jsii.Number(100),
-		BackupRetention:         awscdk.Duration_Days(jsii.Number(7)),
-		DeletionProtection:      jsii.Bool(true),
-		RemovalPolicy:           awscdk.RemovalPolicy_SNAPSHOT,
-		PubliclyAccessible:      jsii.Bool(false),
-		AutoMinorVersionUpgrade: jsii.Bool(true),
+	db := a.postgres(dbSpec{
+		id: "KeycloakDb", database: "keycloak", user: "keycloak", secretName: KeycloakDBSecretName,
+		sg: a.KeycloakDBSG, client: "Keycloak",
 	})
-	suppressions := []*cdknag.NagPackSuppression{
-		{Id: jsii.String("AwsSolutions-RDS11"), Reason: jsii.String("The database is reachable only from Keycloak's security group; a non-default port would add no protection.")},
-		{Id: jsii.String("AwsSolutions-SMG4"), Reason: jsii.String("Keycloak reads the database password at start only; rotation would break the running service. Rotate by updating the secret and restarting the Keycloak service.")},
-		{Id: jsii.String("AwsSolutions-RDS6"), Reason: jsii.String("Keycloak connects with a password from Secrets Manager; its JDBC driver has no IAM database authentication.")},
-	}
-	if !a.cfg.DBMultiAZ {
-		suppressions = append(suppressions, &cdknag.NagPackSuppression{
-			Id: jsii.String("AwsSolutions-RDS3"), Reason: jsii.String("Single-AZ by default to keep the reference deployment cheap; set context dbMultiAz=true for production."),
-		})
-	}
-	cdknag.NagSuppressions_AddResourceSuppressions(db, &suppressions, jsii.Bool(true))
+	a.KeycloakDB = db
 
 	image := awsecrassets.NewDockerImageAsset(st, jsii.String("KeycloakImage"), &awsecrassets.DockerImageAssetProps{
 		Directory: jsii.String(a.cfg.RepoRoot),
@@ -73,9 +41,7 @@ func (a *Application) keycloak() {
 	secrets := a.certSecrets("keycloak", "CA_A2A_TLS_CERT", "CA_A2A_TLS_KEY", "CA_A2A_TLS_CA")
 	(*secrets)["KC_DB_USERNAME"] = awsecs.Secret_FromSecretsManager(db.Secret(), jsii.String("username"))
 	(*secrets)["KC_DB_PASSWORD"] = awsecs.Secret_FromSecretsManager(db.Secret(), jsii.String("password"))
-	jdbc := awscdk.Fn_Join(jsii.String(""), &[]*string{
-		jsii.String("jdbc:postgresql://"), db.DbInstanceEndpointAddress(), jsii.String(":"), db.DbInstanceEndpointPort(), jsii.String("/keycloak"),
-	})
+	jdbc := KeycloakJDBCURL(db.DbInstanceEndpointAddress(), db.DbInstanceEndpointPort())
 	linux := awsecs.NewLinuxParameters(st, jsii.String("KeycloakLinux"), &awsecs.LinuxParametersProps{})
 	linux.DropCapabilities(awsecs.Capability_ALL)
 	td.AddContainer(jsii.String("keycloak"), &awsecs.ContainerDefinitionOptions{

@@ -16,8 +16,12 @@ type Secrets struct {
 	Stack awscdk.Stack
 	// Key encrypts every certificate secret.
 	Key awskms.Key
-	// CA is ca-a2a/ca-cert.
+	// CA is ca-a2a/ca-cert: the CA bundle (current CA, plus the next one
+	// during a rotation).
 	CA awssecretsmanager.Secret
+	// CRL is ca-a2a/crl: the revocation list(s) signed by the CA(s) of the
+	// bundle.
+	CRL awssecretsmanager.Secret
 	// Cert and PrivateKey map a principal name to ca-a2a/<name>-cert and
 	// ca-a2a/<name>-key.
 	Cert, PrivateKey map[string]awssecretsmanager.Secret
@@ -51,12 +55,13 @@ func NewSecrets(scope constructs.Construct, cfg Config) *Secrets {
 		})
 		cdknag.NagSuppressions_AddResourceSuppressions(sec, &[]*cdknag.NagPackSuppression{{
 			Id: jsii.String("AwsSolutions-SMG4"),
-			Reason: jsii.String("Certificate material is rotated by re-issuing it with certgen from the offline CA and publishing a new version " +
+			Reason: jsii.String("Certificate material and the CRL are rotated by re-issuing them with certgen from the offline CA and publishing a new version " +
 				"(certgen publish), then redeploying the services (ECS injects secrets at task start); a rotation Lambda cannot hold the CA key."),
 		}}, jsii.Bool(true))
 		return sec
 	}
-	s.CA = secret("CaCert", CASecretName, "ca-a2a project CA certificate (PEM), written by certgen publish")
+	s.CA = secret("CaCert", CASecretName, "ca-a2a project CA bundle (PEM: current CA, and the next one during a rotation), written by certgen publish")
+	s.CRL = secret("Crl", CRLSecretName, "ca-a2a certificate revocation list(s) (PEM, signed by the CA), written by certgen publish")
 	for _, name := range Principals {
 		id := constructID(name)
 		s.Cert[name] = secret(id+"Cert", CertSecretName(name), "ca-a2a "+name+" certificate (PEM), written by certgen publish")

@@ -1,6 +1,7 @@
 package stack
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 
@@ -8,7 +9,6 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsec2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsecrassets"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsecs"
-	"github.com/aws/aws-cdk-go/awscdk/v2/awsefs"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslogs"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsservicediscovery"
@@ -23,7 +23,7 @@ const (
 )
 
 // services defines the agent image, the four agent services, the
-// archivist's EFS volume and Keycloak.
+// archivist's database and Keycloak.
 func (a *Application) services() {
 	st := a.Stack
 	agentImage := awsecrassets.NewDockerImageAsset(st, jsii.String("AgentImage"), &awsecrassets.DockerImageAssetProps{
@@ -38,6 +38,7 @@ func (a *Application) services() {
 	// its three peers. Without the order, tasks that start first fail their
 	// health checks and the circuit breaker may roll the stack back.
 	a.keycloak()
+	a.archiveDatabase()
 	orchestrator, peers := Agents[0], Agents[1:]
 	for _, ag := range peers {
 		a.agent(ag)
@@ -59,8 +60,8 @@ func (a *Application) logGroup(id string) awslogs.LogGroup {
 }
 
 // certSecrets are the ECS secrets that carry name's certificate, key and
-// the CA into the container as MTLS_CERT, MTLS_KEY and MTLS_CA_CERT (or the
-// names given).
+// the CA bundle into the container as MTLS_CERT, MTLS_KEY and MTLS_CA_CERT
+// (or the names given).
 func (a *Application) certSecrets(name, certVar, keyVar, caVar string) *map[string]awsecs.Secret {
 	return &map[string]awsecs.Secret{
 		certVar: awsecs.Secret_FromSecretsManager(a.secrets.Cert[name], nil),
@@ -69,9 +70,87 @@ func (a *Application) certSecrets(name, certVar, keyVar, caVar string) *map[stri
 	}
 }
 
+// Extractor sandbox settings (docs/configuration.md) and the task sized for
+// them: EXTRACT_WORKERS parses run at once, each in a child process limited
+// to EXTRACT_MEMORY_LIMIT of address space, beside the agent process itself.
+const (
+	ExtractWorkers        = 4
+	ExtractMemoryLimitMiB = 256
+	ExtractTimeout        = "20s"
+	ExtractMaxBytesMiB    = 20
+	// ExtractorAgentBudgetMiB is the extractor's memory besides its workers:
+	// the agent process (its hostile-document tests bound its peak RSS at
+	// 300 MiB, which includes up to EXTRACT_WORKERS documents of
+	// EXTRACT_MAX_BYTES held for the workers) with headroom.
+	ExtractorAgentBudgetMiB = 512
+	// ExtractorCPU is one vCPU, shared by the agent and up to four parses.
+	ExtractorCPU = 1024
+
+	// agentCPU and agentMemoryMiB size the other three agents' tasks.
+	agentCPU       = 256
+	agentMemoryMiB = 512
+
+	// archivistTasks is the archivist's desired count: two tasks share the
+	// PostgreSQL archive, so one may be replaced while the other serves.
+	archivistTasks = 2
+)
+
+// ExtractorMemoryMiB is the extractor task's memory: the smallest Fargate
+// size for ExtractorCPU that holds every worker at its limit plus the agent.
+func ExtractorMemoryMiB() int {
+	m, err := FargateMemoryMiB(ExtractorCPU, ExtractWorkers*ExtractMemoryLimitMiB+ExtractorAgentBudgetMiB)
+	if err != nil {
+		panic(err)
+	}
+	return m
+}
+
+// fargateSizes lists, per CPU units, the memory sizes (MiB) Fargate accepts
+// for Linux tasks: from min to max in steps of step.
+var fargateSizes = map[int]struct{ min, max, step int }{
+	256:   {512, 2048, 512}, // 512, 1024, 2048 (1536 is refused; see FargateMemoryMiB)
+	512:   {1024, 4096, 1024},
+	1024:  {2048, 8192, 1024},
+	2048:  {4096, 16384, 1024},
+	4096:  {8192, 30720, 1024},
+	8192:  {16384, 61440, 4096},
+	16384: {32768, 122880, 8192},
+}
+
+// FargateMemoryMiB returns the smallest memory size Fargate accepts with
+// cpu units that is at least needMiB, or an error when cpu is not a Fargate
+// size or cannot have that much memory.
+func FargateMemoryMiB(cpu, needMiB int) (int, error) {
+	r, ok := fargateSizes[cpu]
+	if !ok {
+		return 0, fmt.Errorf("stack: %d is not a Fargate CPU size", cpu)
+	}
+	for m := r.min; m <= r.max; m += r.step {
+		if cpu == 256 && m == 1536 {
+			continue
+		}
+		if m >= needMiB {
+			return m, nil
+		}
+	}
+	return 0, fmt.Errorf("stack: %d CPU units allow at most %d MiB, %d MiB needed", cpu, r.max, needMiB)
+}
+
+// ExtractorEnvironment is the extractor's sandbox configuration.
+func ExtractorEnvironment() map[string]string {
+	return map[string]string{
+		"EXTRACT_WORKERS":      strconv.Itoa(ExtractWorkers),
+		"EXTRACT_MEMORY_LIMIT": strconv.Itoa(ExtractMemoryLimitMiB) + "MiB",
+		"EXTRACT_TIMEOUT":      ExtractTimeout,
+		"EXTRACT_MAX_BYTES":    strconv.Itoa(ExtractMaxBytesMiB) + "MiB",
+	}
+}
+
 // AgentEnvironment is the plain environment of an agent's container
-// (DESIGN section 4); the certificate material comes as ECS secrets.
-func AgentEnvironment(ag Agent, documentsURL string) map[string]*string {
+// (DESIGN section 4); the certificate material, the CRL and the archive's
+// password come as ECS secrets. documentsURL is the documents bucket's
+// s3:// URL, archiveDSN the archivist's ARCHIVE_DSN (without a password).
+func AgentEnvironment(ag Agent, documentsURL, archiveDSN string) map[string]*string {
 	env := map[string]*string{
 		"AGENT_NAME":       jsii.String(ag.Name),
 		"AGENT_ADDR":       jsii.String(":" + strconv.Itoa(ag.Port)),
@@ -84,13 +163,16 @@ func AgentEnvironment(ag Agent, documentsURL string) map[string]*string {
 		env[strings.ToUpper(peer.Name)+"_URL"] = jsii.String(peer.URL())
 	}
 	switch ag.Name {
-	case "orchestrator", "extractor":
+	case "orchestrator":
 		env["DOCUMENTS_URL"] = jsii.String(documentsURL)
+	case "extractor":
+		env["DOCUMENTS_URL"] = jsii.String(documentsURL)
+		for k, v := range ExtractorEnvironment() {
+			env[k] = jsii.String(v)
+		}
 	case "archivist":
-		env["ARCHIVE_DSN"] = jsii.String("sqlite://" + ArchiveMount + "/archive.db")
-		// The root filesystem is read-only: SQLite's rare temporary files
-		// (large sorts, spilled statement journals) go next to the database.
-		env["SQLITE_TMPDIR"] = jsii.String(ArchiveMount)
+		env["ARCHIVE_DSN"] = jsii.String(archiveDSN)
+		env["ARCHIVE_DB_CA_PATH"] = jsii.String(AgentRDSCABundle)
 	}
 	return env
 }
@@ -99,24 +181,34 @@ func AgentEnvironment(ag Agent, documentsURL string) map[string]*string {
 func (a *Application) agent(ag Agent) {
 	st := a.Stack
 	id := constructID(ag.Name)
+	cpu, memory := agentCPU, agentMemoryMiB
+	if ag.Name == "extractor" {
+		cpu, memory = ExtractorCPU, ExtractorMemoryMiB()
+	}
 	td := awsecs.NewFargateTaskDefinition(st, jsii.String(id+"Task"), &awsecs.FargateTaskDefinitionProps{
 		Family:         jsii.String("ca-a2a-" + ag.Name),
-		Cpu:            jsii.Number(256),
-		MemoryLimitMiB: jsii.Number(512),
+		Cpu:            jsii.Number(cpu),
+		MemoryLimitMiB: jsii.Number(memory),
 		RuntimePlatform: &awsecs.RuntimePlatform{
 			CpuArchitecture:       awsecs.CpuArchitecture_ARM64(),
 			OperatingSystemFamily: awsecs.OperatingSystemFamily_LINUX(),
 		},
 	})
 	documentsURL := *awscdk.Fn_Join(jsii.String(""), &[]*string{jsii.String("s3://"), a.Documents.BucketName()})
-	env := AgentEnvironment(ag, documentsURL)
+	archiveDSN := *ArchiveDSN(a.ArchiveDB.DbInstanceEndpointAddress(), a.ArchiveDB.DbInstanceEndpointPort())
+	env := AgentEnvironment(ag, documentsURL, archiveDSN)
+	secrets := a.certSecrets(ag.Name, "MTLS_CERT", "MTLS_KEY", "MTLS_CA_CERT")
+	(*secrets)["MTLS_CRL"] = awsecs.Secret_FromSecretsManager(a.secrets.CRL, nil)
+	if ag.Name == "archivist" {
+		(*secrets)["ARCHIVE_DB_PASSWORD"] = awsecs.Secret_FromSecretsManager(a.ArchiveDB.Secret(), jsii.String("password"))
+	}
 	linux := awsecs.NewLinuxParameters(st, jsii.String(id+"Linux"), &awsecs.LinuxParametersProps{})
 	linux.DropCapabilities(awsecs.Capability_ALL)
-	c := td.AddContainer(jsii.String("agent"), &awsecs.ContainerDefinitionOptions{
+	td.AddContainer(jsii.String("agent"), &awsecs.ContainerDefinitionOptions{
 		ContainerName: jsii.String(ag.Name),
 		Image:         a.agentImage,
 		Environment:   &env,
-		Secrets:       a.certSecrets(ag.Name, "MTLS_CERT", "MTLS_KEY", "MTLS_CA_CERT"),
+		Secrets:       secrets,
 		PortMappings: &[]*awsecs.PortMapping{{
 			ContainerPort: jsii.Number(ag.Port),
 			Protocol:      awsecs.Protocol_TCP,
@@ -162,11 +254,9 @@ func (a *Application) agent(ag Agent) {
 	case "orchestrator", "extractor":
 		a.readDocuments(td)
 	case "archivist":
-		a.archiveVolume(td, c)
-		// SQLite allows one writer: never run two archivist tasks on the
-		// file, not even during a deployment.
-		props.MinHealthyPercent = jsii.Number(0)
-		props.MaxHealthyPercent = jsii.Number(100)
+		// PostgreSQL serves several archivists: two tasks, and a deployment
+		// starts the new ones before it stops the old (100 % / 200 %).
+		props.DesiredCount = jsii.Number(archivistTasks)
 	}
 	a.secrets.grantDecrypt(td.ObtainExecutionRole())
 	a.TaskDefs[ag.Name] = td
@@ -196,77 +286,6 @@ func (a *Application) readDocuments(td awsecs.FargateTaskDefinition) {
 	}}, jsii.Bool(true))
 }
 
-// archiveVolume mounts an encrypted EFS access point, owned by the
-// distroless nonroot user, at ArchiveMount with IAM authorization and TLS.
-func (a *Application) archiveVolume(td awsecs.FargateTaskDefinition, c awsecs.ContainerDefinition) {
-	st := a.Stack
-	// Only the archivist's task role may mount, only through a mount target
-	// and only over TLS (CDK's default policy allows any principal that
-	// reaches a mount target).
-	policy := awsiam.NewPolicyDocument(&awsiam.PolicyDocumentProps{Statements: &[]awsiam.PolicyStatement{
-		awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
-			Sid:        jsii.String("ArchivistMountsThroughMountTarget"),
-			Principals: &[]awsiam.IPrincipal{awsiam.NewArnPrincipal(td.TaskRole().RoleArn())},
-			Actions:    jsii.Strings("elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"),
-			Resources:  jsii.Strings("*"),
-			Conditions: &map[string]interface{}{"Bool": map[string]interface{}{"elasticfilesystem:AccessedViaMountTarget": "true"}},
-		}),
-		awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
-			Sid:        jsii.String("DenyWithoutTLS"),
-			Effect:     awsiam.Effect_DENY,
-			Principals: &[]awsiam.IPrincipal{awsiam.NewAnyPrincipal()},
-			Actions:    jsii.Strings("*"),
-			Resources:  jsii.Strings("*"),
-			Conditions: &map[string]interface{}{"Bool": map[string]interface{}{"aws:SecureTransport": "false"}},
-		}),
-	}})
-	fs := awsefs.NewFileSystem(st, jsii.String("ArchiveFs"), &awsefs.FileSystemProps{
-		FileSystemPolicy: policy,
-		// Despite its name, true only stops CDK from appending an allow for
-		// every IAM principal; clients without IAM stay refused because the
-		// policy above allows none.
-		AllowAnonymousAccess:   jsii.Bool(true),
-		Vpc:                    a.Vpc,
-		VpcSubnets:             a.Private,
-		SecurityGroup:          a.ArchiveFsSG,
-		Encrypted:              jsii.Bool(true),
-		KmsKey:                 a.DataKey,
-		EnableAutomaticBackups: jsii.Bool(true),
-		PerformanceMode:        awsefs.PerformanceMode_GENERAL_PURPOSE,
-		ThroughputMode:         awsefs.ThroughputMode_ELASTIC,
-		RemovalPolicy:          awscdk.RemovalPolicy_RETAIN,
-	})
-	ap := fs.AddAccessPoint(jsii.String("ArchiveAccessPoint"), &awsefs.AccessPointOptions{
-		Path:      jsii.String("/archive"),
-		PosixUser: &awsefs.PosixUser{Uid: jsii.String(AgentUID), Gid: jsii.String(AgentUID)},
-		CreateAcl: &awsefs.Acl{OwnerUid: jsii.String(AgentUID), OwnerGid: jsii.String(AgentUID), Permissions: jsii.String("0750")},
-	})
-	td.AddVolume(&awsecs.Volume{
-		Name: jsii.String("archive"),
-		EfsVolumeConfiguration: &awsecs.EfsVolumeConfiguration{
-			FileSystemId:      fs.FileSystemId(),
-			TransitEncryption: jsii.String("ENABLED"),
-			AuthorizationConfig: &awsecs.AuthorizationConfig{
-				AccessPointId: ap.AccessPointId(),
-				Iam:           jsii.String("ENABLED"),
-			},
-		},
-	})
-	c.AddMountPoints(&awsecs.MountPoint{
-		ContainerPath: jsii.String(ArchiveMount),
-		SourceVolume:  jsii.String("archive"),
-		ReadOnly:      jsii.Bool(false),
-	})
-	td.AddToTaskRolePolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
-		Sid:       jsii.String("MountArchiveAccessPoint"),
-		Actions:   jsii.Strings("elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"),
-		Resources: &[]*string{fs.FileSystemArn()},
-		Conditions: &map[string]interface{}{
-			"StringEquals": map[string]interface{}{"elasticfilesystem:AccessPointArn": ap.AccessPointArn()},
-		},
-	}))
-}
-
 // suppressTask records why the cdk-nag findings that every task definition
 // shares are accepted.
 func (a *Application) suppressTask(td awsecs.FargateTaskDefinition, what string) {
@@ -274,7 +293,7 @@ func (a *Application) suppressTask(td awsecs.FargateTaskDefinition, what string)
 		{
 			Id: jsii.String("AwsSolutions-ECS2"),
 			Reason: jsii.String("The plain environment holds only non-secret configuration (names, URLs, ports); " +
-				"the " + what + "'s certificate, key and CA (and Keycloak's database credentials) are injected as ECS secrets from Secrets Manager."),
+				"the " + what + "'s certificate, key and CA bundle (and, where used, the CRL and its database password) are injected as ECS secrets from Secrets Manager."),
 		},
 		{
 			Id:        jsii.String("AwsSolutions-IAM5"),

@@ -137,7 +137,7 @@ func TestServiceDiscovery(t *testing.T) {
 
 func TestSecretsHoldNoKeyMaterialAndAreKMSEncrypted(t *testing.T) {
 	s := synth(t, nil)
-	s.secrets.ResourceCountIs(jsii.String("AWS::SecretsManager::Secret"), jsii.Number(13))
+	s.secrets.ResourceCountIs(jsii.String("AWS::SecretsManager::Secret"), jsii.Number(14))
 	s.secrets.HasResourceProperties(jsii.String("AWS::KMS::Key"), map[string]any{"EnableKeyRotation": true})
 	var names []string
 	for _, id := range s.secretsT.ofType("AWS::SecretsManager::Secret") {
@@ -150,7 +150,7 @@ func TestSecretsHoldNoKeyMaterialAndAreKMSEncrypted(t *testing.T) {
 			t.Errorf("%s is not encrypted with the stack's KMS key: %v", id, p["KmsKeyId"])
 		}
 	}
-	want := []string{stack.CASecretName}
+	want := []string{stack.CASecretName, stack.CRLSecretName}
 	for _, n := range stack.Principals {
 		want = append(want, stack.CertSecretName(n), stack.KeySecretName(n))
 	}
@@ -159,14 +159,19 @@ func TestSecretsHoldNoKeyMaterialAndAreKMSEncrypted(t *testing.T) {
 	if !slices.Equal(names, want) {
 		t.Errorf("secrets = %v, want %v", names, want)
 	}
-	// The only secret of the application stack is Keycloak's generated
-	// database credential.
-	s.app.ResourceCountIs(jsii.String("AWS::SecretsManager::Secret"), jsii.Number(1))
-	s.app.HasResourceProperties(jsii.String("AWS::SecretsManager::Secret"), map[string]any{
-		"Name":                 stack.KeycloakDBSecretName,
-		"GenerateSecretString": assertions.Match_ObjectLike(&map[string]any{"GenerateStringKey": "password"}),
-		"KmsKeyId":             assertions.Match_AnyValue(),
-	})
+	// The only secrets of the application stack are the generated database
+	// credentials of Keycloak and the archivist, encrypted with the data key.
+	s.app.ResourceCountIs(jsii.String("AWS::SecretsManager::Secret"), jsii.Number(2))
+	dataKey, _ := s.appT.byPath(t, "CaA2a/DataKey/Resource")
+	for name, user := range map[string]string{stack.KeycloakDBSecretName: "keycloak", stack.ArchiveDBSecretName: stack.ArchiveDBUser} {
+		s.app.HasResourceProperties(jsii.String("AWS::SecretsManager::Secret"), map[string]any{
+			"Name": name,
+			"GenerateSecretString": assertions.Match_ObjectLike(&map[string]any{
+				"GenerateStringKey": "password", "SecretStringTemplate": fmt.Sprintf(`{"username":"%s"}`, user),
+			}),
+			"KmsKeyId": map[string]any{"Fn::GetAtt": []any{dataKey, "Arn"}},
+		})
+	}
 }
 
 // secretExport returns the construct name of the secrets-stack secret an
@@ -242,18 +247,26 @@ func TestAgentTasks(t *testing.T) {
 			if readsDocs != (ag.Name == "orchestrator" || ag.Name == "extractor") {
 				t.Errorf("DOCUMENTS_URL set = %v", readsDocs)
 			}
-			if ag.Name == "archivist" && env["ARCHIVE_DSN"] != "sqlite:///mnt/archive/archive.db" {
-				t.Errorf("ARCHIVE_DSN = %v", env["ARCHIVE_DSN"])
+			_, archives := env["ARCHIVE_DSN"]
+			if archives != (ag.Name == "archivist") {
+				t.Errorf("ARCHIVE_DSN set = %v", archives)
+			}
+			for k := range env {
+				if strings.HasPrefix(k, "EXTRACT_") && ag.Name != "extractor" {
+					t.Errorf("%s set on the %s", k, ag.Name)
+				}
+				if strings.HasPrefix(k, "SQLITE") || k == "JWKS_REFRESH_INTERVAL" {
+					t.Errorf("%s is set: %v", k, env[k])
+				}
 			}
 
-			// Certificate material: injected as ECS secrets, this agent's own.
-			got := map[string]string{}
-			for _, sec := range list(c["Secrets"]) {
-				m := sec.(map[string]any)
-				got[m["Name"].(string)] = secretExport(t, s, m["ValueFrom"])
+			// Certificate material and the CRL: injected as ECS secrets, this
+			// agent's own; the archivist also gets its database password.
+			want := map[string]string{"MTLS_CERT": id + "Cert", "MTLS_KEY": id + "Key", "MTLS_CA_CERT": "CaCert", "MTLS_CRL": "Crl"}
+			if ag.Name == "archivist" {
+				want["ARCHIVE_DB_PASSWORD"] = "ArchiveDb:password"
 			}
-			want := map[string]string{"MTLS_CERT": id + "Cert", "MTLS_KEY": id + "Key", "MTLS_CA_CERT": "CaCert"}
-			if !maps.Equal(got, want) {
+			if got := secretsOf(t, s, c); !maps.Equal(got, want) {
 				t.Errorf("secrets = %v, want %v", got, want)
 			}
 		})
@@ -261,8 +274,9 @@ func TestAgentTasks(t *testing.T) {
 }
 
 // TestTasksReadOnlyTheirOwnSecrets checks the execution role of each task
-// may read exactly its own certificate, key and the CA, and decrypt them
-// only through Secrets Manager.
+// may read exactly its own certificate, key, the CA bundle, the CRL (agents)
+// and its database secret (Keycloak, archivist), and decrypt them only
+// through Secrets Manager.
 func TestTasksReadOnlyTheirOwnSecrets(t *testing.T) {
 	s := synth(t, nil)
 	for _, name := range append(agentNames(), "keycloak") {
@@ -290,8 +304,13 @@ func TestTasksReadOnlyTheirOwnSecrets(t *testing.T) {
 		}
 		slices.Sort(secrets)
 		want := []string{"CaCert", id + "Cert", id + "Key"}
-		if name == "keycloak" {
+		switch name {
+		case "keycloak":
 			want = append(want, "KeycloakDb")
+		case "archivist":
+			want = append(want, "Crl", "ArchiveDb")
+		default:
+			want = append(want, "Crl")
 		}
 		slices.Sort(want)
 		if !slices.Equal(secrets, want) {
@@ -351,7 +370,7 @@ func TestSecurityGroupIngressFollowsTheDefaultPolicy(t *testing.T) {
 		"ValidatorSG->KeycloakSG:8443",
 		"ArchivistSG->KeycloakSG:8443",
 		"KeycloakSG->KeycloakDbSG:5432",
-		"ArchivistSG->ArchiveFsSG:2049",
+		"ArchivistSG->ArchiveDbSG:5432",
 		"FunctionSG->EndpointsSG:443",
 		"OrchestratorSG->EndpointsSG:443",
 		"ExtractorSG->EndpointsSG:443",
@@ -518,57 +537,6 @@ func TestDocumentsBucketAndQueue(t *testing.T) {
 	}
 }
 
-func TestArchivistStoreOnEncryptedEFS(t *testing.T) {
-	s := synth(t, nil)
-	s.app.ResourceCountIs(jsii.String("AWS::EFS::FileSystem"), jsii.Number(1))
-	s.app.HasResourceProperties(jsii.String("AWS::EFS::FileSystem"), map[string]any{"Encrypted": true, "KmsKeyId": assertions.Match_AnyValue()})
-	// Only the archivist's task role may mount, and only over TLS.
-	fsID := s.appT.ofType("AWS::EFS::FileSystem")[0]
-	taskRole, _ := s.appT.byPath(t, "CaA2a/ArchivistTask/TaskRole/Resource")
-	for _, st := range list(s.appT.Resources[fsID].Properties["FileSystemPolicy"].(map[string]any)["Statement"]) {
-		m := st.(map[string]any)
-		principal := m["Principal"].(map[string]any)["AWS"]
-		switch m["Effect"] {
-		case "Allow":
-			if ref(principal) != taskRole {
-				t.Errorf("file system policy allows %v", principal)
-			}
-		case "Deny":
-			if fmt.Sprint(m["Condition"]) != "map[Bool:map[aws:SecureTransport:false]]" {
-				t.Errorf("file system policy denies %v", m)
-			}
-		}
-	}
-	s.app.HasResourceProperties(jsii.String("AWS::EFS::AccessPoint"), map[string]any{
-		"PosixUser": map[string]any{"Uid": "65532", "Gid": "65532"},
-	})
-	_, td := s.appT.byPath(t, "CaA2a/ArchivistTask/Resource")
-	vols := list(td.Properties["Volumes"])
-	if len(vols) != 1 {
-		t.Fatalf("volumes = %v", vols)
-	}
-	efs := vols[0].(map[string]any)["EFSVolumeConfiguration"].(map[string]any)
-	if efs["TransitEncryption"] != "ENABLED" || efs["AuthorizationConfig"].(map[string]any)["IAM"] != "ENABLED" {
-		t.Errorf("EFS volume = %v", efs)
-	}
-	mp := list(container(t, td)["MountPoints"])
-	if len(mp) != 1 || mp[0].(map[string]any)["ContainerPath"] != "/mnt/archive" {
-		t.Errorf("mount points = %v", mp)
-	}
-	// One SQLite writer, even during deployments.
-	_, svc := s.appT.byPath(t, "CaA2a/ArchivistService/Service")
-	dc := svc.Properties["DeploymentConfiguration"].(map[string]any)
-	if dc["MaximumPercent"] != float64(100) || dc["MinimumHealthyPercent"] != float64(0) || svc.Properties["DesiredCount"] != float64(1) {
-		t.Errorf("archivist deployment = %v, desired %v", dc, svc.Properties["DesiredCount"])
-	}
-	for _, name := range []string{"Orchestrator", "Extractor", "Validator"} {
-		_, td := s.appT.byPath(t, "CaA2a/"+name+"Task/Resource")
-		if td.Properties["Volumes"] != nil {
-			t.Errorf("%s has volumes %v", name, td.Properties["Volumes"])
-		}
-	}
-}
-
 func TestKeycloak(t *testing.T) {
 	s := synth(t, nil)
 	_, td := s.appT.byPath(t, "CaA2a/KeycloakTask/Resource")
@@ -582,22 +550,22 @@ func TestKeycloak(t *testing.T) {
 			t.Errorf("%s = %v, want %v", k, env[k], v)
 		}
 	}
-	if !strings.Contains(fmt.Sprint(env["KC_DB_URL"]), "jdbc:postgresql://") {
-		t.Errorf("KC_DB_URL = %v", env["KC_DB_URL"])
+	// The JDBC URL verifies the server: chain against the RDS bundle in the
+	// image, host name against the endpoint (pgjdbc's sslmode=verify-full).
+	db, _ := s.appT.byPath(t, "CaA2a/KeycloakDb/Resource")
+	wantURL := "jdbc:postgresql://${" + db + ".Endpoint.Address}:${" + db + ".Endpoint.Port}/keycloak" +
+		"?sslmode=verify-full&sslrootcert=" + stack.KeycloakRDSCABundle
+	if got := render(t, env["KC_DB_URL"]); got != wantURL {
+		t.Errorf("KC_DB_URL = %s, want %s", got, wantURL)
 	}
 	if fmt.Sprint(c["Command"]) != "[start --optimized --import-realm]" {
 		t.Errorf("command = %v", c["Command"])
 	}
-	secrets := map[string]string{}
-	for _, sec := range list(c["Secrets"]) {
-		m := sec.(map[string]any)
-		if importName(m["ValueFrom"]) != "" {
-			secrets[m["Name"].(string)] = secretExport(t, s, m["ValueFrom"])
-		} else {
-			secrets[m["Name"].(string)] = "db"
-		}
+	secrets := secretsOf(t, s, c)
+	want := map[string]string{
+		"CA_A2A_TLS_CERT": "KeycloakCert", "CA_A2A_TLS_KEY": "KeycloakKey", "CA_A2A_TLS_CA": "CaCert",
+		"KC_DB_USERNAME": "KeycloakDb:username", "KC_DB_PASSWORD": "KeycloakDb:password",
 	}
-	want := map[string]string{"CA_A2A_TLS_CERT": "KeycloakCert", "CA_A2A_TLS_KEY": "KeycloakKey", "CA_A2A_TLS_CA": "CaCert", "KC_DB_USERNAME": "db", "KC_DB_PASSWORD": "db"}
 	if !maps.Equal(secrets, want) {
 		t.Errorf("secrets = %v, want %v", secrets, want)
 	}
@@ -607,9 +575,9 @@ func TestKeycloak(t *testing.T) {
 	if c["HealthCheck"] == nil || c["StopTimeout"] != float64(30) {
 		t.Errorf("health check %v, stop timeout %v", c["HealthCheck"], c["StopTimeout"])
 	}
-	s.app.ResourceCountIs(jsii.String("AWS::RDS::DBInstance"), jsii.Number(1))
 	s.app.HasResourceProperties(jsii.String("AWS::RDS::DBInstance"), map[string]any{
 		"Engine": "postgres", "StorageEncrypted": true, "PubliclyAccessible": false, "DBName": "keycloak", "DeletionProtection": true,
+		"CACertificateIdentifier": "rds-ca-rsa2048-g1",
 	})
 }
 
@@ -701,12 +669,27 @@ func TestSecretsExtensionIsAContextFlag(t *testing.T) {
 }
 
 func TestContextValidation(t *testing.T) {
-	for _, ctx := range []map[string]any{{"natGateways": "many"}, {"natGateways": 3}, {"secretsExtension": "yes please"}} {
+	for _, ctx := range []map[string]any{
+		{"natGateways": "many"}, {"natGateways": 3}, {"secretsExtension": "yes please"},
+		{"alarmEmail": "ops"}, {"alarmEmail": "a@example.com,b@example.com"}, {"alarmEmail": "Ops <ops@example.com>"},
+		{"authRefusalsThreshold": 0}, {"authRefusalsThreshold": "ten"}, {"internalErrorsThreshold": -1},
+	} {
 		app, _ := newAppNoConfig(t, ctx)
 		root, _ := stack.FindRepoRoot(".")
 		if _, err := stack.ConfigFromContext(app, root); err == nil {
 			t.Errorf("context %v accepted", ctx)
 		}
+	}
+	app, _ := newAppNoConfig(t, map[string]any{"alarmEmail": "ops@example.com", "authRefusalsThreshold": "25", "internalErrorsThreshold": 2})
+	root, _ := stack.FindRepoRoot(".")
+	cfg, err := stack.ConfigFromContext(app, root)
+	if err != nil || cfg.AlarmEmail != "ops@example.com" || cfg.AuthRefusalsThreshold != 25 || cfg.InternalErrorsThreshold != 2 {
+		t.Errorf("valid alarm context: %+v, %v", cfg, err)
+	}
+	app, _ = newAppNoConfig(t, nil)
+	if cfg, _ := stack.ConfigFromContext(app, root); cfg.AuthRefusalsThreshold != stack.DefaultAuthRefusalsThreshold ||
+		cfg.InternalErrorsThreshold != stack.DefaultInternalErrorsThreshold || cfg.AlarmEmail != "" {
+		t.Errorf("default alarm context: %+v", cfg)
 	}
 	if err := stack.CheckRepoRoot(t.TempDir()); err == nil {
 		t.Error("an empty directory passed as the repository root")
@@ -753,7 +736,7 @@ func TestFirstDeploymentOrder(t *testing.T) {
 
 func TestOperatorOutputs(t *testing.T) {
 	s := synth(t, nil)
-	for _, o := range []string{"DocumentsBucketName", "DocumentsQueueUrl", "DocumentsDlqUrl", "FunctionName", "ClusterName"} {
+	for _, o := range []string{"DocumentsBucketName", "DocumentsQueueUrl", "DocumentsDlqUrl", "FunctionName", "ClusterName", "AlarmTopicArn", "DashboardName", "ArchiveDbEndpoint"} {
 		s.app.HasOutput(jsii.String(o), map[string]any{"Value": assertions.Match_AnyValue()})
 	}
 	s.app.HasResourceProperties(jsii.String("AWS::ECS::Cluster"), map[string]any{"ClusterName": stack.ClusterName})
