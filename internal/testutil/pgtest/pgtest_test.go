@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/url"
 	"os"
@@ -219,6 +220,45 @@ func TestRunsUnprivileged(t *testing.T) {
 	}
 	if uid != want || uid == "0" {
 		t.Errorf("postmaster uid %s, want %s (not 0)", uid, want)
+	}
+}
+
+// As root, without the postgres account, the server runs as nobody; and a
+// temporary directory that account cannot reach is refused clearly.
+func TestRootAccounts(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("only root picks an account to run the server as")
+	}
+	saved := accounts
+	defer func() { accounts = saved }()
+
+	accounts = []string{"pgtest-no-such-user", "nobody"}
+	c := Start(t)
+	if c.acct == nil || c.acct.name != "nobody" {
+		t.Fatalf("account %+v, want nobody", c.acct)
+	}
+	connect(t, c.NewDatabase(t).DSN)
+
+	accounts = []string{"pgtest-no-such-user", "root"}
+	ft := &fatalRecorder{TB: t}
+	run(func() { Start(ft) })
+	if !ft.fatal {
+		t.Error("no unprivileged account: want a failure")
+	}
+
+	accounts = saved
+	private := t.TempDir() // 0700, owned by root
+	if err := os.Chmod(private, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("TMPDIR", private)
+	ft = &fatalRecorder{TB: t}
+	run(func() { Start(ft) })
+	if !ft.fatal || !strings.Contains(ft.msg, "cannot enter") {
+		t.Errorf("private TMPDIR: fatal %v %q", ft.fatal, ft.msg)
+	}
+	if left, _ := filepath.Glob(filepath.Join(private, "pgtest-*")); len(left) != 0 {
+		t.Errorf("left %v", left)
 	}
 }
 
@@ -652,10 +692,17 @@ func run(f func()) {
 type fatalRecorder struct {
 	testing.TB
 	fatal, skipped bool
+	msg            string
 }
 
-func (f *fatalRecorder) Helper()               {}
-func (f *fatalRecorder) Fatal(...any)          { f.fatal = true; runtime.Goexit() }
-func (f *fatalRecorder) Fatalf(string, ...any) { f.fatal = true; runtime.Goexit() }
-func (f *fatalRecorder) Skip(...any)           { f.skipped = true; runtime.Goexit() }
-func (f *fatalRecorder) Skipf(string, ...any)  { f.skipped = true; runtime.Goexit() }
+func (f *fatalRecorder) Helper() {}
+func (f *fatalRecorder) Fatal(args ...any) {
+	f.fatal, f.msg = true, fmt.Sprint(args...)
+	runtime.Goexit()
+}
+func (f *fatalRecorder) Fatalf(format string, args ...any) {
+	f.fatal, f.msg = true, fmt.Sprintf(format, args...)
+	runtime.Goexit()
+}
+func (f *fatalRecorder) Skip(...any)          { f.skipped = true; runtime.Goexit() }
+func (f *fatalRecorder) Skipf(string, ...any) { f.skipped = true; runtime.Goexit() }

@@ -117,6 +117,10 @@ type account struct {
 	uid, gid uint32
 }
 
+// accounts are the candidates for running the server as root, in order of
+// preference; a variable so that the tests can try the fallback.
+var accounts = []string{"postgres", "nobody"}
+
 // runAs picks the account: nil (the current user) unless root; then
 // "postgres", which Debian's postgresql package creates, or "nobody", which
 // every Debian system has.
@@ -124,7 +128,7 @@ func runAs() (*account, error) {
 	if os.Geteuid() != 0 {
 		return nil, nil
 	}
-	for _, name := range []string{"postgres", "nobody"} {
+	for _, name := range accounts {
 		u, err := user.Lookup(name)
 		if err != nil {
 			continue
