@@ -37,8 +37,8 @@ import (
 // Options say what Generate creates.
 type Options struct {
 	Dir     string   // the certs directory
-	Force   bool     // re-issue the selected leaves with the existing CA
-	ForceCA bool     // new CA, every selected leaf re-issued
+	Force   bool     // re-issue the selected leaves (from the next CA during a rotation)
+	ForceCA bool     // new CA in one cut, every selected leaf re-issued; refused during a rotation
 	Days    int      // leaf validity (default 365)
 	KeyType string   // "ecdsa" (P-256, default) or "rsa" (2048)
 	Agents  []string // the leaves (default DefaultAgents)
