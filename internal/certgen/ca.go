@@ -76,11 +76,13 @@ type authority struct {
 	certPath, keyPath string
 }
 
-// pairState reports whether the two files of a pair exist.
+// pairState reports whether the two files of a pair exist. A file that
+// cannot be looked at counts as present: reading it then reports why,
+// rather than certgen creating a CA over it.
 func pairState(certPath, keyPath string) (cert, key bool) {
 	_, errC := os.Stat(certPath)
 	_, errK := os.Stat(keyPath)
-	return errC == nil, errK == nil
+	return !errors.Is(errC, fs.ErrNotExist), !errors.Is(errK, fs.ErrNotExist)
 }
 
 // loadAuthority reads a CA certificate; the key is checked by signer.
