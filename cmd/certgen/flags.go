@@ -126,6 +126,19 @@ func printUsage(w io.Writer, fs *flag.FlagSet) {
 
 const synopsis = `usage:
   certgen [--certs-dir ./certs] [--force] [--force-ca] [--days 365] [--key-type ecdsa|rsa] [--agents name ...]
+  certgen rotate-ca [--certs-dir ./certs] [--key-type ecdsa|rsa]
+  certgen retire-ca [--certs-dir ./certs] [--force]
+  certgen revoke [--certs-dir ./certs] [--reason keyCompromise] [--crl-days 30] NAME | --serial HEX
+  certgen crl [--certs-dir ./certs] [--crl-days 30]
   certgen thumbprint FILE
   certgen publish [--certs-dir ./certs] [--prefix ca-a2a/] [--agents name ...]
+
+Agents trust ca/ca-bundle.pem (MTLS_CA_CERT_PATH): the current CA, plus the
+next one during a rotation. Rotating the CA, one rollout per step:
+  1. rotate-ca                   creates ca/next/ and the bundle of both CAs
+  2. --force [--agents ...]      re-issues leaves from the next CA
+  3. retire-ca                   the next CA becomes the current one
+revoke adds a certificate to the CRL of its CA in ca/crl.pem (one CRL per
+CA); crl re-signs that file before its nextUpdate. publish writes
+<prefix>crl, <prefix>ca-cert (the bundle) and each agent's certificate and key.
 `

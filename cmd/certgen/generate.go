@@ -59,15 +59,17 @@ func generateCmd(args []string, stdout io.Writer) error {
 	}
 	o.Out = lineWriter(stdout)
 	// certgen.Generate reports what it creates or re-issues but is silent
-	// about a CA it reuses; say "kept" for it before the first leaf line,
-	// which Generate only writes once the CA has loaded and matched its key.
-	if caKept(o) {
-		caCert, _ := certgen.CAPaths(o.Dir)
+	// about the CAs it reuses; say "kept" for them before the first line,
+	// which Generate only writes once the CAs have loaded and matched
+	// their keys.
+	if kept := keptCAs(o); len(kept) > 0 {
 		out, said := o.Out, false
 		o.Out = func(format string, a ...any) {
 			if !said {
 				said = true
-				out("kept      %s", caCert)
+				for _, p := range kept {
+					out("kept      %s", p)
+				}
 			}
 			out(format, a...)
 		}
@@ -78,15 +80,26 @@ func generateCmd(args []string, stdout io.Writer) error {
 	return checkLeaves(o)
 }
 
-// caKept reports whether Generate will reuse the CA in o.Dir.
-func caKept(o certgen.Options) bool {
-	if o.ForceCA {
-		return false
+// keptCAs returns the certificates of the CAs Generate will reuse: the
+// current one, and the next one during a rotation (leaves then come from
+// it).
+func keptCAs(o certgen.Options) []string {
+	var kept []string
+	pairs := [][2]string{}
+	if !o.ForceCA {
+		c, k := certgen.CAPaths(o.Dir)
+		pairs = append(pairs, [2]string{c, k})
 	}
-	cert, key := certgen.CAPaths(o.Dir)
-	_, errC := os.Stat(cert)
-	_, errK := os.Stat(key)
-	return errC == nil && errK == nil
+	c, k := certgen.NextCAPaths(o.Dir)
+	pairs = append(pairs, [2]string{c, k})
+	for _, p := range pairs {
+		_, errC := os.Stat(p[0])
+		_, errK := os.Stat(p[1])
+		if errC == nil && errK == nil {
+			kept = append(kept, p[0])
+		}
+	}
+	return kept
 }
 
 // lineWriter prints one line per call to w.

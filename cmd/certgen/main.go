@@ -1,10 +1,8 @@
 // Command certgen creates the project CA and the agents' certificates,
-// prints a certificate's x5t#S256 thumbprint, and publishes certificates to
-// Secrets Manager. See docs/configuration.md, Certificates.
-//
-//	certgen [--certs-dir ./certs] [--force] [--force-ca] [--days 365] [--key-type ecdsa|rsa] [--agents a b ...]
-//	certgen thumbprint FILE
-//	certgen publish [--certs-dir ./certs] [--prefix ca-a2a/] [--agents a b ...]
+// rotates the CA with an overlap, revokes certificates in a CRL, prints a
+// certificate's x5t#S256 thumbprint, and publishes the material to Secrets
+// Manager (docs/configuration.md, Certificates). The usage text (certgen -h)
+// lists the commands; the logic and the file layout are in internal/certgen.
 //
 // Exit status: 0 done, 1 runtime failure, 2 usage error.
 package main
@@ -15,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 )
 
 func main() { os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr)) }
@@ -27,6 +26,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = thumbprintCmd(args[1:], stdout)
 	case len(args) > 0 && args[0] == "publish":
 		err = publishCmd(ctx, args[1:], stdout)
+	case len(args) > 0 && args[0] == "rotate-ca":
+		err = rotateCmd(args[1:], stdout)
+	case len(args) > 0 && args[0] == "retire-ca":
+		err = retireCmd(args[1:], stdout)
+	case len(args) > 0 && args[0] == "revoke":
+		err = revokeCmd(args[1:], stdout)
+	case len(args) > 0 && args[0] == "crl":
+		err = crlCmd(args[1:], stdout)
 	default:
 		err = generateCmd(args, stdout)
 	}
@@ -38,7 +45,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "certgen: %v\n(certgen -h for usage)\n", err)
 		return 2
 	default:
-		fmt.Fprintf(stderr, "certgen: %v\n", err)
+		// internal/certgen's sentinels already carry the prefix.
+		fmt.Fprintf(stderr, "certgen: %s\n", strings.TrimPrefix(err.Error(), "certgen: "))
 		return 1
 	}
 }

@@ -52,7 +52,7 @@ func checkNoSecrets(t *testing.T, out string) {
 	}
 }
 
-var actionLine = regexp.MustCompile(`^(created|kept|re-issued) +(\S+)$`)
+var actionLine = regexp.MustCompile(`^(created|kept|re-issued|updated) +(\S+)$`)
 
 // actions maps each path printed to its action and checks that every line
 // has the one-action shape.
@@ -166,7 +166,7 @@ func TestGenerate(t *testing.T) {
 			out := mustRun(t, append([]string{"--certs-dir", dir}, tc.args...)...)
 			caCertPath, caKeyPath := certgen.CAPaths(dir)
 
-			want := map[string]string{caCertPath: "created"}
+			want := map[string]string{caCertPath: "created", certgen.BundlePath(dir): "created"}
 			for _, a := range tc.agents {
 				c, _ := certgen.LeafPaths(dir, a)
 				want[c] = "created"
@@ -179,10 +179,17 @@ func TestGenerate(t *testing.T) {
 				t.Errorf("%d agent directories, want %d", len(entries), len(tc.agents))
 			}
 
-			for _, d := range []string{dir, filepath.Join(dir, "ca"), filepath.Join(dir, "agents")} {
+			for _, d := range []string{dir, filepath.Join(dir, "ca"), filepath.Join(dir, "agents"), certgen.IssuedDir(dir)} {
 				assertMode(t, d, 0o700)
 			}
 			assertMode(t, caKeyPath, 0o600)
+			// With no rotation in progress the bundle is the CA, byte for byte.
+			if b, c := pemBlocks(t, certgen.BundlePath(dir), "CERTIFICATE"), pemBlocks(t, caCertPath, "CERTIFICATE"); !bytes.Equal(b, c) {
+				t.Error("ca-bundle.pem is not ca-cert.pem")
+			}
+			if _, err := os.Stat(certgen.CRLPath(dir)); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("a CRL file before any revocation: %v", err)
+			}
 
 			ca, caKey := readCert(t, caCertPath), readKey(t, caKeyPath)
 			if got := ca.Subject.String(); got != "CN=CA A2A Root CA,O=CA A2A,C=FR" {
@@ -247,6 +254,9 @@ func TestGenerate(t *testing.T) {
 					t.Errorf("%s: serial %x", name, c.SerialNumber)
 				}
 				serials[c.SerialNumber.String()] = true
+				if archived := readCert(t, filepath.Join(certgen.IssuedDir(dir), certgen.SerialHex(c.SerialNumber)+".pem")); !archived.Equal(c) {
+					t.Errorf("%s: ca/issued/ holds another certificate under its serial", name)
+				}
 				if len(c.SubjectKeyId) == 0 || !bytes.Equal(c.AuthorityKeyId, ca.SubjectKeyId) {
 					t.Errorf("%s: SKI %x AKI %x (CA SKI %x)", name, c.SubjectKeyId, c.AuthorityKeyId, ca.SubjectKeyId)
 				}
@@ -348,6 +358,13 @@ func TestForceCAReissuesEverySelectedLeaf(t *testing.T) {
 	mustRun(t, "--certs-dir", dir, "--force-ca")
 	after := snapshot(t, dir)
 	for path, old := range before {
+		// ca/issued/ is a record of what was issued: it only grows.
+		if rel, _ := filepath.Rel(certgen.IssuedDir(dir), path); !strings.HasPrefix(rel, "..") {
+			if !bytes.Equal(old, after[path]) {
+				t.Errorf("%s changed", path)
+			}
+			continue
+		}
 		if bytes.Equal(old, after[path]) {
 			t.Errorf("%s unchanged after --force-ca", path)
 		}

@@ -14,9 +14,10 @@ import (
 	"github.com/ca-a2a/ca-a2a/internal/certgen"
 )
 
-// publishCmd writes the selected agents' certificates and keys and the CA
-// certificate (never the CA key) to Secrets Manager, configured the usual
-// SDK way (AWS_REGION, AWS_ENDPOINT_URL, profiles, roles).
+// publishCmd writes the CRL (when there is one), the CA bundle (never a CA
+// key) and the selected agents' certificates and keys to Secrets Manager,
+// configured the usual SDK way (AWS_REGION, AWS_ENDPOINT_URL, profiles,
+// roles).
 func publishCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("certgen publish", flag.ContinueOnError)
 	dir := fs.String("certs-dir", "./certs", "directory of the CA and agent certificates")
@@ -42,8 +43,7 @@ func publishCmd(ctx context.Context, args []string, stdout io.Writer) error {
 // checkFiles fails before any secret is written when a file to publish is
 // missing or unreadable, so a typo in --agents does not publish half a set.
 func checkFiles(dir string, agents []string) error {
-	caCert, _ := certgen.CAPaths(dir)
-	paths := []string{caCert}
+	paths := []string{certgen.PublishedCA(dir)}
 	for _, a := range agents {
 		c, k := certgen.LeafPaths(dir, a)
 		paths = append(paths, c, k)

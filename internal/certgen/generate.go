@@ -1,7 +1,18 @@
-// Package certgen creates the project CA and agent certificates in the
-// layout of docs/configuration.md, Certificates, and publishes them to
-// Secrets Manager. The
-// certgen command and the tests that need a certs directory share it.
+// Package certgen creates the project CA and agent certificates, rotates
+// the CA with an overlap, revokes leaves in a CRL, and publishes the
+// material to Secrets Manager. The certgen command and the tests that need
+// a certs directory share it.
+//
+// Layout under the certs directory (directories 0700, keys 0600):
+//
+//	ca/ca-cert.pem, ca/ca-key.pem            the current CA
+//	ca/next/ca-cert.pem, ca/next/ca-key.pem  the next CA, during a rotation only
+//	ca/ca-bundle.pem                         what agents trust: current CA [+ next CA]
+//	ca/crl.pem                               one CRL per CA of the bundle that has one
+//	ca/issued/<SERIAL>.pem                   a copy of every leaf certgen issued
+//	ca/retired/<SERIAL>-ca-cert.pem          each retired CA (its key is destroyed)
+//	ca/retired/<SERIAL>-crl.pem              and its last CRL
+//	agents/<name>/<name>-cert.pem, <name>-key.pem
 package certgen
 
 import (
@@ -14,7 +25,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"math/big"
 	"os"
@@ -22,14 +32,13 @@ import (
 	"time"
 
 	"github.com/ca-a2a/ca-a2a/shared/agentapi"
-	"github.com/ca-a2a/ca-a2a/shared/certload"
 )
 
 // Options say what Generate creates.
 type Options struct {
 	Dir     string   // the certs directory
-	Force   bool     // re-issue the selected leaves with the existing CA
-	ForceCA bool     // new CA, every selected leaf re-issued
+	Force   bool     // re-issue the selected leaves (from the next CA during a rotation)
+	ForceCA bool     // new CA in one cut, every selected leaf re-issued; refused during a rotation
 	Days    int      // leaf validity (default 365)
 	KeyType string   // "ecdsa" (P-256, default) or "rsa" (2048)
 	Agents  []string // the leaves (default DefaultAgents)
@@ -54,6 +63,9 @@ func LeafPaths(dir, name string) (cert, key string) {
 }
 
 // Generate creates what o asks for, keeping existing files unless forced.
+// Leaves are issued by the next CA while a rotation is in progress (see
+// RotateCA), by the current one otherwise; the bundle file is brought up
+// to date on every run, so it exists from the first one on.
 func Generate(o Options) error {
 	if o.Days == 0 {
 		o.Days = 365
@@ -75,59 +87,72 @@ func Generate(o Options) error {
 			return err
 		}
 	}
-	ca, caKey, created, err := loadOrCreateCA(o)
+	next, err := loadNextCA(o.Dir)
 	if err != nil {
 		return err
+	}
+	if next != nil && o.ForceCA {
+		return fmt.Errorf("%w (%s): --force-ca would pull the current CA from under it; finish the rotation with retire-ca, or remove %s to abandon it",
+			ErrRotationInProgress, next.certPath, filepath.Dir(next.certPath))
+	}
+	cur, curKey, created, err := loadOrCreateCA(o, next != nil)
+	if err != nil {
+		return err
+	}
+	issuer, issuerKey := cur, curKey
+	if next != nil {
+		if issuerKey, err = next.signer(); err != nil {
+			return err
+		}
+		issuer = next
+	}
+	verb, err := writeBundle(o.Dir, chain(cur, next))
+	if err != nil {
+		return err
+	}
+	if verb != "" {
+		o.Out("%-9s %s", verb, BundlePath(o.Dir))
+	}
+	if created {
+		if err := resetCRL(o.Dir, cur, curKey, o.Now, o.Out); err != nil {
+			return err
+		}
 	}
 	for _, name := range o.Agents {
 		certPath, keyPath := LeafPaths(o.Dir, name)
 		if err := os.MkdirAll(filepath.Dir(certPath), 0o700); err != nil {
 			return err
 		}
-		_, errC := os.Stat(certPath)
-		_, errK := os.Stat(keyPath)
-		exists := errC == nil && errK == nil
+		c, k := pairState(certPath, keyPath)
+		exists := c && k
 		if exists && !o.Force && !created {
 			o.Out("kept      %s", certPath)
 			continue
 		}
-		if err := issueLeaf(o, name, ca, caKey, certPath, keyPath); err != nil {
+		if err := issueLeaf(o, name, issuer.cert, issuerKey, certPath, keyPath); err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
-		verb := "created  "
+		verb := "created"
 		if exists {
 			verb = "re-issued"
 		}
-		o.Out("%s %s", verb, certPath)
+		o.Out("%-9s %s", verb, certPath)
 	}
 	return nil
 }
 
-// loadOrCreateCA returns the CA, creating it when both files are absent or
-// --force-ca is set; created reports whether it is new.
-func loadOrCreateCA(o Options) (*x509.Certificate, crypto.Signer, bool, error) {
+// loadOrCreateCA returns the current CA and its key, creating them when
+// both files are absent or --force-ca is set; created reports whether the
+// CA is new. A rotation in progress needs the current CA it started from.
+func loadOrCreateCA(o Options, rotating bool) (*authority, crypto.Signer, bool, error) {
 	certPath, keyPath := CAPaths(o.Dir)
-	_, errC := os.Stat(certPath)
-	_, errK := os.Stat(keyPath)
+	c, k := pairState(certPath, keyPath)
 	switch {
-	case o.ForceCA || (errors.Is(errC, os.ErrNotExist) && errors.Is(errK, os.ErrNotExist)):
-		key, err := newKey(o.KeyType, true)
-		if err != nil {
-			return nil, nil, false, err
-		}
-		tmpl := &x509.Certificate{
-			SerialNumber:          serial(),
-			Subject:               pkix.Name{CommonName: "CA A2A Root CA", Organization: []string{"CA A2A"}, Country: []string{"FR"}},
-			NotBefore:             o.Now.Add(-5 * time.Minute),
-			NotAfter:              o.Now.AddDate(10, 0, 0),
-			IsCA:                  true,
-			BasicConstraintsValid: true,
-			MaxPathLen:            0,
-			MaxPathLenZero:        true,
-			KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-			SubjectKeyId:          keyID(key.Public()),
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	case (!c && !k) && rotating:
+		nextCert, _ := NextCAPaths(o.Dir)
+		return nil, nil, false, fmt.Errorf("%w: %s exists without a current CA (%s)", ErrIncompleteCA, nextCert, certPath)
+	case o.ForceCA || (!c && !k):
+		der, key, err := newCA(rootCN, o.KeyType, o.Now)
 		if err != nil {
 			return nil, nil, false, err
 		}
@@ -135,36 +160,23 @@ func loadOrCreateCA(o Options) (*x509.Certificate, crypto.Signer, bool, error) {
 			return nil, nil, false, err
 		}
 		o.Out("created   %s", certPath)
-		cert, _ := x509.ParseCertificate(der)
-		return cert, key, true, nil
-	case errC != nil || errK != nil:
-		return nil, nil, false, fmt.Errorf("CA is incomplete: need both %s and %s (or --force-ca to start over)", certPath, keyPath)
+		cert, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil, nil, false, err
+		}
+		return &authority{cert: cert, certPath: certPath, keyPath: keyPath}, key, true, nil
+	case !c || !k:
+		return nil, nil, false, fmt.Errorf("%w: need both %s and %s (or --force-ca to start over)", ErrIncompleteCA, certPath, keyPath)
 	}
-	certPEM, err := os.ReadFile(certPath)
+	a, err := loadAuthority(certPath, keyPath)
 	if err != nil {
 		return nil, nil, false, err
 	}
-	keyPEM, err := os.ReadFile(keyPath)
+	key, err := a.signer()
 	if err != nil {
 		return nil, nil, false, err
 	}
-	cas, err := certload.ParseCAs(certPEM, certPath)
-	if err != nil {
-		return nil, nil, false, err
-	}
-	block, _ := pem.Decode(keyPEM)
-	if block == nil {
-		return nil, nil, false, fmt.Errorf("%s: no PEM private key", keyPath)
-	}
-	parsed, err := x509.ParsePKCS8PrivateKey(block.Bytes)
-	if err != nil {
-		return nil, nil, false, fmt.Errorf("%s: not a PKCS#8 private key", keyPath)
-	}
-	signer, ok := parsed.(crypto.Signer)
-	if !ok || !publicKeysEqual(signer.Public(), cas[0].PublicKey) {
-		return nil, nil, false, fmt.Errorf("%s does not match %s", keyPath, certPath)
-	}
-	return cas[0], signer, false, nil
+	return a, key, false, nil
 }
 
 func issueLeaf(o Options, name string, ca *x509.Certificate, caKey crypto.Signer, certPath, keyPath string) error {
@@ -192,7 +204,21 @@ func issueLeaf(o Options, name string, ca *x509.Certificate, caKey crypto.Signer
 	if err != nil {
 		return err
 	}
+	if err := archiveIssued(o.Dir, tmpl.SerialNumber, der); err != nil {
+		return err
+	}
 	return writePair(certPath, keyPath, der, key)
+}
+
+// archiveIssued keeps a copy of an issued certificate in IssuedDir, before
+// it is handed out, so that it can still be revoked by serial once its
+// files have been replaced.
+func archiveIssued(dir string, serial *big.Int, der []byte) error {
+	d := IssuedDir(dir)
+	if err := os.MkdirAll(d, 0o700); err != nil {
+		return err
+	}
+	return writeAtomic(filepath.Join(d, SerialHex(serial)+".pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
 }
 
 func newKey(kind string, ca bool) (crypto.Signer, error) {
