@@ -22,12 +22,13 @@ const (
 )
 
 // MinMemoryLimit is the smallest Config.MemoryLimit accepted. The Go runtime
-// grows its heap by reserving 64 MiB arenas of address space at a time;
-// below one arena of room, whether a worker can grow its heap at all depends
-// on how full its first arena happens to be, so the limit would refuse
-// valid documents at random (see the package documentation for the
-// measurements).
-const MinMemoryLimit = 64 << 20
+// reserves its heap in 64 MiB arenas of address space, counted whole by
+// RLIMIT_AS however little of one is used: with less than one arena plus
+// the runtime's own metadata of room, a worker needing a few MiB of heap
+// dies at random (measured: 64 MiB of room lets a 4 MiB heap fail; 96 MiB
+// holds 72 MiB of live heap every time). A parse can count on about
+// MemoryLimit - 64 MiB of live heap.
+const MinMemoryLimit = 128 << 20
 
 // Config sets a Pool's limits. Zero fields take the defaults above.
 type Config struct {

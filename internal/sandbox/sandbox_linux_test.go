@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -619,5 +620,65 @@ func TestSetupFailure(t *testing.T) {
 	}
 	if s := p.Stats(); s.Busy != 0 {
 		t.Fatalf("Stats %+v, want busy 0", s)
+	}
+}
+
+func TestRegister(t *testing.T) {
+	fn := func([]byte, io.Writer) error { return nil }
+	tests := []struct {
+		name, kind string
+		fn         Func
+		beforeMain bool
+		want       string
+	}{
+		{name: "empty kind", kind: "", fn: fn, beforeMain: true, want: "invalid worker kind"},
+		{name: "upper case", kind: "PDF", fn: fn, beforeMain: true, want: "invalid worker kind"},
+		{name: "slash", kind: "a/b", fn: fn, beforeMain: true, want: "invalid worker kind"},
+		{name: "too long", kind: strings.Repeat("a", 33), fn: fn, beforeMain: true, want: "invalid worker kind"},
+		{name: "nil function", kind: "nil-fn", beforeMain: true, want: "nil worker function"},
+		{name: "duplicate", kind: "echo", fn: fn, beforeMain: true, want: "registered twice"},
+		{name: "after Main", kind: "late", fn: fn, want: "after Main"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.beforeMain {
+				mainCalled.Store(false)
+				defer mainCalled.Store(true)
+			}
+			defer func() {
+				r := recover()
+				if s, _ := r.(string); !strings.Contains(s, tt.want) {
+					t.Fatalf("panic %v, want one about %q", r, tt.want)
+				}
+			}()
+			Register(tt.kind, tt.fn)
+		})
+	}
+	if _, ok := lookup("late"); ok {
+		t.Fatal("a kind registered after Main exists")
+	}
+}
+
+func TestDiedOfMemory(t *testing.T) {
+	tests := []struct {
+		name   string
+		code   int
+		stderr string
+		want   bool
+	}{
+		{"refused allocation", 2, "runtime: out of memory: cannot allocate 4194304-byte block (125468672 in use)\nfatal error: out of memory\n", true},
+		{"stack limit", 2, "runtime: goroutine stack exceeds 33554432-byte limit\nfatal error: stack overflow\n", true},
+		{"race runtime collision", 2, "fatal error: too many address space collisions for -race mode\n", true},
+		{"race allocator", 66, "==7123==ERROR: ThreadSanitizer failed to allocate 0x8000000 (134217728) bytes at address 218008000000 (errno: 12)\n", true},
+		{"panic quoting the words", 2, "panic: fatal error: out of memory\n\ngoroutine 1 [running]:\n", false},
+		{"fatal error of another kind", 2, "fatal error: concurrent map writes\n", false},
+		{"right words, wrong exit code", 1, "fatal error: out of memory\n", false},
+		{"race allocator, other errno", 66, "==1==ERROR: ThreadSanitizer failed to allocate 0x1 (1) bytes at address 0 (errno: 22)\n", false},
+		{"nothing", 2, "", false},
+	}
+	for _, tt := range tests {
+		if got := diedOfMemory(tt.code, []byte(tt.stderr)); got != tt.want {
+			t.Errorf("%s: diedOfMemory = %v, want %v", tt.name, got, tt.want)
+		}
 	}
 }

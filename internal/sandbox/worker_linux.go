@@ -197,7 +197,14 @@ func applyLimits(s workerSpec) error {
 		{"RLIMIT_AS", unix.RLIMIT_AS, base + uint64(s.memoryLimit)},
 	}
 	for _, l := range limits {
-		if err := unix.Setrlimit(l.resource, &unix.Rlimit{Cur: l.value, Max: l.value}); err != nil {
+		var cur unix.Rlimit
+		if err := unix.Getrlimit(l.resource, &cur); err != nil {
+			return fmt.Errorf("getrlimit %s: %w", l.name, err)
+		}
+		// Never above the inherited hard limit: raising it needs
+		// privilege, and a lower one is already stricter.
+		v := min(l.value, cur.Max)
+		if err := unix.Setrlimit(l.resource, &unix.Rlimit{Cur: v, Max: v}); err != nil {
 			return fmt.Errorf("setrlimit %s: %w", l.name, err)
 		}
 	}
