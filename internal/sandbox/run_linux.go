@@ -192,8 +192,10 @@ loop:
 	}
 
 	// Kill the group while the worker is at worst a zombie: its PID, which
-	// is the group's ID, cannot have been reused yet.
+	// is the group's ID, cannot have been reused yet. The worker itself is
+	// killed by PID too, in case it moved to another group.
 	_ = syscall.Kill(-pid, syscall.SIGKILL)
+	_ = syscall.Kill(pid, syscall.SIGKILL)
 	if !exitDone {
 		<-exited
 	}

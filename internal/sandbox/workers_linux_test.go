@@ -35,7 +35,10 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-var sink []byte
+var (
+	sink []byte
+	kept [][]byte
+)
 
 func init() {
 	Register("echo", func(doc []byte, out io.Writer) error {
@@ -100,17 +103,17 @@ func init() {
 		return nil
 	})
 	Register("alloc-grow", func([]byte, io.Writer) error {
-		var keep [][]byte
 		for {
 			b := make([]byte, 1<<20)
 			for i := 0; i < len(b); i += 4096 {
 				b[i] = 1
 			}
-			keep = append(keep, b)
+			kept = append(kept, b)
 		}
 	})
 	Register("recurse", func([]byte, io.Writer) error {
-		return recurse(0)
+		_, err := fmt.Println(recurse(0))
+		return err
 	})
 	Register("spin", func([]byte, io.Writer) error {
 		spin()
@@ -164,13 +167,14 @@ func spin() {
 	}
 }
 
-func recurse(n int) error {
-	var pad [256]byte
-	pad[n%256] = byte(n)
-	if n < 0 {
-		return nil
+// recurse never ends: nested input met by a recursive parser.
+func recurse(depth int) int {
+	var frame [256]byte
+	frame[depth%len(frame)] = byte(depth)
+	if depth < 0 {
+		return 0
 	}
-	return recurse(n + 1 + int(pad[0]&0))
+	return recurse(depth+1) + int(frame[(depth+7)%len(frame)])
 }
 
 // startSleeper starts this binary as a sleeping grandchild with the given
