@@ -3,7 +3,6 @@ package sandbox
 import (
 	"context"
 	"fmt"
-	"math"
 	"sync/atomic"
 	"time"
 
@@ -19,6 +18,10 @@ const (
 	DefaultMaxDocumentBytes = 20 << 20         // EXTRACT_MAX_BYTES
 	DefaultMaxOutputBytes   = 1 << 20          // the 1 MiB hop limit
 	defaultExecutable       = "/proc/self/exe"
+
+	maxTimeout     = 24 * time.Hour
+	maxBytes       = 1 << 30 // a document or a result
+	maxMemoryLimit = 1 << 40
 )
 
 // MinMemoryLimit is the smallest Config.MemoryLimit accepted. The Go runtime
@@ -36,17 +39,19 @@ type Config struct {
 	Workers int
 	// Timeout is the wall-clock limit of one parse (EXTRACT_TIMEOUT); the
 	// caller's deadline bounds it too. The worker's CPU-time limit is
-	// derived from it.
+	// derived from it. At most 24 hours.
 	Timeout time.Duration
 	// MemoryLimit is the address space a worker may add to what the Go
 	// runtime reserved at start (EXTRACT_MEMORY_LIMIT); at least
 	// MinMemoryLimit. The worker's soft heap goal (GOMEMLIMIT) is 3/4 of
 	// it, its goroutine stack limit 1/4.
 	MemoryLimit int64
-	// MaxDocumentBytes bounds one document (EXTRACT_MAX_BYTES).
+	// MaxDocumentBytes bounds one document (EXTRACT_MAX_BYTES); at most
+	// 1 GiB.
 	MaxDocumentBytes int64
-	// MaxOutputBytes bounds one result. MaxDocumentBytes + MaxOutputBytes
-	// must be below MemoryLimit, which holds both in the worker.
+	// MaxOutputBytes bounds one result; at most 1 GiB. MaxDocumentBytes +
+	// MaxOutputBytes must be below MemoryLimit, which holds both in the
+	// worker.
 	MaxOutputBytes int64
 	// MemoryBudget bounds the bytes of all documents admitted at once
 	// (waiting for or holding a slot). Default Workers × MaxDocumentBytes;
@@ -79,14 +84,14 @@ func (c Config) withDefaults() (Config, error) {
 	switch {
 	case c.Workers < 1 || c.Workers > 1024:
 		return c, fmt.Errorf("%w: workers %d not in 1..1024", ErrConfig, c.Workers)
-	case c.Timeout < 0:
-		return c, fmt.Errorf("%w: negative timeout %s", ErrConfig, c.Timeout)
-	case c.MemoryLimit < MinMemoryLimit || c.MemoryLimit > 1<<40:
-		return c, fmt.Errorf("%w: memory limit %d bytes not in %d..%d", ErrConfig, c.MemoryLimit, MinMemoryLimit, int64(1<<40))
-	case c.MaxDocumentBytes < 0:
-		return c, fmt.Errorf("%w: negative max document bytes", ErrConfig)
-	case c.MaxOutputBytes < 0 || c.MaxOutputBytes > math.MaxInt32:
-		return c, fmt.Errorf("%w: max output bytes %d not in 1..%d", ErrConfig, c.MaxOutputBytes, math.MaxInt32)
+	case c.Timeout < 0 || c.Timeout > maxTimeout:
+		return c, fmt.Errorf("%w: timeout %s not in 0..%s", ErrConfig, c.Timeout, maxTimeout)
+	case c.MemoryLimit < MinMemoryLimit || c.MemoryLimit > maxMemoryLimit:
+		return c, fmt.Errorf("%w: memory limit %d bytes not in %d..%d", ErrConfig, c.MemoryLimit, MinMemoryLimit, int64(maxMemoryLimit))
+	case c.MaxDocumentBytes < 0 || c.MaxDocumentBytes > maxBytes:
+		return c, fmt.Errorf("%w: max document bytes %d not in 1..%d", ErrConfig, c.MaxDocumentBytes, maxBytes)
+	case c.MaxOutputBytes < 0 || c.MaxOutputBytes > maxBytes:
+		return c, fmt.Errorf("%w: max output bytes %d not in 1..%d", ErrConfig, c.MaxOutputBytes, maxBytes)
 	case c.MaxDocumentBytes+c.MaxOutputBytes >= c.MemoryLimit:
 		return c, fmt.Errorf("%w: max document bytes + max output bytes (%d) must be below the memory limit (%d)", ErrConfig, c.MaxDocumentBytes+c.MaxOutputBytes, c.MemoryLimit)
 	}

@@ -252,7 +252,7 @@ func TestProcessGroupKilled(t *testing.T) {
 	}
 	defer unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
 	short := testConfig()
-	short.Timeout = 2 * time.Second
+	short.Timeout = time.Second
 	tests := []struct {
 		name     string
 		kind     string
@@ -582,7 +582,11 @@ func TestNewPool(t *testing.T) {
 		{name: "negative timeout", cfg: Config{Timeout: -time.Second}, want: ErrConfig},
 		{name: "memory limit below the Go runtime's floor", cfg: Config{MemoryLimit: MinMemoryLimit - 1}, want: ErrConfig},
 		{name: "document and output do not fit the memory limit", cfg: Config{MemoryLimit: MinMemoryLimit, MaxDocumentBytes: MinMemoryLimit}, want: ErrConfig},
-		{name: "output over the frame's range", cfg: Config{MaxOutputBytes: 1 << 31}, want: ErrConfig},
+		{name: "timeout over a day", cfg: Config{Timeout: 25 * time.Hour}, want: ErrConfig},
+		{name: "output over 1 GiB", cfg: Config{MemoryLimit: 4 << 30, MaxOutputBytes: 1<<30 + 1}, want: ErrConfig},
+		{name: "document over 1 GiB", cfg: Config{MemoryLimit: 4 << 30, MaxDocumentBytes: 1<<30 + 1}, want: ErrConfig},
+		{name: "negative document limit", cfg: Config{MaxDocumentBytes: -1}, want: ErrConfig},
+		{name: "memory limit over 1 TiB", cfg: Config{MemoryLimit: 1<<40 + 1}, want: ErrConfig},
 		{name: "budget below one document", cfg: Config{MemoryBudget: DefaultMaxDocumentBytes - 1}, want: ErrConfig},
 	}
 	for _, tt := range tests {

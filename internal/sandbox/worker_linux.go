@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -52,10 +51,10 @@ func parseSpec(args []string) (workerSpec, error) {
 		}
 		return n
 	}
-	s.docLen = num(args[2], 0, math.MaxInt32)
-	s.memoryLimit = num(args[3], MinMemoryLimit, 1<<40)
-	s.cpuSeconds = uint64(num(args[4], 1, 1<<20))
-	s.maxOutput = num(args[5], 0, math.MaxInt32)
+	s.docLen = num(args[2], 0, maxBytes)
+	s.memoryLimit = num(args[3], MinMemoryLimit, maxMemoryLimit)
+	s.cpuSeconds = uint64(num(args[4], 1, int64(cpuBackstop(maxTimeout))))
+	s.maxOutput = num(args[5], 0, maxBytes)
 	return s, err
 }
 
