@@ -9,6 +9,6 @@ func supported() error { return ErrUnsupported }
 // runWorker refuses: a worker's limits exist on Linux only.
 func runWorker([]string) int { return exitSetup }
 
-func (p *Pool) execute(context.Context, string, entry, []byte) ([]byte, error) {
+func (p *Pool) execute(context.Context, string, []byte) ([]byte, error) {
 	return nil, ErrUnsupported
 }

@@ -222,11 +222,10 @@ func (a *Admission) Run(ctx context.Context, kind string, doc []byte) ([]byte, e
 	if int64(len(doc)) > a.size {
 		return nil, fmt.Errorf("%w: %d bytes, %d admitted", ErrDocumentTooLarge, len(doc), a.size)
 	}
-	e, ok := lookup(kind)
-	if !ok {
+	if _, ok := lookup(kind); !ok {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownKind, kind)
 	}
-	out, err := a.p.execute(ctx, kind, e, doc)
+	out, err := a.p.execute(ctx, kind, doc)
 	if err != nil {
 		if re, ok := err.(*RunError); ok && re.killedByLimit() {
 			a.p.killed.Add(1)

@@ -37,7 +37,7 @@ const stderrHead = 8 << 10
 const pipeGrace = time.Second
 
 // execute runs one worker on doc and classifies how it ended.
-func (p *Pool) execute(ctx context.Context, kind string, e entry, doc []byte) ([]byte, error) {
+func (p *Pool) execute(ctx context.Context, kind string, doc []byte) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, ctxOutcome(err, false)
 	}
