@@ -87,12 +87,14 @@
 //     recursion on nested input ends as "stack overflow" (also
 //     ErrMemoryLimit) rather than exhausting the address space.
 //   - RLIMIT_CPU = the wall-clock limit in whole seconds, rounded up, plus
-//     one: a backstop that kills the worker (SIGKILL, soft = hard) if the
-//     parent's timer cannot, or if the worker burns more than one CPU.
+//     one: a backstop for when the parent's timer cannot act, or the worker
+//     burns more than one CPU. At the soft limit the kernel sends SIGXCPU,
+//     which the worker turns into exit code 72; the hard limit, one second
+//     later, is SIGKILL.
 //   - RLIMIT_CORE 0 (no core file holding document bytes), RLIMIT_FSIZE 0 (no
 //     file written; pipes are not files), RLIMIT_NOFILE 8, RLIMIT_MEMLOCK 0,
-//     RLIMIT_MSGQUEUE 0. Soft = hard, never above the inherited hard limit,
-//     so the worker cannot raise them back.
+//     RLIMIT_MSGQUEUE 0. The hard limits are set too, never above the
+//     inherited ones, so the worker cannot raise them back.
 //   - GOMAXPROCS 1: one parse needs one CPU; the pool's Workers bound the
 //     CPUs in use.
 //   - PR_SET_NO_NEW_PRIVS on every thread, then Landlock (best effort, via
@@ -142,7 +144,8 @@
 //
 // Exit codes: 0 with a frame; 2 a Go panic or fatal error (out of memory,
 // stack overflow: ErrMemoryLimit; otherwise ErrCrashed); 71 setup failed
-// (ErrSetup); killed by SIGKILL with CPU time at its limit: ErrCPULimit.
+// (ErrSetup); 72, or killed by SIGKILL with CPU time at the hard limit:
+// ErrCPULimit. Any other exit or signal is ErrCrashed.
 //
 // # Pool
 //

@@ -140,10 +140,11 @@ func NewPool(cfg Config) (*Pool, error) {
 	}, nil
 }
 
-// cpuBackstop is the CPU-time limit for a run of wall-clock limit wall:
+// cpuBackstop is the soft CPU-time limit for a run of wall-clock limit wall:
 // whole seconds rounded up, plus one so that the parent's timer, not the
 // kernel, ends an ordinary overrun (the backstop matters when the parent
-// cannot act, or when a worker burns more than one CPU).
+// cannot act, or when a worker burns more than one CPU). The hard limit is
+// one second more.
 func cpuBackstop(wall time.Duration) uint64 {
 	return uint64((wall+time.Second-1)/time.Second) + 1
 }

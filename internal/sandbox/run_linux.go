@@ -62,7 +62,7 @@ func (p *Pool) execute(ctx context.Context, kind string, doc []byte) ([]byte, er
 		return nil, &RunError{Kind: ErrSetup, cause: err}
 	}
 	maxFrame := frameHeaderLen + max(p.cfg.MaxOutputBytes, MaxMessageBytes)
-	return w.supervise(ctx, wall, byDeadline, doc, maxFrame, float64(spec.cpuSeconds))
+	return w.supervise(ctx, wall, byDeadline, doc, maxFrame, float64(spec.cpuSeconds+1))
 }
 
 // worker is one started worker process and the parent's ends of its pipes.
@@ -129,7 +129,7 @@ type readResult struct {
 // supervise feeds doc, collects the output within wall, then kills the
 // process group, reaps the worker and classifies the outcome. Every
 // goroutine it starts has ended when it returns.
-func (w *worker) supervise(ctx context.Context, wall time.Duration, byDeadline bool, doc []byte, maxFrame int64, cpuLimit float64) ([]byte, error) {
+func (w *worker) supervise(ctx context.Context, wall time.Duration, byDeadline bool, doc []byte, maxFrame int64, cpuHard float64) ([]byte, error) {
 	pid := w.cmd.Process.Pid
 	exited := make(chan struct{})
 	go func() {
@@ -221,7 +221,7 @@ loop:
 		}
 		return nil, limit
 	}
-	return classify(w.cmd.ProcessState, waitErr, out.b, stderr, maxFrame-frameHeaderLen, cpuLimit)
+	return classify(w.cmd.ProcessState, waitErr, out.b, stderr, maxFrame-frameHeaderLen, cpuHard)
 }
 
 // ctxOutcome is the result of a run whose context ended: the caller's
@@ -247,7 +247,7 @@ func waitExited(pid int) {
 
 // classify turns how a worker ended, and what it wrote, into the result or a
 // *RunError.
-func classify(ps *os.ProcessState, waitErr error, out, stderr []byte, maxOutput int64, cpuLimit float64) ([]byte, error) {
+func classify(ps *os.ProcessState, waitErr error, out, stderr []byte, maxOutput int64, cpuHard float64) ([]byte, error) {
 	if ps == nil {
 		return nil, &RunError{Kind: ErrSetup, cause: waitErr, Stderr: string(stderr)}
 	}
@@ -263,11 +263,12 @@ func classify(ps *os.ProcessState, waitErr error, out, stderr []byte, maxOutput 
 			return nil, fr
 		}
 		re.Kind = ErrMalformedOutput
-	case ws.Signaled() && ws.Signal() == syscall.SIGXCPU:
+	case ws.Exited() && ws.ExitStatus() == exitCPULimit,
+		ws.Signaled() && ws.Signal() == syscall.SIGXCPU:
 		re.Kind = ErrCPULimit
-	case ws.Signaled() && ws.Signal() == syscall.SIGKILL && (ps.UserTime()+ps.SystemTime()).Seconds() >= cpuLimit-0.1:
+	case ws.Signaled() && ws.Signal() == syscall.SIGKILL && (ps.UserTime()+ps.SystemTime()).Seconds() >= cpuHard-0.1:
 		// Not killed by the parent (that path never gets here): the
-		// kernel enforcing RLIMIT_CPU.
+		// kernel enforcing the hard CPU limit.
 		re.Kind = ErrCPULimit
 	case ws.Exited() && diedOfMemory(ws.ExitStatus(), stderr):
 		re.Kind = ErrMemoryLimit

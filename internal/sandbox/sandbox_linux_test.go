@@ -484,11 +484,11 @@ func TestWorkerEnvironment(t *testing.T) {
 		{"no new privileges", r.NoNewPrivs == 1},
 		{"GOMAXPROCS 1", r.GOMAXPROCS == 1},
 		{"GOMEMLIMIT 3/4 of the limit", r.GoMemLimit == cfg.MemoryLimit-cfg.MemoryLimit/4},
-		{"no core files", r.Limits["core"] == 0},
-		{"no files written", r.Limits["fsize"] == 0},
-		{"few descriptors", r.Limits["nofile"] == workerNoFile},
-		{"CPU backstop", r.Limits["cpu"] == cpuBackstop(cfg.Timeout)},
-		{"address space limited", r.Limits["as"] > uint64(cfg.MemoryLimit) && r.Limits["as"] < 1<<50},
+		{"no core files", r.Limits["core"] == [2]uint64{0, 0}},
+		{"no files written", r.Limits["fsize"] == [2]uint64{0, 0}},
+		{"few descriptors", r.Limits["nofile"] == [2]uint64{workerNoFile, workerNoFile}},
+		{"CPU backstop", r.Limits["cpu"] == [2]uint64{cpuBackstop(cfg.Timeout), cpuBackstop(cfg.Timeout) + 1}},
+		{"address space limited", r.Limits["as"][0] == r.Limits["as"][1] && r.Limits["as"][0] > uint64(cfg.MemoryLimit) && r.Limits["as"][0] < 1<<50},
 	}
 	for _, c := range checks {
 		if !c.ok {

@@ -91,4 +91,7 @@ func Main() {
 
 // Worker exit codes other than 0 that the parent recognises. Go itself exits
 // 2 on a panic or fatal runtime error.
-const exitSetup = 71 // EX_OSERR: a limit could not be set, or a descriptor was found open
+const (
+	exitSetup    = 71 // EX_OSERR: a limit could not be set, or a descriptor was found open
+	exitCPULimit = 72 // the soft CPU-time limit was reached
+)

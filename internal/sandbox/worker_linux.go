@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/landlock-lsm/go-landlock/landlock"
 	"golang.org/x/sys/unix"
@@ -171,29 +173,31 @@ const (
 	workerNoFile = 8 // 0-2 and what the landlock set-up opens briefly
 )
 
-// applyLimits sets the resource limits (soft = hard, so the worker cannot
-// raise them back) and the Go runtime's own.
+// applyLimits sets the resource limits (hard limits too, so the worker
+// cannot raise them back) and the Go runtime's own.
 func applyLimits(s workerSpec) error {
 	base, err := addressSpaceInUse()
 	if err != nil {
 		return err
 	}
 	limits := []struct {
-		name     string
-		resource int
-		value    uint64
+		name       string
+		resource   int
+		soft, hard uint64
 	}{
-		{"RLIMIT_CORE", unix.RLIMIT_CORE, 0},   // no core file of a hostile document
-		{"RLIMIT_FSIZE", unix.RLIMIT_FSIZE, 0}, // no file written (pipes are not files)
-		{"RLIMIT_NOFILE", unix.RLIMIT_NOFILE, workerNoFile},
-		{"RLIMIT_MEMLOCK", unix.RLIMIT_MEMLOCK, 0},
-		{"RLIMIT_MSGQUEUE", unix.RLIMIT_MSGQUEUE, 0},
-		{"RLIMIT_CPU", unix.RLIMIT_CPU, s.cpuSeconds}, // SIGKILL when reached (soft = hard)
+		{"RLIMIT_CORE", unix.RLIMIT_CORE, 0, 0},   // no core file of a hostile document
+		{"RLIMIT_FSIZE", unix.RLIMIT_FSIZE, 0, 0}, // no file written (pipes are not files)
+		{"RLIMIT_NOFILE", unix.RLIMIT_NOFILE, workerNoFile, workerNoFile},
+		{"RLIMIT_MEMLOCK", unix.RLIMIT_MEMLOCK, 0, 0},
+		{"RLIMIT_MSGQUEUE", unix.RLIMIT_MSGQUEUE, 0, 0},
+		// SIGXCPU at the soft limit, which watchCPULimit turns into
+		// exitCPULimit; SIGKILL one CPU-second later if it could not.
+		{"RLIMIT_CPU", unix.RLIMIT_CPU, s.cpuSeconds, s.cpuSeconds + 1},
 		// The Go runtime reserves about 1.2 GiB of address space before
 		// main (page-allocator summaries, the first heap arena) and
 		// cannot start under a few hundred MiB: the limit is what this
 		// process has reserved now plus what the parse may add.
-		{"RLIMIT_AS", unix.RLIMIT_AS, base + uint64(s.memoryLimit)},
+		{"RLIMIT_AS", unix.RLIMIT_AS, base + uint64(s.memoryLimit), base + uint64(s.memoryLimit)},
 	}
 	for _, l := range limits {
 		var cur unix.Rlimit
@@ -202,11 +206,12 @@ func applyLimits(s workerSpec) error {
 		}
 		// Never above the inherited hard limit: raising it needs
 		// privilege, and a lower one is already stricter.
-		v := min(l.value, cur.Max)
-		if err := unix.Setrlimit(l.resource, &unix.Rlimit{Cur: v, Max: v}); err != nil {
+		want := unix.Rlimit{Cur: min(l.soft, cur.Max), Max: min(l.hard, cur.Max)}
+		if err := unix.Setrlimit(l.resource, &want); err != nil {
 			return fmt.Errorf("setrlimit %s: %w", l.name, err)
 		}
 	}
+	watchCPULimit()
 	runtime.GOMAXPROCS(1)
 	// The soft heap goal below the hard limit makes the collector work
 	// before an allocation is refused; a heap that still grows past it
@@ -216,6 +221,19 @@ func applyLimits(s workerSpec) error {
 	// stack's doubling exhausts the address space.
 	debug.SetMaxStack(int(s.memoryLimit / 4))
 	return nil
+}
+
+// watchCPULimit ends the worker with exitCPULimit when the kernel signals
+// the soft CPU limit (the Go runtime ignores SIGXCPU by default), so the
+// parent can tell the limit from any other death.
+func watchCPULimit() {
+	c := make(chan os.Signal, 1)
+	signal.Notify(c, syscall.SIGXCPU)
+	go func() {
+		<-c
+		fmt.Fprintln(os.Stderr, "sandbox: cpu limit")
+		os.Exit(exitCPULimit)
+	}()
 }
 
 // addressSpaceInUse reads VmSize, the address space this process holds. It

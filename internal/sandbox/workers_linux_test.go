@@ -190,22 +190,22 @@ func startSleeper(setsid bool, fds [3]uintptr) (int, error) {
 
 // workerReport is what the "report" worker sees of its own process.
 type workerReport struct {
-	DocLen     int               `json:"doc_len"`
-	FDs        []int             `json:"fds"`
-	Env        []string          `json:"env"`
-	Cwd        string            `json:"cwd"`
-	NoNewPrivs int               `json:"no_new_privs"`
-	GOMAXPROCS int               `json:"gomaxprocs"`
-	GoMemLimit int64             `json:"gomemlimit"`
-	Limits     map[string]uint64 `json:"limits"`
-	OpenErr    string            `json:"open_err"`
-	ExecErr    string            `json:"exec_err"`
-	DialErr    string            `json:"dial_err"`
-	KillErr    string            `json:"kill_err"`
+	DocLen     int                  `json:"doc_len"`
+	FDs        []int                `json:"fds"`
+	Env        []string             `json:"env"`
+	Cwd        string               `json:"cwd"`
+	NoNewPrivs int                  `json:"no_new_privs"`
+	GOMAXPROCS int                  `json:"gomaxprocs"`
+	GoMemLimit int64                `json:"gomemlimit"`
+	Limits     map[string][2]uint64 `json:"limits"` // soft, hard
+	OpenErr    string               `json:"open_err"`
+	ExecErr    string               `json:"exec_err"`
+	DialErr    string               `json:"dial_err"`
+	KillErr    string               `json:"kill_err"`
 }
 
 func probe(doc []byte) workerReport {
-	r := workerReport{DocLen: len(doc), Env: os.Environ(), Limits: map[string]uint64{}}
+	r := workerReport{DocLen: len(doc), Env: os.Environ(), Limits: map[string][2]uint64{}}
 	// fcntl, not /proc/self/fd: the worker may not open anything.
 	for fd := 0; fd < 1024; fd++ {
 		if _, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err == nil {
@@ -218,8 +218,8 @@ func probe(doc []byte) workerReport {
 	r.GoMemLimit = debug.SetMemoryLimit(-1)
 	for name, res := range map[string]int{"as": unix.RLIMIT_AS, "cpu": unix.RLIMIT_CPU, "nofile": unix.RLIMIT_NOFILE, "core": unix.RLIMIT_CORE, "fsize": unix.RLIMIT_FSIZE} {
 		var l unix.Rlimit
-		if unix.Getrlimit(res, &l) == nil && l.Cur == l.Max {
-			r.Limits[name] = l.Cur
+		if unix.Getrlimit(res, &l) == nil {
+			r.Limits[name] = [2]uint64{l.Cur, l.Max}
 		}
 	}
 	if _, err := os.ReadFile("/etc/passwd"); err != nil {
