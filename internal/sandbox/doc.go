@@ -157,17 +157,18 @@
 // goroutine of the run has ended. One process per parse: no state, and no
 // document, outlives it.
 //
-// # Cost (BenchmarkSandbox, CGO_ENABLED=0, 2 shared vCPUs)
+// # Cost (BenchmarkSandbox, CGO_ENABLED=0, 2 shared vCPUs, several runs)
 //
-// Parsing a 1 MiB CSV and writing a small JSON result takes 3.8 ms in process
-// and 7.9 ms in a worker: +4 ms a document, a ratio of about 2 for this cheap
-// parse (it shrinks as the parse grows). The fixed cost of a worker, empty
-// document, is 1.6-2.0 ms, of which starting and ending a Go process is 1.4
-// ms (an exec of /bin/true alone is 0.7 ms) and the limits with Landlock
-// about 0.2 ms; piping 1 MiB in adds about 0.8 ms; the rest is the parse in
-// a fresh process (page faults on a cold heap, GOMAXPROCS 1). Reusing
-// workers would save the ~2 ms of start-up at the price of state (and
-// documents) surviving between parses; it is not done.
+// Parsing a 1 MiB CSV and writing a small JSON result takes 3.7-3.9 ms in
+// process and 7.9-8.5 ms in a worker: 4-5 ms more a document, a ratio of
+// about 2.2 for this cheap parse (it shrinks as the parse grows). The fixed
+// cost of a worker (empty document) is 1.6-2.6 ms, of which starting and
+// ending a Go process is about 1.4 ms (an exec of /bin/true alone is 0.7 ms)
+// and the limits with Landlock about 0.2 ms; piping 1 MiB in adds about 1
+// ms; the rest is the parse in a fresh process (page faults on a cold heap,
+// GOMAXPROCS 1). Process start-up dominates. Reusing workers would save it
+// at the price of state (and documents) surviving between parses; it is
+// not done.
 //
 // # What this does not stop
 //
