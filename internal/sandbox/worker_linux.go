@@ -20,7 +20,7 @@ import (
 )
 
 // workerSpec is what the parent passes on the worker's command line; the
-// environment is empty.
+// environment carries nothing but workerEnv.
 type workerSpec struct {
 	kind        string
 	docLen      int64
