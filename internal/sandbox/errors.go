@@ -13,7 +13,7 @@ var (
 	// became free before the caller's context ended. Transient: the server
 	// answers -32002 "extractor busy". The returned error also wraps the
 	// context's error.
-	ErrBusy = errors.New("sandbox: extractor busy")
+	ErrBusy = errors.New("sandbox: no worker free before the deadline")
 
 	// ErrTimeLimit: the worker was still running when the wall-clock limit
 	// (Config.Timeout, or the caller's deadline when that came first)
