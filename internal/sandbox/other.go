@@ -1,0 +1,14 @@
+//go:build !linux
+
+package sandbox
+
+import "context"
+
+func supported() error { return ErrUnsupported }
+
+// runWorker refuses: a worker's limits exist on Linux only.
+func runWorker([]string) int { return exitSetup }
+
+func (p *Pool) execute(context.Context, string, []byte) ([]byte, error) {
+	return nil, ErrUnsupported
+}
