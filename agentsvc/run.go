@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/ca-a2a/ca-a2a/agentsvc/runtime/config"
@@ -76,8 +77,9 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(a
 	if err != nil {
 		return startup(err)
 	}
+	cardURL, cardTokenURL := cardURLs(cfg)
 	srv, err := server.New(server.Options{Agent: agent, Policy: pol, Verifier: verifier, Logger: log,
-		URL: cfg.PeerURLs[cfg.Name], TokenURL: cfg.TokenURL})
+		URL: cardURL, TokenURL: cardTokenURL})
 	if err != nil {
 		return startup(err)
 	}
@@ -118,6 +120,31 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(a
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// cardURLs returns the URLs the agent card publishes: the agent's own and
+// the identity provider's token endpoint, each with the host name its
+// server's certificate carries (<name>.ca-a2a.local, OIDC_SERVER_NAME) and
+// the port and path configured (<NAME>_URL, OIDC_TOKEN_URL). A standard A2A
+// client verifies a server by the host of the URL it is given; local runs
+// configure 127.0.0.1, which no certificate names.
+func cardURLs(cfg *config.Config) (agent, token string) {
+	agent, token = cfg.PeerURLs[cfg.Name], cfg.TokenURL
+	if u, err := url.Parse(agent); err == nil && u.Host != "" {
+		agent = "https://" + withPort(agentapi.DNSName(cfg.Name), u.Port())
+	}
+	if u, err := url.Parse(token); err == nil && u.Host != "" && cfg.ServerName != "" {
+		u.Host = withPort(cfg.ServerName, u.Port())
+		token = u.String()
+	}
+	return agent, token
+}
+
+func withPort(host, port string) string {
+	if port == "" {
+		return host
+	}
+	return net.JoinHostPort(host, port)
 }
 
 func loadPolicy(cfg *config.Config, agent server.Agent) (*policy.Policy, error) {

@@ -8,6 +8,15 @@ const (
 	MethodGetHealth  = "get_health"
 )
 
+// The A2A protocol's methods every agent also answers (docs/contract.md,
+// A2A). They are envelopes, not methods of the policy: message/send is
+// authorized by the skill it names, tasks/get reads only the caller's own
+// tasks.
+const (
+	MethodA2ASendMessage = "message/send"
+	MethodA2AGetTask     = "tasks/get"
+)
+
 // Orchestrator methods.
 const (
 	MethodProcessDocument   = "process_document"

@@ -1,6 +1,8 @@
 package tokensource
 
 import (
+	"context"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -52,6 +54,10 @@ type ProviderClientOptions struct {
 	// SkipVerify turns off the check of the provider's certificate
 	// (MTLS_VERIFY_SERVER=false). Never outside a lab.
 	SkipVerify bool
+	// Dial, when set, makes the connections (a caller that connects to
+	// another address than the URL's host, as local runs do); the
+	// provider is still verified by serverName.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // ProviderClient returns the HTTP client that reaches the identity
@@ -68,6 +74,7 @@ func ProviderClient(cert certload.Source, serverName string, opts ProviderClient
 			TLSClientConfig: certload.ClientConfig(cert, certload.AuthorizeDNSName(serverName), certload.ClientOptions{
 				ServerName: serverName, SystemRoots: true, SkipVerify: opts.SkipVerify,
 			}),
+			DialContext:         opts.Dial,
 			MaxIdleConnsPerHost: 2,
 			IdleConnTimeout:     90 * time.Second,
 		},

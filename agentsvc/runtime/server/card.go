@@ -2,66 +2,73 @@ package server
 
 import (
 	"net/http"
+	"strings"
+
+	"github.com/a2aproject/a2a-go/a2a"
 )
 
-// AgentCard is the A2A agent card served at /.well-known/agent-card.json.
+// ProtocolVersion is the A2A protocol version the agents speak.
+const ProtocolVersion = "0.3.0"
+
+// The security schemes of the agent card: both are required on every call.
+const (
+	SchemeMTLS   a2a.SecuritySchemeName = "mtls"
+	SchemeOAuth2 a2a.SecuritySchemeName = "oauth2"
+)
+
+// AgentCard is the A2A agent card served at /.well-known/agent-card.json
+// (docs/contract.md, Agent card): a2a-go's card, whose skills also name the
+// callers the policy admits, and whose capabilities are all spelled out.
 type AgentCard struct {
-	Name               string                    `json:"name"`
-	Description        string                    `json:"description"`
-	URL                string                    `json:"url"`
-	Version            string                    `json:"version"`
-	ProtocolVersion    string                    `json:"protocolVersion"`
-	PreferredTransport string                    `json:"preferredTransport"`
-	DefaultInputModes  []string                  `json:"defaultInputModes"`
-	DefaultOutputModes []string                  `json:"defaultOutputModes"`
-	Skills             []cardSkill               `json:"skills"`
-	SecuritySchemes    map[string]securityScheme `json:"securitySchemes"`
-	Security           []map[string][]string     `json:"security"`
+	a2a.AgentCard
+	Capabilities Capabilities `json:"capabilities"`
+	Skills       []CardSkill  `json:"skills"`
 }
 
-type cardSkill struct {
-	ID          string   `json:"id"`
-	Name        string   `json:"name"`
-	Description string   `json:"description"`
-	Tags        []string `json:"tags"`
-	// AllowedCallers names the agent identities the policy admits.
+// Capabilities are a2a.AgentCapabilities written even when false: a reader
+// sees that streaming and push notifications are not offered.
+type Capabilities struct {
+	Streaming              bool `json:"streaming"`
+	PushNotifications      bool `json:"pushNotifications"`
+	StateTransitionHistory bool `json:"stateTransitionHistory"`
+}
+
+// CardSkill is one skill of the card: a method the agent offers.
+type CardSkill struct {
+	a2a.AgentSkill
+	// AllowedCallers names the identities the policy admits ("*": any).
 	AllowedCallers []string `json:"allowedCallers"`
 }
 
-type securityScheme struct {
-	Type        string     `json:"type"`
-	Description string     `json:"description"`
-	Flows       *oauthFlow `json:"flows,omitempty"`
-}
-
-type oauthFlow struct {
-	ClientCredentials struct {
-		TokenURL string            `json:"tokenUrl"`
-		Scopes   map[string]string `json:"scopes"`
-	} `json:"clientCredentials"`
-}
-
 func (s *Server) card() AgentCard {
-	flow := &oauthFlow{}
-	flow.ClientCredentials.TokenURL = s.opts.TokenURL
-	flow.ClientCredentials.Scopes = map[string]string{}
-	c := AgentCard{
-		Name: s.opts.Agent.Name, Description: s.opts.Agent.Description, URL: s.opts.URL,
-		Version: s.opts.Agent.Version, ProtocolVersion: "0.3.0", PreferredTransport: "JSONRPC",
+	c := AgentCard{AgentCard: a2a.AgentCard{
+		Name: s.opts.Agent.Name, Description: s.opts.Agent.Description,
+		URL:     strings.TrimRight(s.opts.URL, "/") + "/message",
+		Version: s.opts.Agent.Version, ProtocolVersion: ProtocolVersion, PreferredTransport: a2a.TransportProtocolJSONRPC,
 		DefaultInputModes: []string{"application/json"}, DefaultOutputModes: []string{"application/json"},
-		SecuritySchemes: map[string]securityScheme{
-			"mtls": {Type: "mutualTLS", Description: "Client certificate issued by the ca-a2a CA; the caller identity is the agent name in its SAN."},
-			"oauth2": {Type: "oauth2", Description: "Certificate-bound access token (RFC 8705, cnf.x5t#S256), client credentials with tls_client_auth.",
-				Flows: flow},
+		SecuritySchemes: a2a.NamedSecuritySchemes{
+			SchemeMTLS: a2a.MutualTLSSecurityScheme{
+				Description: "Client certificate issued by the ca-a2a CA; the caller identity is the agent name in its SAN.",
+			},
+			SchemeOAuth2: a2a.OAuth2SecurityScheme{
+				Description: "Certificate-bound access token (RFC 8705, cnf.x5t#S256): client credentials with tls_client_auth, over the same certificate.",
+				Flows: a2a.OAuthFlows{ClientCredentials: &a2a.ClientCredentialsOAuthFlow{
+					TokenURL: s.opts.TokenURL, Scopes: map[string]string{},
+				}},
+			},
 		},
-		Security: []map[string][]string{{"mtls": {}, "oauth2": {}}},
-	}
+		// One requirement naming both schemes: both, on every call.
+		Security: []a2a.SecurityRequirements{{SchemeMTLS: a2a.SecuritySchemeScopes{}, SchemeOAuth2: a2a.SecuritySchemeScopes{}}},
+	}}
 	for _, sk := range s.skills() {
 		callers := s.opts.Policy.Callers(sk.ID)
 		if callers == nil {
 			callers = []string{}
 		}
-		c.Skills = append(c.Skills, cardSkill{ID: sk.ID, Name: sk.Name, Description: sk.Description, Tags: []string{s.opts.Agent.Name}, AllowedCallers: callers})
+		c.Skills = append(c.Skills, CardSkill{
+			AgentSkill:     a2a.AgentSkill{ID: sk.ID, Name: sk.Name, Description: sk.Description, Tags: []string{s.opts.Agent.Name}},
+			AllowedCallers: callers,
+		})
 	}
 	return c
 }

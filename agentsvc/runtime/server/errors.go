@@ -44,6 +44,16 @@ func (s *Server) toRPCError(ctx context.Context, log func() *slog.Logger, err er
 	}
 }
 
+// asRPCError returns the *jsonrpc.Error err carries (a decoding failure,
+// say), or an internal error.
+func asRPCError(err error) *jsonrpc.Error {
+	var e *jsonrpc.Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return errInternal
+}
+
 // writeError answers a failure that happened before a JSON-RPC request
 // could be read (authentication, an oversized body, a route that does not
 // exist): a JSON-RPC error with id null and the given HTTP status, so every

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/ca-a2a/ca-a2a/agentsvc/runtime/policy"
 	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 	"github.com/ca-a2a/ca-a2a/shared/binding"
 	"github.com/ca-a2a/ca-a2a/shared/jsonrpc"
@@ -93,21 +94,30 @@ func (s *Server) call(ctx context.Context, caller string, raw json.RawMessage, i
 	if !inBatch {
 		info.method = req.Method
 	}
-	// Built only when something is logged: most calls log nothing here.
-	log := func() *slog.Logger { return s.log.With("request_id", info.id, "caller", caller, "method", req.Method) }
-	m, ok := s.methods[req.Method]
-	if !ok {
+	rt, rpcErr := s.route(req, caller)
+	if rpcErr != nil {
 		if !inBatch {
-			info.code = jsonrpc.CodeMethodNotFound
+			info.code = rpcErr.Code
 		}
-		return s.reply(req, nil, jsonrpc.Errorf(jsonrpc.CodeMethodNotFound, "method not found")), http.StatusOK
+		return s.reply(req, nil, rpcErr), http.StatusOK
 	}
-	if err := s.opts.Policy.Allow(caller, req.Method); err != nil {
+	if !inBatch && rt.key != req.Method {
+		info.skill = rt.key
+	}
+	// Built only when something is logged: most calls log nothing here.
+	log := func() *slog.Logger {
+		l := s.log.With("request_id", info.id, "caller", caller, "method", req.Method)
+		if rt.key != req.Method {
+			l = l.With("skill", rt.key)
+		}
+		return l
+	}
+	if err := s.authorize(caller, rt); err != nil {
 		log().Warn("call denied by policy")
 		if !inBatch {
 			info.code = agentapi.CodeForbidden
 		}
-		resp := s.reply(req, nil, jsonrpc.Errorf(agentapi.CodeForbidden, "caller %q may not call %s", caller, req.Method))
+		resp := s.reply(req, nil, jsonrpc.Errorf(agentapi.CodeForbidden, "caller %q may not call %s", caller, rt.key))
 		if inBatch || resp == nil {
 			return resp, http.StatusOK
 		}
@@ -116,15 +126,14 @@ func (s *Server) call(ctx context.Context, caller string, raw json.RawMessage, i
 	ctx, cancel := context.WithTimeout(ctx, s.opts.HandlerTimeout)
 	defer cancel()
 	start := time.Now()
-	result, err := s.invoke(ctx, m.Handler, req.Params)
-	rpcErr := s.toRPCError(ctx, log, err)
+	result, code, rpcErr := rt.run(ctx, log)
 	if !inBatch {
-		info.code = codeOf(rpcErr)
+		info.code = code
 	}
 	// The access line says how a single call ended; this one is for
 	// following the elements of a batch.
 	if s.log.Enabled(ctx, slog.LevelDebug) {
-		log().LogAttrs(ctx, slog.LevelDebug, "call", slog.Int64("latency_ms", time.Since(start).Milliseconds()), slog.Int("code", codeOf(rpcErr)))
+		log().LogAttrs(ctx, slog.LevelDebug, "call", slog.Int64("latency_ms", time.Since(start).Milliseconds()), slog.Int("code", code))
 	}
 	if rpcErr != nil {
 		return s.reply(req, nil, rpcErr), http.StatusOK
@@ -135,6 +144,55 @@ func (s *Server) call(ctx context.Context, caller string, raw json.RawMessage, i
 		return s.reply(req, nil, errInternal), http.StatusOK
 	}
 	return s.reply(req, data, nil), http.StatusOK
+}
+
+// route is what one request runs, found before authorization.
+type route struct {
+	// key is what the policy authorizes, and what the request is
+	// counted and logged under: the method, or for message/send the
+	// skill its DataPart names (the envelope itself grants nothing).
+	key string
+	// ownOnly marks tasks/get: it reads only what the caller itself
+	// created, so it needs no grant beyond the caller's identity.
+	ownOnly bool
+	// run answers the call: a result, or the JSON-RPC error; code is how
+	// the call ended (a failed Task's code for message/send).
+	run func(ctx context.Context, log func() *slog.Logger) (result any, code int, err *jsonrpc.Error)
+}
+
+// route finds what req runs. A method this agent does not offer (every A2A
+// method but message/send and tasks/get included) and a skill it does not
+// offer are -32601, before authorization.
+func (s *Server) route(req jsonrpc.Request, caller string) (route, *jsonrpc.Error) {
+	switch req.Method {
+	case agentapi.MethodA2ASendMessage:
+		return s.routeSendMessage(req, caller)
+	case agentapi.MethodA2AGetTask:
+		return route{key: req.Method, ownOnly: true, run: func(context.Context, func() *slog.Logger) (any, int, *jsonrpc.Error) {
+			return s.getTask(caller, req.Params)
+		}}, nil
+	}
+	m, ok := s.methods[req.Method]
+	if !ok {
+		return route{}, jsonrpc.Errorf(jsonrpc.CodeMethodNotFound, "method not found")
+	}
+	return route{key: m.Name, run: func(ctx context.Context, log func() *slog.Logger) (any, int, *jsonrpc.Error) {
+		result, err := s.invoke(ctx, m.Handler, req.Params)
+		rpcErr := s.toRPCError(ctx, log, err)
+		return result, codeOf(rpcErr), rpcErr
+	}}, nil
+}
+
+// authorize decides whether caller may run rt: the policy, by rt's key;
+// an empty caller (no certificate identity) never.
+func (s *Server) authorize(caller string, rt route) error {
+	if rt.ownOnly {
+		if caller == "" {
+			return policy.ErrForbidden
+		}
+		return nil
+	}
+	return s.opts.Policy.Allow(caller, rt.key)
 }
 
 // invoke runs a handler, turning a panic into an internal error: one bad

@@ -64,12 +64,16 @@ type Options struct {
 	Policy   *policy.Policy
 	Verifier *binding.Verifier
 	Logger   *slog.Logger
-	// URL is the agent's public base URL (agent card).
+	// URL is the agent's base URL as callers name it,
+	// https://<name>.ca-a2a.local:<port>: the agent card's url is its
+	// JSON-RPC endpoint, URL + "/message".
 	URL string
 	// TokenURL is where callers get tokens (agent card).
 	TokenURL string
 	// HandlerTimeout bounds each method call (default 100s).
 	HandlerTimeout time.Duration
+	// Tasks bound the A2A tasks kept for tasks/get.
+	Tasks TaskLimits
 }
 
 // Server serves one agent.
@@ -79,6 +83,7 @@ type Server struct {
 	methods map[string]skill.Method
 	started time.Time
 	mux     *http.ServeMux
+	tasks   *taskStore
 
 	healthMu   sync.Mutex
 	healthAt   time.Time
@@ -98,7 +103,7 @@ func New(opts Options) (*Server, error) {
 	if opts.Agent.Version == "" {
 		opts.Agent.Version = Version
 	}
-	s := &Server{opts: opts, log: opts.Logger, methods: map[string]skill.Method{}, started: time.Now()}
+	s := &Server{opts: opts, log: opts.Logger, methods: map[string]skill.Method{}, started: time.Now(), tasks: newTaskStore(opts.Tasks)}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -112,14 +117,16 @@ func New(opts Options) (*Server, error) {
 	mux.Handle("POST /message", s.opts.Verifier.Middleware(http.HandlerFunc(s.serveMessage), writeUnauthorized))
 	mux.HandleFunc("/health", s.serveHealth)
 	mux.HandleFunc("/.well-known/agent-card.json", s.serveCard)
+	mux.HandleFunc("/.well-known/agent.json", s.serveCard) // the name before A2A v0.3
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { notFound(w) })
 	s.mux = mux
 	return s, nil
 }
 
 // Handler returns the agent's HTTP handler. Each request is logged once,
-// when it ends, with its id, caller, JSON-RPC method and code, status and
-// latency; never its token or body.
+// when it ends, with its id, caller, JSON-RPC method (and the skill a
+// message/send ran, else ""), code, status and latency; never its token or
+// body.
 func (s *Server) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -133,7 +140,7 @@ func (s *Server) Handler() http.Handler {
 		s.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
 			slog.String("request_id", info.id), slog.String("http_method", r.Method), slog.String("path", r.URL.Path),
 			slog.Int("status", rec.status), slog.String("caller", info.caller), slog.String("method", info.method),
-			slog.Int("code", info.code), slog.Int64("latency_ms", time.Since(start).Milliseconds()))
+			slog.Int("code", info.code), slog.Int64("latency_ms", time.Since(start).Milliseconds()), slog.String("skill", info.skill))
 	})
 }
 
@@ -142,6 +149,8 @@ func (s *Server) Handler() http.Handler {
 type requestInfo struct {
 	id, caller, method string
 	code               int
+	// skill is what a single message/send ran (an offered method).
+	skill string
 }
 
 func infoOf(ctx context.Context) *requestInfo {

@@ -37,10 +37,14 @@ type fixture struct {
 	started chan struct{}
 	srv     *http.Server
 	done    chan error
+	ca      *pki.CA
+	idp     *tokens.IdP
+	server  *server.Server
 }
 
-// start serves a validator whose extra methods are slow, panic and fail.
-func start(t *testing.T) *fixture {
+// start serves a validator whose extra methods are slow, panic, fail and
+// echo; opts change the server's options.
+func start(t *testing.T, opts ...func(*server.Options)) *fixture {
 	t.Helper()
 	ca := pki.NewCA(t, "CA")
 	idp := tokens.New(t, ca)
@@ -49,7 +53,7 @@ func start(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{release: make(chan struct{}), started: make(chan struct{}, 10), done: make(chan error, 1)}
+	f := &fixture{release: make(chan struct{}), started: make(chan struct{}, 10), done: make(chan error, 1), ca: ca, idp: idp}
 	methods := []skill.Method{
 		{Name: "validate_document", Handler: func(ctx context.Context, _ json.RawMessage) (any, error) {
 			f.started <- struct{}{}
@@ -64,17 +68,29 @@ func start(t *testing.T) *fixture {
 		{Name: "broken", Handler: func(context.Context, json.RawMessage) (any, error) {
 			return nil, errors.New("db password=hunter2 rejected")
 		}},
+		{Name: "echo", Handler: func(_ context.Context, params json.RawMessage) (any, error) {
+			if len(params) == 0 {
+				params = json.RawMessage(`{}`)
+			}
+			return params, nil
+		}},
 	}
-	pol, err := policy.Parse([]byte(`{"agents":{"validator":{"validate_document":["orchestrator"],"get_validation_rules":["*"],"list_skills":["*"],"get_health":["*"]}}}`),
-		"validator", []string{"validate_document", "get_validation_rules", "list_skills", "get_health"})
+	pol, err := policy.Parse([]byte(`{"agents":{"validator":{"validate_document":["orchestrator"],"get_validation_rules":["*"],"list_skills":["*"],"get_health":["*"],"echo":["orchestrator","archivist"]}}}`),
+		"validator", []string{"validate_document", "get_validation_rules", "list_skills", "get_health", "echo"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	srvAgent := server.Agent{Name: "validator", Methods: methods, Checks: map[string]server.HealthCheck{"ok": func(context.Context) error { return nil }}}
-	s, err := server.New(server.Options{Agent: srvAgent, Policy: pol, Verifier: v, Logger: quiet, HandlerTimeout: 5 * time.Second})
+	o := server.Options{Agent: srvAgent, Policy: pol, Verifier: v, Logger: quiet, HandlerTimeout: 5 * time.Second,
+		URL: "https://validator.ca-a2a.local:8003", TokenURL: "https://keycloak.ca-a2a.local:8443/realms/ca-a2a/protocol/openid-connect/token"}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	s, err := server.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
+	f.server = s
 	leaf := ca.Issue(t, "validator")
 	src, _ := certload.FromPEM(leaf.CertPEM, leaf.KeyPEM, ca.PEM, certload.Origin{}, certload.Options{})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -105,9 +121,27 @@ func start(t *testing.T) *fixture {
 
 func (f *fixture) post(t *testing.T, body string) (int, string) {
 	t.Helper()
+	return f.postAs(t, f.client, f.token, body)
+}
+
+// caller returns a client and a bound token of another identity.
+func (f *fixture) caller(t *testing.T, name string) (*http.Client, string) {
+	t.Helper()
+	leaf := f.ca.Issue(t, name)
+	src, err := certload.FromPEM(leaf.CertPEM, leaf.KeyPEM, f.ca.PEM, certload.Origin{}, certload.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &http.Transport{TLSClientConfig: certload.ClientConfig(src, agentapi.AuthorizeAgent(agentapi.Validator), certload.ClientOptions{})}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 30 * time.Second}, f.idp.Mint(t, f.idp.EC, tokens.Claims(leaf.Cert), nil)
+}
+
+func (f *fixture) postAs(t *testing.T, client *http.Client, token, body string) (int, string) {
+	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, f.url+"/message", strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+f.token)
-	resp, err := f.client.Do(req)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
