@@ -170,7 +170,7 @@ func Message(skill string, params any) (*a2a.Message, error) {
 		}
 		data[KeyParams] = obj
 	}
-	return a2a.NewMessage(a2a.MessageRoleUser, a2a.DataPart{Data: data}), nil
+	return &a2a.Message{ID: NewID(), Role: a2a.MessageRoleUser, Parts: a2a.ContentParts{a2a.DataPart{Data: data}}}, nil
 }
 
 // Completed returns the finished task of call: result (a JSON object) as
