@@ -1,9 +1,9 @@
-// Package pgtest runs throwaway PostgreSQL clusters for tests: initdb into a
-// temporary directory, postgres on a free port of 127.0.0.1 with its unix
-// socket in that directory, password (SCRAM) authentication only, and
-// optionally TLS with a certificate from a test CA. The cluster is stopped
-// and its directory removed when the test ends, whether it passed, failed or
-// panicked.
+// Package pgtest runs throwaway PostgreSQL clusters for tests: the clusters
+// of internal/pgcluster (initdb into a temporary directory, postgres on a
+// free port of 127.0.0.1 with its unix socket in that directory, password
+// (SCRAM) authentication only, optionally TLS with a certificate from a test
+// CA), tied to a test: the cluster is stopped and its directory removed when
+// the test ends, whether it passed, failed or panicked.
 //
 // Typical use, one cluster per test:
 //
@@ -28,40 +28,24 @@
 package pgtest
 
 import (
-	"context"
-	"crypto/rand"
-	"encoding/hex"
+	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"net/url"
 	"os"
-	"regexp"
 	"runtime"
-	"strconv"
-	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/ca-a2a/ca-a2a/internal/pgcluster"
+	"github.com/ca-a2a/ca-a2a/internal/testutil/pki"
 )
 
 const (
 	// Host is the only address the servers listen on.
-	Host = "127.0.0.1"
+	Host = pgcluster.Host
 	// AdminUser is the superuser role of every cluster.
-	AdminUser = "postgres"
-	// adminDatabase is the database the superuser connects to.
-	adminDatabase = "postgres"
-
-	// sqlTimeout bounds each administrative statement batch.
-	sqlTimeout = 30 * time.Second
-	// maxLog is how much of the server's log a failure report quotes; the
-	// whole log stays in its file.
-	maxLog = 64 << 10
+	AdminUser = pgcluster.AdminUser
 )
 
 var (
@@ -70,8 +54,12 @@ var (
 	ErrShared = errors.New("pgtest: the shared cluster cannot be stopped or restarted; use Start for a cluster of your own")
 	// ErrStopped is returned by the administrative helpers while the server
 	// is stopped.
-	ErrStopped = errors.New("pgtest: the server is stopped")
+	ErrStopped = pgcluster.ErrStopped
 )
+
+// findBinaries is pgcluster.FindBinaries; a variable so that the tests can
+// hide the installation.
+var findBinaries = pgcluster.FindBinaries
 
 // Option changes how a cluster is set up.
 type Option func(*options)
@@ -88,54 +76,27 @@ type options struct {
 // DSNs then carry sslmode=verify-full and sslrootcert.
 func WithTLS() Option { return func(o *options) { o.tls = true } }
 
-// reserved are the settings the cluster depends on.
-var reserved = map[string]bool{
-	"listen_addresses": true, "port": true, "unix_socket_directories": true,
-	"ssl": true, "ssl_cert_file": true, "ssl_key_file": true, "hba_file": true,
-	"data_directory": true, "config_file": true,
-}
-
-var settingName = regexp.MustCompile(`^[a-z_][a-z0-9_.]*$`)
-
 // WithSetting passes a server setting (postgres -c name=value), such as
 // max_connections or log_statement. The settings the cluster itself depends
 // on (listen address, port, socket directory, TLS files, configuration files)
 // are refused.
 func WithSetting(name, value string) Option {
 	return func(o *options) {
-		switch {
-		case !settingName.MatchString(name):
-			o.err = fmt.Errorf("pgtest: setting name %q is not valid", name)
-		case reserved[name]:
-			o.err = fmt.Errorf("pgtest: setting %s is managed by pgtest", name)
-		case strings.ContainsRune(value, 0):
-			o.err = fmt.Errorf("pgtest: setting %s has a NUL byte", name)
-		default:
-			o.settings = append(o.settings, name+"="+value)
+		if err := pgcluster.CheckSetting(name, value); err != nil {
+			o.err = err
+			return
 		}
+		o.settings = append(o.settings, name+"="+value)
 	}
 }
 
 // Cluster is a running (or deliberately stopped) throwaway PostgreSQL
-// cluster. Its methods are safe for concurrent use.
+// cluster (pgcluster.Cluster) that belongs to a test or, shared, to a test
+// binary. Its methods are safe for concurrent use.
 type Cluster struct {
-	bins     binaries
-	acct     *account // nil: run as the current user
-	dir      string   // the temporary directory; everything but the log
-	dataDir  string
-	sockDir  string
-	logPath  string
-	port     int
-	password string // of AdminUser
-	caPath   string // "" without TLS
-	certPath string
-	keyPath  string
-	settings []string
-	shared   bool
-	names    atomic.Int64 // for NewDatabase
-
-	mu  sync.Mutex
-	srv *server // nil while stopped
+	*pgcluster.Cluster
+	shared bool
+	names  atomic.Int64 // for NewDatabase
 }
 
 // Start creates and starts a cluster that lives until the test ends, also
@@ -160,6 +121,43 @@ func Start(t testing.TB, opts ...Option) *Cluster {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// newCluster starts a pgcluster with the test's options; TLS material comes
+// from a fresh test CA.
+func newCluster(t testing.TB, bins pgcluster.Binaries, o *options) (*Cluster, error) {
+	t.Helper()
+	po := pgcluster.Options{Prefix: "pgtest", Settings: o.settings}
+	if o.tls {
+		ca := pki.NewCA(t, "pgtest CA")
+		leaf := ca.Issue(t, "pgtest", pki.DNS("localhost"), func(x *x509.Certificate) {
+			x.IPAddresses = []net.IP{net.ParseIP(Host)}
+		})
+		po.TLS = &pgcluster.TLS{CertPEM: leaf.CertPEM, KeyPEM: leaf.KeyPEM, CAPEM: ca.PEM}
+	}
+	pc, err := pgcluster.Start(bins, po)
+	if pc == nil {
+		return nil, err
+	}
+	return &Cluster{Cluster: pc}, err
+}
+
+// close stops the cluster and removes it. When failed, the log is kept and
+// reported through logf with its tail; otherwise it is removed.
+func (c *Cluster) close(failed bool, logf func(string, ...any)) {
+	// The log is kept until we know whether the shutdown went well.
+	if err := c.Cluster.Close(true); err != nil {
+		logf("%v", err)
+		failed = true
+	}
+	if c.LogPath() == "" {
+		return
+	}
+	if failed {
+		logf("pgtest: postgres log kept in %s; last %d KiB:\n%s", c.LogPath(), pgcluster.MaxLog>>10, c.Tail())
+		return
+	}
+	os.Remove(c.LogPath())
 }
 
 // aborted reports whether the test is ending in a panic or runtime.Goexit
@@ -190,54 +188,26 @@ func collect(opts []Option) *options {
 	return o
 }
 
-// Port is the TCP port on Host. It stays the same across Stop and Restart.
-func (c *Cluster) Port() int { return c.port }
-
-// Addr is Host:Port.
-func (c *Cluster) Addr() string { return net.JoinHostPort(Host, strconv.Itoa(c.port)) }
-
-// SocketDir is the directory of the server's unix socket.
-func (c *Cluster) SocketDir() string { return c.sockDir }
-
-// LogPath is the server's log file (initdb's and postgres's output).
-func (c *Cluster) LogPath() string { return c.logPath }
-
-// CAPath is the PEM file of the CA that issued the server certificate, for
-// sslrootcert or ARCHIVE_DB_CA_PATH; "" without WithTLS.
-func (c *Cluster) CAPath() string { return c.caPath }
-
-// AdminPassword is the password of AdminUser.
-func (c *Cluster) AdminPassword() string { return c.password }
-
-// AdminDSN is a postgres:// URL for the superuser AdminUser on the database
-// "postgres".
-func (c *Cluster) AdminDSN() string { return c.DSN(AdminUser, c.password, adminDatabase) }
-
-// URL is the postgres:// URL for user and password (omitted when empty) on
-// database, over TCP to Host:Port, with sslmode=disable, or with WithTLS
-// sslmode=verify-full and sslrootcert=CAPath. Callers may edit it, for
-// instance to drop sslrootcert and pass the CA another way.
-func (c *Cluster) URL(user, password, database string) *url.URL {
-	u := &url.URL{Scheme: "postgres", Host: c.Addr(), Path: "/" + database}
-	if password == "" {
-		u.User = url.User(user)
-	} else {
-		u.User = url.UserPassword(user, password)
-	}
-	q := url.Values{}
-	if c.caPath != "" {
-		q.Set("sslmode", "verify-full")
-		q.Set("sslrootcert", c.caPath)
-	} else {
-		q.Set("sslmode", "disable")
-	}
-	u.RawQuery = q.Encode()
-	return u
+// ciRequired reports whether a missing PostgreSQL is a failure (CI) rather
+// than a skip.
+func ciRequired() bool {
+	ci := os.Getenv("CI")
+	return ci != "" && ci != "false" && ci != "0"
 }
 
-// DSN is URL as a string.
-func (c *Cluster) DSN(user, password, database string) string {
-	return c.URL(user, password, database).String()
+// requireBinaries finds the server programs, or skips the test (outside CI)
+// or fails it (CI).
+func requireBinaries(t testing.TB) pgcluster.Binaries {
+	t.Helper()
+	b, err := findBinaries()
+	if err == nil {
+		return b
+	}
+	if ciRequired() {
+		t.Fatalf("%v: PostgreSQL is required in CI (apt-get install postgresql)", err)
+	}
+	t.Skipf("SKIPPING: %v (apt-get install postgresql); the PostgreSQL code paths are NOT tested here", err)
+	return pgcluster.Binaries{}
 }
 
 // Database is a database created for a test and its owner, a login role.
@@ -256,12 +226,12 @@ type Database struct {
 // database is dropped when the test ends.
 func (c *Cluster) CreateDatabase(t testing.TB, name, owner, password string) string {
 	t.Helper()
-	if err := c.createDatabase(name, owner, password); err != nil {
+	if err := c.Cluster.CreateDatabase(name, owner, password); err != nil {
 		t.Fatal(err)
 	}
 	if c.shared {
 		t.Cleanup(func() {
-			if err := c.dropDatabase(name); err != nil {
+			if err := c.DropDatabase(name); err != nil {
 				t.Logf("pgtest: dropping database %s: %v", name, err)
 			}
 		})
@@ -274,167 +244,47 @@ func (c *Cluster) CreateDatabase(t testing.TB, name, owner, password string) str
 func (c *Cluster) NewDatabase(t testing.TB) Database {
 	t.Helper()
 	n := c.names.Add(1)
+	password, err := pgcluster.RandomPassword(16)
+	if err != nil {
+		t.Fatal(err)
+	}
 	d := Database{
 		Name:     fmt.Sprintf("pgtest_db_%d", n),
 		Owner:    fmt.Sprintf("pgtest_role_%d", n),
-		Password: randomHex(t, 16),
+		Password: password,
 	}
 	d.DSN = c.CreateDatabase(t, d.Name, d.Owner, d.Password)
 	return d
 }
 
-func (c *Cluster) createDatabase(name, owner, password string) error {
-	for _, s := range []string{name, owner, password} {
-		if strings.ContainsRune(s, 0) {
-			return errors.New("pgtest: names and passwords cannot contain a NUL byte")
-		}
-	}
-	if name == "" || owner == "" {
-		return errors.New("pgtest: database and owner names are required")
-	}
-	return c.admin(func(ctx context.Context, conn *pgx.Conn) error {
-		var exists bool
-		if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", owner).Scan(&exists); err != nil {
-			return err
-		}
-		role := pgx.Identifier{owner}.Sanitize()
-		// Utility statements take no parameters: the password is a quoted
-		// literal (standard_conforming_strings is on, so only ' needs doubling).
-		stmt := "CREATE ROLE " + role + " LOGIN PASSWORD " + quoteLiteral(password)
-		if exists {
-			stmt = "ALTER ROLE " + role + " LOGIN PASSWORD " + quoteLiteral(password)
-		}
-		if _, err := conn.Exec(ctx, stmt); err != nil {
-			return fmt.Errorf("pgtest: role %s: %w", owner, err)
-		}
-		if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()+" OWNER "+role); err != nil {
-			return fmt.Errorf("pgtest: database %s: %w", name, err)
-		}
-		return nil
-	})
-}
-
-func (c *Cluster) dropDatabase(name string) error {
-	return c.admin(func(ctx context.Context, conn *pgx.Conn) error {
-		_, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
-		return err
-	})
-}
-
-// admin runs f on a superuser connection.
-func (c *Cluster) admin(f func(context.Context, *pgx.Conn) error) error {
-	c.mu.Lock()
-	running := c.srv != nil
-	c.mu.Unlock()
-	if !running {
-		return ErrStopped
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), sqlTimeout)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, c.AdminDSN())
-	if err != nil {
-		return fmt.Errorf("pgtest: connecting as %s: %w", AdminUser, err)
-	}
-	defer conn.Close(context.Background())
-	return f(ctx, conn)
-}
-
-func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
-
 // Stop shuts the server down (fast shutdown: clients are disconnected,
 // committed data kept), as a database outage seen by clients. Stopping a
-// stopped cluster does nothing.
-func (c *Cluster) Stop() error { return c.halt(true) }
+// stopped cluster does nothing. The shared cluster refuses (ErrShared).
+func (c *Cluster) Stop() error {
+	if c.shared {
+		return ErrShared
+	}
+	return c.Cluster.Stop()
+}
 
 // Kill kills the postmaster and all its children with SIGKILL, as a crash,
 // and returns once they are gone: Restart then runs crash recovery.
 // Committed transactions survive (fsync is off, synchronous_commit is not).
-func (c *Cluster) Kill() error { return c.halt(false) }
-
-func (c *Cluster) halt(graceful bool) error {
+// The shared cluster refuses (ErrShared).
+func (c *Cluster) Kill() error {
 	if c.shared {
 		return ErrShared
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.srv == nil {
-		return nil
-	}
-	err := c.srv.stop(graceful)
-	c.srv = nil
-	return err
+	return c.Cluster.Kill()
 }
 
 // Restart starts the server again on the same port with the same data,
 // stopping it first when it runs, and waits until it accepts connections.
-// It fails when another process took the port meanwhile.
+// It fails when another process took the port meanwhile. The shared
+// cluster refuses (ErrShared).
 func (c *Cluster) Restart() error {
 	if c.shared {
 		return ErrShared
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.srv != nil {
-		err := c.srv.stop(true)
-		c.srv = nil
-		if err != nil {
-			return err
-		}
-	}
-	return c.run()
-}
-
-// close stops the server and removes the directory. When failed, the log is
-// kept and reported through logf; otherwise it is removed.
-func (c *Cluster) close(failed bool, logf func(string, ...any)) {
-	c.mu.Lock()
-	if c.srv != nil {
-		if err := c.srv.stop(true); err != nil {
-			logf("%v", err)
-			failed = true
-		}
-		c.srv = nil
-	}
-	c.mu.Unlock()
-	if err := os.RemoveAll(c.dir); err != nil {
-		logf("pgtest: removing %s: %v", c.dir, err)
-	}
-	if c.logPath == "" {
-		return
-	}
-	if failed {
-		logf("pgtest: postgres log kept in %s; last %d KiB:\n%s", c.logPath, maxLog>>10, tail(c.logPath))
-		return
-	}
-	os.Remove(c.logPath)
-}
-
-// tail returns the last maxLog bytes of the file at path.
-func tail(path string) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Sprintf("(log unreadable: %v)", err)
-	}
-	defer f.Close()
-	if st, err := f.Stat(); err == nil && st.Size() > maxLog {
-		_, _ = f.Seek(-maxLog, io.SeekEnd)
-	}
-	b, _ := io.ReadAll(f)
-	return string(b)
-}
-
-func randomHex(t testing.TB, n int) string {
-	s, err := randomString(n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
-func randomString(n int) (string, error) {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		return "", fmt.Errorf("pgtest: %w", err)
-	}
-	return hex.EncodeToString(b), nil
+	return c.Cluster.Restart()
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/goleak"
 
+	"github.com/ca-a2a/ca-a2a/internal/pgcluster"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/pki"
 )
 
@@ -73,12 +74,11 @@ func exec1(t *testing.T, conn *pgx.Conn, sql string, args ...any) {
 // walwriter...), each in a session of its own.
 func family(t *testing.T, c *Cluster) []int {
 	t.Helper()
-	pid := postmasterPID(t, c)
-	kids := children(pid)
-	if len(kids) == 0 {
-		t.Fatalf("postmaster %d has no children", pid)
+	pids := c.Processes()
+	if len(pids) < 2 {
+		t.Fatalf("postmaster and children: %v", pids)
 	}
-	return append([]int{pid}, kids...)
+	return pids
 }
 
 // waitGone waits, bounded, until none of pids is alive.
@@ -87,7 +87,7 @@ func waitGone(t *testing.T, pids []int) {
 	for i := 0; i < 200; i++ {
 		var left []int
 		for _, p := range pids {
-			if alive(p) {
+			if pgcluster.Alive(p) {
 				left = append(left, p)
 			}
 		}
@@ -112,12 +112,11 @@ func refused(addr string) bool {
 
 func postmasterPID(t *testing.T, c *Cluster) int {
 	t.Helper()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.srv == nil {
+	pid := c.PID()
+	if pid == 0 {
 		t.Fatal("server not running")
 	}
-	return c.srv.cmd.Process.Pid
+	return pid
 }
 
 func TestStartAndCreateDatabase(t *testing.T) {
@@ -134,8 +133,8 @@ func TestStartAndCreateDatabase(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(c.SocketDir(), ".s.PGSQL."+strconv.Itoa(c.Port()))); err != nil {
 		t.Errorf("unix socket: %v", err)
 	}
-	if !strings.HasPrefix(c.SocketDir(), c.dir+string(filepath.Separator)) {
-		t.Errorf("socket dir %s is not inside %s", c.SocketDir(), c.dir)
+	if !strings.HasPrefix(c.SocketDir(), c.Dir()+string(filepath.Separator)) {
+		t.Errorf("socket dir %s is not inside %s", c.SocketDir(), c.Dir())
 	}
 
 	tests := []struct{ name, db, owner, password string }{
@@ -213,52 +212,14 @@ func TestRunsUnprivileged(t *testing.T) {
 	}
 	want := strconv.Itoa(os.Geteuid())
 	if os.Geteuid() == 0 {
-		if c.acct == nil {
+		name, uid := c.Account()
+		if name == "" {
 			t.Fatal("running as root without an account")
 		}
-		want = strconv.Itoa(int(c.acct.uid))
+		want = strconv.Itoa(uid)
 	}
 	if uid != want || uid == "0" {
 		t.Errorf("postmaster uid %s, want %s (not 0)", uid, want)
-	}
-}
-
-// As root, without the postgres account, the server runs as nobody; and a
-// temporary directory that account cannot reach is refused clearly.
-func TestRootAccounts(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("only root picks an account to run the server as")
-	}
-	saved := accounts
-	defer func() { accounts = saved }()
-
-	accounts = []string{"pgtest-no-such-user", "nobody"}
-	c := Start(t)
-	if c.acct == nil || c.acct.name != "nobody" {
-		t.Fatalf("account %+v, want nobody", c.acct)
-	}
-	connect(t, c.NewDatabase(t).DSN)
-
-	accounts = []string{"pgtest-no-such-user", "root"}
-	ft := &fatalRecorder{TB: t}
-	run(func() { Start(ft) })
-	if !ft.fatal {
-		t.Error("no unprivileged account: want a failure")
-	}
-
-	accounts = saved
-	private := t.TempDir() // 0700, owned by root
-	if err := os.Chmod(private, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("TMPDIR", private)
-	ft = &fatalRecorder{TB: t}
-	run(func() { Start(ft) })
-	if !ft.fatal || !strings.Contains(ft.msg, "cannot enter") {
-		t.Errorf("private TMPDIR: fatal %v %q", ft.fatal, ft.msg)
-	}
-	if left, _ := filepath.Glob(filepath.Join(private, "pgtest-*")); len(left) != 0 {
-		t.Errorf("left %v", left)
 	}
 }
 
@@ -348,7 +309,7 @@ func TestStopKillRestart(t *testing.T) {
 			}
 			// Gone already: Restart needs the old shared memory released.
 			for _, p := range pids {
-				if alive(p) {
+				if pgcluster.Alive(p) {
 					t.Errorf("process %d of the server survived %s", p, tc.name)
 				}
 			}
@@ -358,7 +319,7 @@ func TestStopKillRestart(t *testing.T) {
 			if err := tc.down(); err != nil {
 				t.Errorf("second %s: %v", tc.name, err)
 			}
-			if err := c.createDatabase("x", "y", "z"); !errors.Is(err, ErrStopped) {
+			if err := c.Cluster.CreateDatabase("x", "y", "z"); !errors.Is(err, ErrStopped) {
 				t.Errorf("CreateDatabase while stopped: %v", err)
 			}
 			if err := c.Restart(); err != nil {
@@ -401,7 +362,7 @@ func TestHelperProcess(t *testing.T) {
 		return
 	}
 	c := Start(t)
-	b, _ := json.Marshal(state{PIDs: family(t, c), Dir: c.dir, LogPath: c.LogPath(), Addr: c.Addr()})
+	b, _ := json.Marshal(state{PIDs: family(t, c), Dir: c.Dir(), LogPath: c.LogPath(), Addr: c.Addr()})
 	if err := os.WriteFile(os.Getenv("PGTEST_STATE"), b, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -505,7 +466,7 @@ func TestCleanupRemovesEverything(t *testing.T) {
 	var st state
 	t.Run("cluster", func(t *testing.T) {
 		c := Start(t, WithTLS())
-		st = state{PIDs: family(t, c), Dir: c.dir, LogPath: c.LogPath(), Addr: c.Addr()}
+		st = state{PIDs: family(t, c), Dir: c.Dir(), LogPath: c.LogPath(), Addr: c.Addr()}
 		connect(t, c.AdminDSN())
 	})
 	if len(st.PIDs) == 0 {
@@ -561,7 +522,7 @@ func TestSharedMainTearsDown(t *testing.T) {
 	var st state
 	code := SharedMain(fakeM(func() int {
 		c := Shared(t)
-		st = state{PIDs: family(t, c), Dir: c.dir, LogPath: c.LogPath(), Addr: c.Addr()}
+		st = state{PIDs: family(t, c), Dir: c.Dir(), LogPath: c.LogPath(), Addr: c.Addr()}
 		connect(t, c.NewDatabase(t).DSN)
 		return 0
 	}), WithTLS()).Run()
@@ -624,10 +585,9 @@ func TestMissingBinaries(t *testing.T) {
 	saved := shared
 	shared = &sharedState{installed: true}
 	defer func() { shared = saved }()
-	t.Setenv("PATH", t.TempDir())
-	savedGlob := libDirGlob
-	libDirGlob = filepath.Join(t.TempDir(), "*", "bin")
-	defer func() { libDirGlob = savedGlob }()
+	savedFind := findBinaries
+	findBinaries = func() (pgcluster.Binaries, error) { return pgcluster.Binaries{}, pgcluster.ErrNoBinaries }
+	defer func() { findBinaries = savedFind }()
 
 	t.Setenv("CI", "")
 	skipped := false
@@ -650,34 +610,6 @@ func TestMissingBinaries(t *testing.T) {
 				t.Errorf("%s with CI=%s: want a failure", name, ci)
 			}
 		}
-	}
-}
-
-func TestFindBinariesPrefersOneInstallation(t *testing.T) {
-	// Binaries under the library directory are found without PATH, the
-	// newest version first.
-	root := t.TempDir()
-	for _, v := range []string{"9.6", "15", "13"} {
-		d := filepath.Join(root, v, "bin")
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		for _, b := range []string{"initdb", "postgres"} {
-			if err := os.WriteFile(filepath.Join(d, b), []byte("#!/bin/sh\n"), 0o755); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	t.Setenv("PATH", t.TempDir())
-	saved := libDirGlob
-	libDirGlob = filepath.Join(root, "*", "bin")
-	defer func() { libDirGlob = saved }()
-	b, err := findBinaries()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := filepath.Join(root, "15", "bin"); filepath.Dir(b.initdb) != want || filepath.Dir(b.postgres) != want {
-		t.Errorf("found %+v, want both in %s", b, want)
 	}
 }
 

@@ -1,12 +1,10 @@
-package pgtest
+package pgcluster
 
 import (
 	"bytes"
 	"context"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -16,13 +14,11 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/ca-a2a/ca-a2a/internal/loopback"
-	"github.com/ca-a2a/ca-a2a/internal/testutil/pki"
 )
 
 const (
@@ -45,38 +41,39 @@ const (
 // a variable so that the tests can hide them.
 var libDirGlob = "/usr/lib/postgresql/*/bin"
 
-// binaries are the server programs of one PostgreSQL installation.
-type binaries struct {
-	initdb, postgres string
+// Binaries are the server programs of one PostgreSQL installation.
+type Binaries struct {
+	Initdb, Postgres string
 }
 
-var errNoBinaries = errors.New("pgtest: initdb and postgres were found neither on PATH nor under /usr/lib/postgresql/*/bin")
+// ErrNoBinaries: FindBinaries found no installation.
+var ErrNoBinaries = errors.New("pgcluster: initdb and postgres were found neither on PATH nor under /usr/lib/postgresql/*/bin")
 
-// findBinaries prefers initdb on PATH with the postgres of the same
+// FindBinaries prefers initdb on PATH with the postgres of the same
 // installation (initdb and postgres of different versions do not mix), then
-// the newest version under libDirGlob.
-func findBinaries() (binaries, error) {
-	var candidates []binaries
+// the newest version under /usr/lib/postgresql/*/bin.
+func FindBinaries() (Binaries, error) {
+	var candidates []Binaries
 	if p, err := exec.LookPath("initdb"); err == nil {
 		if r, err := filepath.EvalSymlinks(p); err == nil {
 			d := filepath.Dir(r)
-			candidates = append(candidates, binaries{initdb: r, postgres: filepath.Join(d, "postgres")})
+			candidates = append(candidates, Binaries{Initdb: r, Postgres: filepath.Join(d, "postgres")})
 		}
 		if pg, err := exec.LookPath("postgres"); err == nil {
-			candidates = append(candidates, binaries{initdb: p, postgres: pg})
+			candidates = append(candidates, Binaries{Initdb: p, Postgres: pg})
 		}
 	}
 	lib, _ := filepath.Glob(libDirGlob)
 	sort.Slice(lib, func(i, j int) bool { return versionOf(lib[i]) > versionOf(lib[j]) })
 	for _, d := range lib {
-		candidates = append(candidates, binaries{initdb: filepath.Join(d, "initdb"), postgres: filepath.Join(d, "postgres")})
+		candidates = append(candidates, Binaries{Initdb: filepath.Join(d, "initdb"), Postgres: filepath.Join(d, "postgres")})
 	}
 	for _, b := range candidates {
-		if executable(b.initdb) && executable(b.postgres) {
+		if executable(b.Initdb) && executable(b.Postgres) {
 			return b, nil
 		}
 	}
-	return binaries{}, errNoBinaries
+	return Binaries{}, ErrNoBinaries
 }
 
 // versionOf reads 15 from /usr/lib/postgresql/15/bin; 0 when it cannot.
@@ -90,27 +87,7 @@ func executable(p string) bool {
 	return err == nil && st.Mode().IsRegular() && st.Mode().Perm()&0o111 != 0
 }
 
-// ciRequired reports whether a missing PostgreSQL is a failure (CI) rather
-// than a skip.
-func ciRequired() bool {
-	ci := os.Getenv("CI")
-	return ci != "" && ci != "false" && ci != "0"
-}
-
-func requireBinaries(t testing.TB) binaries {
-	t.Helper()
-	b, err := findBinaries()
-	if err == nil {
-		return b
-	}
-	if ciRequired() {
-		t.Fatalf("%v: PostgreSQL is required in CI (apt-get install postgresql)", err)
-	}
-	t.Skipf("SKIPPING: %v (apt-get install postgresql); the PostgreSQL code paths are NOT tested here", err)
-	return binaries{}
-}
-
-// account is the unprivileged user the server runs as when the tests run as
+// account is the unprivileged user the server runs as when this process runs as
 // root.
 type account struct {
 	name     string
@@ -140,7 +117,7 @@ func runAs() (*account, error) {
 		}
 		return &account{name: name, uid: uint32(uid), gid: uint32(gid)}, nil
 	}
-	return nil, errors.New("pgtest: running as root and no unprivileged account (postgres, nobody) exists to run PostgreSQL as; create one (useradd --system postgres)")
+	return nil, errors.New("pgcluster: running as root and no unprivileged account (postgres, nobody) exists to run PostgreSQL as; create one (useradd --system postgres)")
 }
 
 // searchable reports whether a can traverse every directory from dir up to /.
@@ -163,7 +140,7 @@ func (a *account) searchable(dir string) error {
 			bit = 0o010
 		}
 		if perm&bit == 0 {
-			return fmt.Errorf("pgtest: user %s cannot enter %s (mode %v); set TMPDIR to a directory every user can traverse, such as /tmp", a.name, d, perm)
+			return fmt.Errorf("pgcluster: user %s cannot enter %s (mode %v); set TMPDIR to a directory every user can traverse, such as /tmp", a.name, d, perm)
 		}
 		if d == filepath.Dir(d) {
 			return nil
@@ -192,14 +169,14 @@ func (c *Cluster) env() []string {
 // writeFile writes a file the server reads and gives it to the account.
 func (c *Cluster) writeFile(path string, data []byte, mode os.FileMode) error {
 	if err := os.WriteFile(path, data, mode); err != nil {
-		return fmt.Errorf("pgtest: %w", err)
+		return fmt.Errorf("pgcluster: %w", err)
 	}
 	return c.chown(path)
 }
 
 func (c *Cluster) mkdir(path string) error {
 	if err := os.Mkdir(path, 0o700); err != nil {
-		return fmt.Errorf("pgtest: %w", err)
+		return fmt.Errorf("pgcluster: %w", err)
 	}
 	return c.chown(path)
 }
@@ -209,20 +186,19 @@ func (c *Cluster) chown(path string) error {
 		return nil
 	}
 	if err := os.Chown(path, int(c.acct.uid), int(c.acct.gid)); err != nil {
-		return fmt.Errorf("pgtest: %w", err)
+		return fmt.Errorf("pgcluster: %w", err)
 	}
 	return nil
 }
 
 // newCluster sets a cluster up and starts it. It returns the cluster as soon
 // as there is something to clean up, also with an error.
-func newCluster(t testing.TB, bins binaries, o *options) (*Cluster, error) {
-	t.Helper()
+func newCluster(bins Binaries, o Options) (*Cluster, error) {
 	acct, err := runAs()
 	if err != nil {
 		return nil, err
 	}
-	password, err := randomString(16)
+	password, err := RandomPassword(16)
 	if err != nil {
 		return nil, err
 	}
@@ -232,23 +208,33 @@ func newCluster(t testing.TB, bins binaries, o *options) (*Cluster, error) {
 			return nil, err
 		}
 	}
-	dir, err := os.MkdirTemp(tmp, "pgtest-")
+	prefix := o.Prefix
+	if prefix == "" {
+		prefix = "pgcluster"
+	}
+	dir, err := os.MkdirTemp(tmp, prefix+"-")
 	if err != nil {
-		return nil, fmt.Errorf("pgtest: %w", err)
+		return nil, fmt.Errorf("pgcluster: %w", err)
 	}
 	c := &Cluster{
 		bins: bins, acct: acct, dir: dir, password: password,
 		dataDir: filepath.Join(dir, "data"), sockDir: filepath.Join(dir, "s"),
-		settings: o.settings,
+		settings: o.Settings,
 	}
 	if err := c.chown(dir); err != nil {
 		return c, err
 	}
-	// The log lives outside dir so that it can outlive a failed test. The
+	// The log lives outside dir so that it can outlive a failed run. The
 	// children write into it directly through their inherited descriptor.
-	log, err := os.CreateTemp(tmp, "pgtest-*.log")
+	var log *os.File
+	if o.LogPath != "" {
+		log, err = os.OpenFile(o.LogPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	} else {
+		log, err = os.CreateTemp(tmp, prefix+"-*.log")
+		c.ownLog = err == nil
+	}
 	if err != nil {
-		return c, fmt.Errorf("pgtest: %w", err)
+		return c, fmt.Errorf("pgcluster: %w", err)
 	}
 	c.logPath = log.Name()
 	log.Close()
@@ -256,22 +242,22 @@ func newCluster(t testing.TB, bins binaries, o *options) (*Cluster, error) {
 		return c, err
 	}
 	if n := len(filepath.Join(c.sockDir, ".s.PGSQL.65535")); n > maxSocketPath {
-		return c, fmt.Errorf("pgtest: socket path under %s is %d bytes, over the unix limit; use a shorter TMPDIR", c.sockDir, n)
+		return c, fmt.Errorf("pgcluster: socket path under %s is %d bytes, over the unix limit; use a shorter TMPDIR", c.sockDir, n)
 	}
 	if err := c.initdb(); err != nil {
 		return c, err
 	}
-	if o.tls {
-		if err := c.writeTLS(t); err != nil {
+	if o.TLS != nil {
+		if err := c.writeTLS(o.TLS); err != nil {
 			return c, err
 		}
 	}
-	if err := c.writeHBA(o.tls); err != nil {
+	if err := c.writeHBA(o.TLS != nil); err != nil {
 		return c, err
 	}
 	for i := 0; i < attempts; i++ {
 		if c.port, err = loopback.FreePort(); err != nil {
-			return c, fmt.Errorf("pgtest: %w", err)
+			return c, fmt.Errorf("pgcluster: %w", err)
 		}
 		c.mu.Lock()
 		err = c.run()
@@ -291,11 +277,11 @@ func (c *Cluster) initdb() error {
 	defer os.Remove(pwfile)
 	ctx, cancel := context.WithTimeout(context.Background(), initdbTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, c.bins.initdb,
+	cmd := exec.CommandContext(ctx, c.bins.Initdb,
 		"--pgdata", c.dataDir, "--username", AdminUser, "--pwfile", pwfile,
 		"--auth", "scram-sha-256", "--encoding", "UTF8", "--no-locale", "--no-sync")
 	if err := c.runBounded(cmd); err != nil {
-		return fmt.Errorf("pgtest: initdb: %w (output in %s)", err, c.logPath)
+		return fmt.Errorf("pgcluster: initdb: %w (output in %s)", err, c.logPath)
 	}
 	return nil
 }
@@ -305,7 +291,7 @@ func (c *Cluster) initdb() error {
 func (c *Cluster) runBounded(cmd *exec.Cmd) error {
 	log, err := os.OpenFile(c.logPath, os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
-		return fmt.Errorf("pgtest: %w", err)
+		return fmt.Errorf("pgcluster: %w", err)
 	}
 	defer log.Close()
 	cmd.Stdout, cmd.Stderr = log, log
@@ -319,7 +305,7 @@ func (c *Cluster) runBounded(cmd *exec.Cmd) error {
 // writeHBA replaces initdb's pg_hba.conf: passwords only; with TLS, TCP
 // without TLS is refused.
 func (c *Cluster) writeHBA(tls bool) error {
-	hba := "# written by pgtest\nlocal all all scram-sha-256\n"
+	hba := "# written by pgcluster\nlocal all all scram-sha-256\n"
 	if tls {
 		hba += "hostssl all all 127.0.0.1/32 scram-sha-256\nhostnossl all all 0.0.0.0/0 reject\n"
 	} else {
@@ -328,20 +314,18 @@ func (c *Cluster) writeHBA(tls bool) error {
 	return c.writeFile(filepath.Join(c.dataDir, "pg_hba.conf"), []byte(hba), 0o600)
 }
 
-// writeTLS issues the server certificate from a fresh CA. postgres wants the
+// writeTLS writes the server's certificate, key and CA. postgres wants the
 // key owned by the server's user and unreadable by others.
-func (c *Cluster) writeTLS(t testing.TB) error {
-	t.Helper()
+func (c *Cluster) writeTLS(t *TLS) error {
+	if len(t.CertPEM) == 0 || len(t.KeyPEM) == 0 || len(t.CAPEM) == 0 {
+		return errors.New("pgcluster: TLS needs a certificate, its key and its CA")
+	}
 	dir := filepath.Join(c.dir, "tls")
 	if err := c.mkdir(dir); err != nil {
 		return err
 	}
-	ca := pki.NewCA(t, "pgtest CA")
-	leaf := ca.Issue(t, "pgtest", pki.DNS("localhost"), func(x *x509.Certificate) {
-		x.IPAddresses = []net.IP{net.ParseIP(Host)}
-	})
 	c.certPath, c.keyPath, c.caPath = filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key"), filepath.Join(dir, "ca.crt")
-	for p, b := range map[string][]byte{c.certPath: leaf.CertPEM, c.keyPath: leaf.KeyPEM, c.caPath: ca.PEM} {
+	for p, b := range map[string][]byte{c.certPath: t.CertPEM, c.keyPath: t.KeyPEM, c.caPath: t.CAPEM} {
 		if err := c.writeFile(p, b, 0o600); err != nil {
 			return err
 		}
@@ -354,7 +338,7 @@ func (c *Cluster) writeTLS(t testing.TB) error {
 func (c *Cluster) run() error {
 	log, err := os.OpenFile(c.logPath, os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
-		return fmt.Errorf("pgtest: %w", err)
+		return fmt.Errorf("pgcluster: %w", err)
 	}
 	defer log.Close() // the child has its own descriptor
 	args := []string{
@@ -373,16 +357,16 @@ func (c *Cluster) run() error {
 	for _, s := range c.settings {
 		args = append(args, "-c", s)
 	}
-	cmd := exec.Command(c.bins.postgres, args...)
+	cmd := exec.Command(c.bins.Postgres, args...)
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.Dir, cmd.Env = c.dir, c.env()
 	cmd.SysProcAttr = c.sysProcAttr()
-	// If the test binary dies without its cleanups (killed, -timeout), the
+	// If this process dies without its cleanups (killed, a test -timeout), the
 	// kernel kills the postmaster, and its backends notice and exit.
 	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
 	s, err := launch(cmd)
 	if err != nil {
-		return fmt.Errorf("pgtest: starting %s: %w", c.bins.postgres, err)
+		return fmt.Errorf("pgcluster: starting %s: %w", c.bins.Postgres, err)
 	}
 	if err := c.waitReady(s); err != nil {
 		_ = s.stop(false)
@@ -392,7 +376,7 @@ func (c *Cluster) run() error {
 	return nil
 }
 
-var errExited = errors.New("pgtest: postgres exited before it was ready")
+var errExited = errors.New("pgcluster: postgres exited before it was ready")
 
 // waitReady connects as the superuser until the server answers, it exits or
 // readyTimeout passes. The data directory it reports proves that the answer
@@ -410,7 +394,7 @@ func (c *Cluster) waitReady(s *server) error {
 		default:
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("pgtest: postgres did not accept connections within %s: %w", readyTimeout, err)
+			return fmt.Errorf("pgcluster: postgres did not accept connections within %s: %w", readyTimeout, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -429,7 +413,7 @@ func (c *Cluster) ping() error {
 		return err
 	}
 	if dataDir != c.dataDir && !sameFile(dataDir, c.dataDir) {
-		return fmt.Errorf("pgtest: port %d is served by another cluster (%s)", c.port, dataDir)
+		return fmt.Errorf("pgcluster: port %d is served by another cluster (%s)", c.port, dataDir)
 	}
 	return nil
 }
@@ -502,13 +486,13 @@ func (s *server) kill() error {
 	select {
 	case <-s.exited:
 	case <-deadline:
-		return fmt.Errorf("pgtest: postgres (pid %d) still runs %s after SIGKILL", s.cmd.Process.Pid, killTimeout)
+		return fmt.Errorf("pgcluster: postgres (pid %d) still runs %s after SIGKILL", s.cmd.Process.Pid, killTimeout)
 	}
 	for _, k := range kids {
 		for alive(k) {
 			select {
 			case <-deadline:
-				return fmt.Errorf("pgtest: postgres child (pid %d) still runs %s after SIGKILL", k, killTimeout)
+				return fmt.Errorf("pgcluster: postgres child (pid %d) still runs %s after SIGKILL", k, killTimeout)
 			case <-time.After(10 * time.Millisecond):
 			}
 		}
