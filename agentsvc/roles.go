@@ -44,12 +44,15 @@ func build(ctx context.Context, cfg *config.Config, src certload.Source, log *sl
 		agent.Methods = validator.New(validator.Options{}).Methods()
 		return agent, noop, nil
 	case agentapi.Archivist:
-		store, err := archive.OpenDSN(ctx, cfg.ArchiveDSN, log)
+		// A PostgreSQL store that cannot reach its database yet still
+		// opens: it retries in the background, answers -32002 and fails the
+		// "archive" check meanwhile (docs/operations.md).
+		store, err := archive.Open(ctx, cfg.Archive, log)
 		if err != nil {
 			return agent, noop, err
 		}
-		agent.Methods = archivist.New(store).Methods()
-		agent.Checks["store"] = store.Ping
+		agent.Methods = archivist.New(store, archivist.WithLogger(log)).Methods()
+		agent.Checks["archive"] = store.Ping
 		return agent, func() { store.Close() }, nil
 	case agentapi.Orchestrator:
 		tokens, err := tokensource.New(tokensource.Config{TokenURL: cfg.TokenURL, ClientID: cfg.ClientID, Certificate: src,

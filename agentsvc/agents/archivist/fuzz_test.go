@@ -3,6 +3,7 @@ package archivist_test
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/ca-a2a/ca-a2a/agentsvc/agents/archivist"
@@ -33,6 +34,7 @@ func FuzzArchiveParams(f *testing.F) {
 	f.Add([]byte(`{"document_id":"d","s3_key":"k","document_type":"csv","validation":{"score":1e2,"passed":false}}`))
 	f.Add([]byte(`{"document_id":"d","s3_key":"k","document_type":"pdf","extracted_data":null}`))
 	f.Add([]byte(`[]`))
+	f.Add([]byte(`{"document_id":"d","s3_key":"k\u0000","status":"failed","error":"a\u0000b"}`))
 	f.Fuzz(func(t *testing.T, params []byte) {
 		st := &memStore{}
 		var archive func(context.Context, json.RawMessage) (any, error)
@@ -57,6 +59,11 @@ func FuzzArchiveParams(f *testing.F) {
 			if raw != nil && (json.Unmarshal(raw, &obj) != nil || obj == nil) {
 				t.Fatalf("non-object stored: %s", raw)
 			}
+		}
+		// PostgreSQL text cannot hold NUL: a document that reached the
+		// store with one would fail there, and differently than in SQLite.
+		if strings.ContainsRune(d.S3Key+d.Bucket+d.FileName+d.Error+d.Stage+d.DocumentType+d.SHA256+d.DocumentID, 0) {
+			t.Fatalf("NUL stored: %+v", d)
 		}
 		if d.Score != nil && (*d.Score < 0 || *d.Score > 100) {
 			t.Fatalf("score %d", *d.Score)

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"regexp"
+	"strings"
 
 	"github.com/ca-a2a/ca-a2a/agentsvc/runtime/skill"
 	"github.com/ca-a2a/ca-a2a/agentsvc/storage/archive"
@@ -118,6 +119,9 @@ func document(p *agentapi.ArchiveParams) (*agentapi.Document, error) {
 	if p.SHA256 != "" && !sha256Pattern.MatchString(p.SHA256) {
 		return nil, jsonrpc.InvalidParams("sha256 must be 64 lower-case hex digits")
 	}
+	if err := noNUL(map[string]string{"s3_key": p.S3Key, "bucket": p.Bucket, "file_name": p.FileName, "error": p.Error}); err != nil {
+		return nil, err
+	}
 	extracted, err := jsonObject("extracted_data", p.ExtractedData)
 	if err != nil {
 		return nil, err
@@ -183,6 +187,18 @@ func document(p *agentapi.ArchiveParams) (*agentapi.Document, error) {
 	}, nil
 }
 
+// noNUL refuses a NUL character ("\u0000" in JSON) in any of fields:
+// PostgreSQL text cannot hold one, and both stores must give the same
+// answer, so neither takes it.
+func noNUL(fields map[string]string) error {
+	for _, name := range []string{"s3_key", "bucket", "file_name", "error", "reason"} {
+		if strings.ContainsRune(fields[name], 0) {
+			return jsonrpc.InvalidParams("%s must not contain a NUL character", name)
+		}
+	}
+	return nil
+}
+
 // jsonObject checks that raw, when present and not null, is a JSON object
 // and returns it compacted (nil when absent).
 func jsonObject(name string, raw json.RawMessage) (json.RawMessage, error) {
@@ -229,6 +245,9 @@ func (a *Archivist) updateStatus(ctx context.Context, params json.RawMessage) (a
 	if len(p.Reason) > maxReason {
 		return nil, jsonrpc.InvalidParams("reason longer than 1024 bytes")
 	}
+	if err := noNUL(map[string]string{"reason": p.Reason}); err != nil {
+		return nil, err
+	}
 	prev, err := a.store.UpdateStatus(ctx, p.DocumentID, p.Status, p.Reason)
 	if err != nil {
 		return nil, a.toRPC(ctx, agentapi.MethodUpdateDocumentStatus, err)
@@ -256,6 +275,8 @@ func (a *Archivist) search(ctx context.Context, params json.RawMessage) (any, er
 		return nil, jsonrpc.InvalidParams("document_type must be pdf or csv")
 	case len(q.FileName) > maxFileFilter:
 		return nil, jsonrpc.InvalidParams("file_name longer than 256 bytes")
+	case strings.ContainsRune(q.FileName, 0):
+		return nil, jsonrpc.InvalidParams("file_name must not contain a NUL character")
 	}
 	docs, total, err := a.store.Search(ctx, q)
 	if err != nil {

@@ -2,255 +2,17 @@ package archivist_test
 
 import (
 	"encoding/json"
-	"fmt"
-	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
-	"time"
 
-	"github.com/ca-a2a/ca-a2a/agentsvc/agents/archivist"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/archivetest"
-	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 	"github.com/ca-a2a/ca-a2a/shared/jsonrpc"
 )
 
-func TestArchiveConcurrentSameID(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "archive.db")
-	a := archivetest.Open(t, path, nil)
-	b := archivetest.Open(t, path, nil) // a second pool on the same file: another task or process
-	var created atomic.Int32
-	var wg sync.WaitGroup
-	for i := range 20 {
-		ag := a
-		if i%2 == 1 {
-			ag = b
-		}
-		wg.Go(func() {
-			res, err := ag.Call("archive_document", archivetest.Doc("doc-1", "a.pdf", "pdf", 90, true))
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			if res["created"] == true {
-				created.Add(1)
-			}
-			if res["status"] != "archived" || res["document_id"] != "doc-1" {
-				t.Errorf("result %v", res)
-			}
-		})
-	}
-	wg.Wait()
-	if n := created.Load(); n != 1 {
-		t.Fatalf("%d calls report created:true, want exactly 1", n)
-	}
-	if n := a.Total(); n != 1 {
-		t.Fatalf("%d rows, want 1", n)
-	}
-}
-
-func TestArchiveIdempotentKeepsFirstRow(t *testing.T) {
-	a := archivetest.New(t)
-	first := a.Must("archive_document", archivetest.Doc("doc-1", "a.pdf", "pdf", 90, true))
-	if first["created"] != true || first["status"] != "archived" {
-		t.Fatalf("first: %v", first)
-	}
-	// A redelivery with other content must not overwrite the row.
-	again := a.Must("archive_document", archivetest.Doc("doc-1", "b.csv", "csv", 10, false))
-	if again["created"] != false || again["status"] != "archived" {
-		t.Fatalf("second: %v", again)
-	}
-	got := a.Must("get_document", `{"document_id":"doc-1"}`)
-	if got["file_name"] != "a.pdf" || got["score"].(float64) != 90 {
-		t.Fatalf("stored row changed: %v", got)
-	}
-	// After a status change, a redelivery reports the current status.
-	a.Must("update_document_status", `{"document_id":"doc-1","status":"rejected"}`)
-	if res := a.Must("archive_document", archivetest.Doc("doc-1", "a.pdf", "pdf", 90, true)); res["status"] != "rejected" || res["created"] != false {
-		t.Fatalf("after update: %v", res)
-	}
-}
-
-func TestArchiveStatusAndRecord(t *testing.T) {
-	tests := []struct {
-		name, params string
-		status       string
-		check        func(t *testing.T, got map[string]any)
-	}{
-		{"passed defaults to archived", archivetest.Doc("d", "a.pdf", "pdf", 80, true), "archived", nil},
-		{"not passed defaults to rejected", archivetest.Doc("d", "a.csv", "csv", 30, false), "rejected", nil},
-		{"no validation is rejected", `{"document_id":"d","s3_key":"k","document_type":"pdf"}`, "rejected", func(t *testing.T, got map[string]any) {
-			if got["score"] != nil || got["passed"] != nil || got["validation"] != nil || got["extracted_data"] != nil {
-				t.Errorf("absent values should be null: %v", got)
-			}
-		}},
-		{"null objects are absent", `{"document_id":"d","s3_key":"k","document_type":"pdf","extracted_data":null,"validation":null}`, "rejected", nil},
-		{"explicit status wins", archivetest.Doc("d", "a.pdf", "pdf", 30, false, "status", "archived"), "archived", nil},
-		{"failed without type, with stage and error", `{"document_id":"d","s3_key":"k","status":"failed","stage":"extraction","error":"not a PDF"}`, "failed", func(t *testing.T, got map[string]any) {
-			if got["stage"] != "extraction" || got["error"] != "not a PDF" || got["document_type"] != "" {
-				t.Errorf("failed record: %v", got)
-			}
-		}},
-		{"full record", archivetest.Doc("d", "a.pdf", "pdf", 75, true), "archived", func(t *testing.T, got map[string]any) {
-			for _, k := range []string{"document_id", "s3_key", "bucket", "document_type", "file_name", "sha256", "status", "score", "passed", "extracted_data", "validation", "created_at", "updated_at"} {
-				if _, ok := got[k]; !ok {
-					t.Errorf("record lacks %s: %v", k, got)
-				}
-			}
-			if got["bucket"] != "docs" || got["s3_key"] != "incoming/a.pdf" || got["passed"] != true || got["score"].(float64) != 75 {
-				t.Errorf("record: %v", got)
-			}
-			if pages := got["extracted_data"].(map[string]any)["pages"].([]any); pages[0] != "hello" {
-				t.Errorf("extracted_data: %v", got["extracted_data"])
-			}
-			if _, err := time.Parse(time.RFC3339, got["created_at"].(string)); err != nil {
-				t.Errorf("created_at: %v", err)
-			}
-		}},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			a := archivetest.New(t)
-			res := a.Must("archive_document", tc.params)
-			if res["status"] != tc.status || res["created"] != true {
-				t.Fatalf("archive: %v, want status %s", res, tc.status)
-			}
-			got := a.Must("get_document", `{"document_id":"d"}`)
-			if got["status"] != tc.status {
-				t.Fatalf("stored status %v", got["status"])
-			}
-			if tc.check != nil {
-				tc.check(t, got)
-			}
-		})
-	}
-}
-
-func TestGetMissing(t *testing.T) {
-	a := archivetest.New(t)
-	_, err := a.Call("get_document", `{"document_id":"nope"}`)
-	archivetest.WantCode(t, err, agentapi.CodeNotFound)
-	_, err = a.Call("update_document_status", `{"document_id":"nope","status":"archived"}`)
-	archivetest.WantCode(t, err, agentapi.CodeNotFound)
-}
-
-func TestTransitions(t *testing.T) {
-	allowed := map[[2]string]bool{
-		{"failed", "archived"}: true, {"failed", "rejected"}: true,
-		{"archived", "rejected"}: true, {"rejected", "archived"}: true,
-	}
-	statuses := []string{"archived", "rejected", "failed"}
-	a := archivetest.New(t)
-	for _, from := range statuses {
-		for _, to := range statuses {
-			t.Run(from+"->"+to, func(t *testing.T) {
-				id := from + "-" + to
-				params := fmt.Sprintf(`{"document_id":%q,"s3_key":"k","document_type":"pdf","status":%q}`, id, from)
-				a.Must("archive_document", params)
-				res, err := a.Call("update_document_status", fmt.Sprintf(`{"document_id":%q,"status":%q,"reason":"review"}`, id, to))
-				if allowed[[2]string{from, to}] {
-					if err != nil {
-						t.Fatalf("refused: %v", err)
-					}
-					if res["status"] != to || res["previous_status"] != from || res["document_id"] != id {
-						t.Fatalf("result %v", res)
-					}
-				} else {
-					archivetest.WantCode(t, err, agentapi.CodeInvalidTransition)
-					if !strings.Contains(err.Error(), from+" -> "+to) {
-						t.Errorf("message %q does not name the transition", err)
-					}
-				}
-				want := from
-				if allowed[[2]string{from, to}] {
-					want = to
-				}
-				if got := a.Must("get_document", fmt.Sprintf(`{"document_id":%q}`, id)); got["status"] != want {
-					t.Fatalf("status %v, want %s", got["status"], want)
-				}
-			})
-		}
-	}
-	t.Run("unknown status", func(t *testing.T) {
-		_, err := a.Call("update_document_status", `{"document_id":"failed-failed","status":"deleted"}`)
-		archivetest.WantCode(t, err, jsonrpc.CodeInvalidParams)
-	})
-	t.Run("store refuses an unknown status too", func(t *testing.T) {
-		_, err := a.Store.UpdateStatus(t.Context(), "failed-failed", "deleted", "")
-		if jsonrpc.CodeOf(err) == agentapi.CodeInvalidTransition || err == nil {
-			t.Fatalf("err %v", err)
-		}
-	})
-	t.Run("review round trip updates updated_at", func(t *testing.T) {
-		before := a.Must("get_document", `{"document_id":"archived-rejected"}`)
-		a.Must("update_document_status", `{"document_id":"archived-rejected","status":"archived","reason":"manual review"}`)
-		after := a.Must("get_document", `{"document_id":"archived-rejected"}`)
-		if after["status"] != "archived" || after["created_at"] != before["created_at"] || after["updated_at"].(string) < before["updated_at"].(string) {
-			t.Fatalf("before %v after %v", before, after)
-		}
-	})
-}
-
-func TestConcurrentUpdatesOneWins(t *testing.T) {
-	a := archivetest.New(t)
-	a.Must("archive_document", archivetest.Doc("d", "a.pdf", "pdf", 90, true))
-	var ok, refused atomic.Int32
-	var wg sync.WaitGroup
-	for range 10 {
-		wg.Go(func() {
-			_, err := a.Call("update_document_status", `{"document_id":"d","status":"rejected"}`)
-			switch jsonrpc.CodeOf(err) {
-			case agentapi.CodeInvalidTransition:
-				refused.Add(1)
-			default:
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				ok.Add(1)
-			}
-		})
-	}
-	wg.Wait()
-	if ok.Load() != 1 || refused.Load() != 9 {
-		t.Fatalf("%d succeeded, %d refused; want 1 and 9", ok.Load(), refused.Load())
-	}
-}
-
-func TestSearchDefaultLimit(t *testing.T) {
-	a := archivetest.New(t)
-	for i := range archivist.DefaultLimit + 5 {
-		a.Must("archive_document", archivetest.Doc(fmt.Sprintf("d%03d", i), "a.pdf", "pdf", 90, true))
-	}
-	res := a.Must("search_documents", `{}`)
-	if n := len(res["documents"].([]any)); n != archivist.DefaultLimit || int(res["total"].(float64)) != archivist.DefaultLimit+5 {
-		t.Fatalf("%d documents, total %v", n, res["total"])
-	}
-}
-
-func TestStats(t *testing.T) {
-	a := archivetest.New(t)
-	empty := a.Must("get_document_stats", `{}`)
-	if empty["total"].(float64) != 0 || empty["average_score"] != nil || len(empty["by_status"].(map[string]any)) != 0 {
-		t.Fatalf("empty: %v", empty)
-	}
-	for _, p := range []string{
-		archivetest.Doc("a", "a.pdf", "pdf", 90, true),
-		archivetest.Doc("b", "b.pdf", "pdf", 40, false),
-		archivetest.Doc("c", "c.csv", "csv", 80, true),
-		`{"document_id":"f","s3_key":"broken","status":"failed","stage":"extraction"}`,
-	} {
-		a.Must("archive_document", p)
-	}
-	got := a.Must("get_document_stats", ``)
-	want := `{"average_score":70,"by_status":{"archived":2,"failed":1,"rejected":1},"by_type":{"csv":1,"pdf":2,"unknown":1},"total":4}`
-	if b, _ := json.Marshal(got); string(b) != want {
-		t.Fatalf("stats %s\nwant %s", b, want)
-	}
-	_, err := a.Call("get_document_stats", `{"x":1}`)
-	archivetest.WantCode(t, err, jsonrpc.CodeInvalidParams)
-}
+// The store-facing behaviour of these methods (idempotence, transitions,
+// search, stats, failures) is the archive's contract suite, run on both
+// engines: agentsvc/storage/archive/contract_test.go. Here: what the
+// methods refuse before any store is asked.
 
 func TestInvalidParams(t *testing.T) {
 	base := func(kv ...string) string {
@@ -295,12 +57,17 @@ func TestInvalidParams(t *testing.T) {
 		{"stage on archived", "archive_document", base("status", `"archived"`, "stage", `"extraction"`)},
 		{"error on rejected", "archive_document", base("status", `"rejected"`, "error", `"x"`)},
 		{"unknown stage", "archive_document", base("status", `"failed"`, "stage", `"upload"`)},
+		{"NUL in s3_key", "archive_document", base("s3_key", `"a\u0000b"`)},
+		{"NUL in file_name", "archive_document", base("file_name", `"a\u0000.pdf"`)},
+		{"NUL in bucket", "archive_document", base("bucket", `"b\u0000"`)},
+		{"NUL in error", "archive_document", base("status", `"failed"`, "error", `"\u0000"`)},
 		{"get unknown field", "get_document", `{"document_id":"d1","x":1}`},
 		{"get bad id", "get_document", `{"document_id":"d%"}`},
 		{"get no id", "get_document", `{}`},
 		{"update unknown field", "update_document_status", `{"document_id":"d1","status":"archived","by":"me"}`},
 		{"update bad id", "update_document_status", `{"document_id":"../d","status":"archived"}`},
 		{"update empty status", "update_document_status", `{"document_id":"d1","status":""}`},
+		{"update NUL in reason", "update_document_status", `{"document_id":"d1","status":"archived","reason":"a\u0000"}`},
 		{"update long reason", "update_document_status", `{"document_id":"d1","status":"archived","reason":"` + strings.Repeat("r", 1025) + `"}`},
 		{"search limit 0", "search_documents", `{"limit":0}`},
 		{"search limit 501", "search_documents", `{"limit":501}`},
@@ -310,6 +77,7 @@ func TestInvalidParams(t *testing.T) {
 		{"search bad status", "search_documents", `{"status":"x"}`},
 		{"search bad type", "search_documents", `{"document_type":"exe"}`},
 		{"search unknown field", "search_documents", `{"query":"x"}`},
+		{"search NUL in file_name", "search_documents", `{"file_name":"\u0000"}`},
 	}
 	a := archivetest.New(t)
 	for _, tc := range tests {

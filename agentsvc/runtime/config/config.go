@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/ca-a2a/ca-a2a/agentsvc/storage/archive"
 	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 	"github.com/ca-a2a/ca-a2a/shared/certload"
 	"github.com/ca-a2a/ca-a2a/shared/envconfig"
@@ -45,9 +46,11 @@ type Config struct {
 	PeerURLs map[string]string
 
 	DocumentsURL string // DOCUMENTS_URL
-	ArchiveDSN   string // ARCHIVE_DSN
 	PolicyFile   string // A2A_POLICY_FILE
 	LogLevel     slog.Level
+	// Archive is ARCHIVE_DSN, ARCHIVE_DB_PASSWORD and ARCHIVE_DB_CA_PATH;
+	// it prints and logs redacted.
+	Archive archive.Config
 }
 
 // Load reads the configuration through getenv (os.Getenv). It returns every
@@ -64,9 +67,13 @@ func Load(getenv func(string) string) (*Config, error) {
 		BindingRequired:   env.Bool("TOKEN_BINDING_REQUIRED", true),
 		Audience:          env.String("OIDC_AUDIENCE", agentapi.DefaultAudience),
 		DocumentsURL:      env.String("DOCUMENTS_URL", DefaultDocuments),
-		ArchiveDSN:        env.String("ARCHIVE_DSN", DefaultArchive),
 		PolicyFile:        env.Raw("A2A_POLICY_FILE"),
 		PeerURLs:          map[string]string{},
+	}
+	c.Archive = archive.Config{
+		DSN:      env.String("ARCHIVE_DSN", DefaultArchive),
+		Password: env.Raw("ARCHIVE_DB_PASSWORD"), // exact: a password may hold any character
+		CAPath:   env.String("ARCHIVE_DB_CA_PATH", ""),
 	}
 	port, known := agentapi.Port(c.Name)
 	switch {
@@ -91,8 +98,9 @@ func Load(getenv func(string) string) (*Config, error) {
 	if !strings.HasPrefix(c.DocumentsURL, "file://") && !strings.HasPrefix(c.DocumentsURL, "s3://") {
 		env.Failf("DOCUMENTS_URL must be file://DIR or s3://BUCKET[/PREFIX], got %q", c.DocumentsURL)
 	}
-	if !strings.HasPrefix(c.ArchiveDSN, "sqlite://") {
-		env.Failf("ARCHIVE_DSN must be sqlite://PATH, got %q", c.ArchiveDSN)
+	// The message names the variable and never echoes a password.
+	if err := c.Archive.Validate(); err != nil {
+		env.Failf("%s", strings.TrimPrefix(err.Error(), "archivist: "))
 	}
 	if err := c.LogLevel.UnmarshalText([]byte(env.String("LOG_LEVEL", "info"))); err != nil {
 		env.Failf("LOG_LEVEL %q is not debug, info, warn or error", env.Raw("LOG_LEVEL"))

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -24,7 +25,7 @@ func TestDefaults(t *testing.T) {
 		c.Issuer != agentapi.DefaultIssuer || c.ServerName != "keycloak.ca-a2a.local" || c.Audience != "ca-a2a-agents" ||
 		c.JWKSURL != agentapi.DefaultIssuer+"/protocol/openid-connect/certs" || c.TokenURL != agentapi.DefaultIssuer+"/protocol/openid-connect/token" ||
 		c.ClientID != "archivist" || c.PeerURLs["extractor"] != "https://extractor.ca-a2a.local:8002" ||
-		c.DocumentsURL != "file://./data/documents" || c.ArchiveDSN != "sqlite://./data/archive.db" || len(c.Warnings()) != 0 {
+		c.DocumentsURL != "file://./data/documents" || c.Archive.DSN != "sqlite://./data/archive.db" || len(c.Warnings()) != 0 {
 		t.Fatalf("defaults: %+v", c)
 	}
 }
@@ -44,7 +45,8 @@ func TestRefusals(t *testing.T) {
 		"http issuer":                    {map[string]string{"OIDC_ISSUER": "http://idp/realms/x"}, "OIDC_ISSUER must be an https URL"},
 		"http peer":                      {map[string]string{"EXTRACTOR_URL": "http://127.0.0.1:8002"}, "EXTRACTOR_URL must be an https URL"},
 		"bad documents URL":              {map[string]string{"DOCUMENTS_URL": "./docs"}, "DOCUMENTS_URL must be"},
-		"bad archive DSN":                {map[string]string{"ARCHIVE_DSN": "postgres://x"}, "ARCHIVE_DSN must be"},
+		"bad archive DSN":                {map[string]string{"ARCHIVE_DSN": "mysql://x"}, `ARCHIVE_DSN scheme "mysql" is not supported`},
+		"archive DSN without user":       {map[string]string{"ARCHIVE_DSN": "postgres://db.internal/archive"}, "ARCHIVE_DSN names no user"},
 		"bad log level":                  {map[string]string{"LOG_LEVEL": "loud"}, "LOG_LEVEL"},
 		"no certificate":                 {map[string]string{"MTLS_CERT_PATH": "", "MTLS_KEY_PATH": "", "MTLS_CA_CERT_PATH": ""}, "no certificate"},
 	}
@@ -57,6 +59,60 @@ func TestRefusals(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: err = %v, want %q", name, err, tc.want)
 		}
+	}
+}
+
+// The archive settings: the forms that load, the ones refused with a
+// message naming the variable, and never the password in a message or in
+// the printed configuration.
+func TestArchive(t *testing.T) {
+	const secret = "hunter2-s3cret"
+	tests := []struct {
+		name string
+		set  map[string]string
+		want string // "" loads
+	}{
+		{"default sqlite", nil, ""},
+		{"postgres verify-full, password variable", map[string]string{"ARCHIVE_DSN": "postgres://archivist@db.internal:5432/archive?sslmode=verify-full",
+			"ARCHIVE_DB_PASSWORD": secret, "ARCHIVE_DB_CA_PATH": "/etc/ca-a2a/rds-global-bundle.pem"}, ""},
+		{"postgresql scheme", map[string]string{"ARCHIVE_DSN": "postgresql://archivist@db.internal/archive", "ARCHIVE_DB_PASSWORD": secret}, ""},
+		{"loopback without TLS", map[string]string{"ARCHIVE_DSN": "postgres://archivist:" + secret + "@127.0.0.1:5432/archive?sslmode=disable"}, ""},
+		{"remote without verify-full", map[string]string{"ARCHIVE_DSN": "postgres://archivist@db.internal/archive?sslmode=require", "ARCHIVE_DB_PASSWORD": secret},
+			"sslmode=require is refused for host db.internal"},
+		{"two passwords", map[string]string{"ARCHIVE_DSN": "postgres://archivist:" + secret + "@db.internal/archive", "ARCHIVE_DB_PASSWORD": secret},
+			"ARCHIVE_DSN carries a password and ARCHIVE_DB_PASSWORD is set too"},
+		{"password for sqlite", map[string]string{"ARCHIVE_DB_PASSWORD": secret}, "ARCHIVE_DB_PASSWORD is set but ARCHIVE_DSN is sqlite://"},
+		{"CA for sqlite", map[string]string{"ARCHIVE_DB_CA_PATH": "/ca.pem"}, "ARCHIVE_DB_CA_PATH is set but ARCHIVE_DSN is sqlite://"},
+		{"unparsable URL with a password", map[string]string{"ARCHIVE_DSN": "postgres://archivist:" + secret + "@db internal/archive"}, "ARCHIVE_DSN is not a valid URL"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			kv := base()
+			for k, v := range tc.set {
+				kv[k] = v
+			}
+			c, err := Load(env(kv))
+			if tc.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, printed := range []string{fmt.Sprintf("%v", c), fmt.Sprintf("%+v", c), fmt.Sprintf("%#v", c), c.Archive.Redacted()} {
+					if strings.Contains(printed, secret) {
+						t.Fatalf("the configuration prints the password: %s", printed)
+					}
+				}
+				if c.Archive.DSN != kv["ARCHIVE_DSN"] && kv["ARCHIVE_DSN"] != "" || c.Archive.Password != kv["ARCHIVE_DB_PASSWORD"] || c.Archive.CAPath != kv["ARCHIVE_DB_CA_PATH"] {
+					t.Fatalf("archive %#v from %v", c.Archive, tc.set)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), secret) {
+				t.Fatalf("the error shows the password: %v", err)
+			}
+		})
 	}
 }
 

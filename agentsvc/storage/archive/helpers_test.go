@@ -4,6 +4,9 @@ import (
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/ca-a2a/ca-a2a/internal/testutil/pgtest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// The PostgreSQL cases share one cluster per test binary, a database each.
+func TestMain(m *testing.M) { goleak.VerifyTestMain(pgtest.SharedMain(m)) }

@@ -16,9 +16,6 @@ import (
 	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 )
 
-// DSNScheme is the only ARCHIVE_DSN scheme OpenDSN accepts.
-const DSNScheme = "sqlite://"
-
 // pragmas travel in the DSN so that every connection of the pool gets them,
 // not only the first. busy_timeout comes first so that switching a fresh
 // file to WAL waits for a concurrent opener instead of failing.
@@ -35,8 +32,10 @@ const maxOpenConns = 8
 // (RFC3339Nano trims trailing zeros and does not).
 const timeLayout = "2006-01-02T15:04:05.000000Z"
 
-// migrations build the schema, in order, each in its own transaction. Never
-// edit an applied one: append a new one.
+// migrations build the SQLite schema, in order, each in its own
+// transaction. Never edit an applied one: append a new one, and its
+// PostgreSQL twin to postgresMigrations, so that a version number means the
+// same schema in both engines.
 var migrations = []string{
 	// 1: documents.
 	`CREATE TABLE documents (
@@ -72,7 +71,8 @@ var migrations = []string{
 	CREATE INDEX status_history_document ON status_history(document_id);`,
 }
 
-// SchemaVersion is the schema version this code builds and understands.
+// SchemaVersion is the schema version this code builds and understands, in
+// either engine.
 func SchemaVersion() int { return len(migrations) }
 
 // SQLite is the Store on a SQLite file.
@@ -83,36 +83,6 @@ type SQLite struct {
 }
 
 var _ Store = (*SQLite)(nil)
-
-// OpenDSN opens the store named by ARCHIVE_DSN, sqlite://PATH, creating the
-// parent directory (0700), the file (0600) and the schema as needed. PATH is
-// a filesystem path, relative to the working directory unless it starts
-// with "/"; it is not parsed as a URL. sqlite://:memory: opens an in-memory
-// store instead (see MemoryPath). Other schemes are refused. logger (nil:
-// slog.Default()) receives the storage errors that clients only see as
-// -32002.
-func OpenDSN(ctx context.Context, dsn string, logger *slog.Logger) (Store, error) {
-	path, ok := strings.CutPrefix(dsn, DSNScheme)
-	if !ok {
-		scheme, _, found := strings.Cut(dsn, "://")
-		if !found {
-			return nil, errors.New("archivist: ARCHIVE_DSN must be sqlite://PATH")
-		}
-		// Only the scheme is echoed: the rest may hold credentials.
-		return nil, fmt.Errorf("archivist: ARCHIVE_DSN scheme %q is not supported; use sqlite://PATH", scheme)
-	}
-	if path == "" || strings.ContainsRune(path, 0) {
-		return nil, errors.New("archivist: ARCHIVE_DSN sqlite://PATH needs a file path")
-	}
-	if path == MemoryPath {
-		return openMemory(ctx, logger)
-	}
-	s, err := openFile(ctx, path, logger)
-	if err != nil {
-		return nil, err
-	}
-	return s, nil
-}
 
 // MemoryPath, as in sqlite://:memory:, opens a private in-memory store that
 // lives as long as the Store: for tests and throw-away local runs only.
@@ -135,6 +105,10 @@ func openMemory(ctx context.Context, logger *slog.Logger) (*SQLite, error) {
 	return start(ctx, db, logger)
 }
 
+// openFile opens the store in the file at path (ARCHIVE_DSN sqlite://PATH),
+// creating the parent directory (0700), the file (0600) and the schema as
+// needed. path is a file-system path, relative to the working directory
+// unless it starts with "/"; it is not parsed as a URL.
 func openFile(ctx context.Context, path string, logger *slog.Logger) (*SQLite, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
@@ -219,80 +193,73 @@ func escapeURIPath(p string) string {
 	return strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(p)
 }
 
+// migrate runs the migration runner on SQLite. Everything of one step,
+// including the creation of schema_migrations, happens inside one BEGIN
+// IMMEDIATE transaction (_txlock=immediate): it takes the write lock up
+// front, waiting on busy_timeout, so two processes starting on the same file
+// apply each migration once. (A statement in autocommit mode that reads then
+// writes can instead fail at once with SQLITE_BUSY in WAL mode when another
+// connection wrote between its read and its write.)
 func (s *SQLite) migrate(ctx context.Context) error {
-	for {
-		done, err := s.migrateOne(ctx)
-		if err != nil || done {
-			return err
+	return migrate(ctx, s.log, EngineSQLite, migrations, sqliteBegin(s.db, s.stamp))
+}
+
+// sqliteBegin starts migration transactions on db, whose DSN must carry
+// _txlock=immediate.
+func sqliteBegin(db *sql.DB, now func() string) func(context.Context) (migrationTx, error) {
+	return func(ctx context.Context) (migrationTx, error) {
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			return nil, err
 		}
+		return &sqliteMigration{tx: tx, now: now}, nil
 	}
 }
 
-// migrateOne applies the next migration, if any. Everything, including the
-// creation of schema_migrations, happens inside one BEGIN IMMEDIATE
-// transaction: it takes the write lock up front, waiting on busy_timeout,
-// so two processes starting on the same file apply each migration once. (A
-// statement in autocommit mode that reads then writes can instead fail at
-// once with SQLITE_BUSY in WAL mode when another connection wrote between
-// its read and its write.)
-func (s *SQLite) migrateOne(ctx context.Context) (done bool, err error) {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return false, fmt.Errorf("archivist: migrate: %w", err)
-	}
-	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+// sqliteMigration is a migrationTx on a BEGIN IMMEDIATE transaction.
+type sqliteMigration struct {
+	tx  *sql.Tx
+	now func() string
+}
+
+func (m *sqliteMigration) version(ctx context.Context) (int, error) {
+	if _, err := m.tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 		version    INTEGER PRIMARY KEY,
 		applied_at TEXT NOT NULL)`); err != nil {
-		return false, fmt.Errorf("archivist: schema_migrations: %w", err)
+		return 0, fmt.Errorf("schema_migrations: %w", err)
 	}
-	var current int
-	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
-		return false, fmt.Errorf("archivist: migrate: %w", err)
-	}
-	switch {
-	case current > len(migrations):
-		return true, fmt.Errorf("archivist: archive schema version %d is newer than this program knows (%d); refusing to use it", current, len(migrations))
-	case current == len(migrations):
-		return true, nil
-	}
-	next := current + 1
-	if _, err := tx.ExecContext(ctx, migrations[current]); err != nil {
-		return false, fmt.Errorf("archivist: migration %d: %w", next, err)
-	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations(version, applied_at) VALUES (?, ?)`, next, s.stamp()); err != nil {
-		return false, fmt.Errorf("archivist: migration %d: %w", next, err)
-	}
-	if err := tx.Commit(); err != nil {
-		return false, fmt.Errorf("archivist: migration %d: %w", next, err)
-	}
-	s.log.Info("archive schema migrated", "version", next)
-	return false, nil
+	var v int
+	err := m.tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&v)
+	return v, err
 }
+
+func (m *sqliteMigration) exec(ctx context.Context, q string) error {
+	_, err := m.tx.ExecContext(ctx, q)
+	return err
+}
+
+func (m *sqliteMigration) record(ctx context.Context, version int) error {
+	_, err := m.tx.ExecContext(ctx, `INSERT INTO schema_migrations(version, applied_at) VALUES (?, ?)`, version, m.now())
+	return err
+}
+
+func (m *sqliteMigration) commit(context.Context) error { return m.tx.Commit() }
+func (m *sqliteMigration) rollback(context.Context)     { _ = m.tx.Rollback() }
 
 func (s *SQLite) stamp() string { return s.now().UTC().Format(timeLayout) }
 
-// unavailable logs the storage error and returns a generic one.
 func (s *SQLite) unavailable(ctx context.Context, op, id string, err error) error {
-	level := slog.LevelError
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		level = slog.LevelWarn // the caller gave up; not a storage fault
-	}
-	attrs := []any{"op", op, "error", err}
-	if id != "" {
-		attrs = append(attrs, "document_id", id)
-	}
-	s.log.Log(ctx, level, "archive store failure", attrs...)
-	return fmt.Errorf("%w (%s)", ErrUnavailable, op)
+	return storeFailure(ctx, s.log, op, id, err)
 }
 
 const columns = `document_id, s3_key, bucket, document_type, file_name, sha256, status, score, passed, extracted_data, validation, stage, error, created_at, updated_at`
 
 const summaryColumns = `document_id, s3_key, bucket, document_type, file_name, sha256, status, score, passed, validation, stage, error, created_at, updated_at`
 
-// Archive implements Store. The INSERT ... ON CONFLICT DO NOTHING and the
-// read of the stored row share one (immediate) transaction: there is no
-// check-then-insert window, and the row returned is the one that won.
+// Archive implements Store. The INSERT ... ON CONFLICT DO NOTHING, the
+// history row of a new document and the read of the stored row share one
+// (immediate) transaction: there is no check-then-insert window, and the
+// row returned is the one that won.
 func (s *SQLite) Archive(ctx context.Context, d *agentapi.Document) (*agentapi.Document, bool, error) {
 	now := s.stamp()
 	tx, err := s.db.BeginTx(ctx, nil)
@@ -312,6 +279,12 @@ func (s *SQLite) Archive(ctx context.Context, d *agentapi.Document) (*agentapi.D
 	n, err := res.RowsAffected()
 	if err != nil {
 		return nil, false, s.unavailable(ctx, "archive", d.DocumentID, err)
+	}
+	if n == 1 {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO status_history(document_id, from_status, to_status, reason, changed_at) VALUES (?,?,?,?,?)`,
+			d.DocumentID, "", d.Status, CreatedReason, now); err != nil {
+			return nil, false, s.unavailable(ctx, "archive", d.DocumentID, err)
+		}
 	}
 	stored, err := s.get(ctx, tx, d.DocumentID)
 	if err != nil {
@@ -504,11 +477,6 @@ func (s *SQLite) Search(ctx context.Context, q Query) ([]agentapi.DocumentSummar
 		return nil, 0, s.unavailable(ctx, "search", "", err)
 	}
 	return page, total, nil
-}
-
-// escapeLike makes s a literal LIKE pattern under ESCAPE '\'.
-func escapeLike(s string) string {
-	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
 }
 
 // Stats implements Store with one grouped query, hence one snapshot.

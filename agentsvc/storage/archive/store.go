@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 
 	"github.com/ca-a2a/ca-a2a/shared/agentapi"
@@ -72,4 +73,29 @@ type Store interface {
 	Ping(ctx context.Context) error
 	// Close releases the store.
 	Close() error
+}
+
+// CreatedReason is the reason of the history row that archive_document
+// writes for a new document (from status "" to its first status).
+const CreatedReason = "archived"
+
+// storeFailure logs a storage error with its cause and returns a generic
+// one wrapping ErrUnavailable: the cause (paths, SQL, server messages) stays
+// in the log.
+func storeFailure(ctx context.Context, log *slog.Logger, op, id string, err error) error {
+	level := slog.LevelError
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		level = slog.LevelWarn // the caller gave up; not a storage fault
+	}
+	attrs := []any{"op", op, "error", err}
+	if id != "" {
+		attrs = append(attrs, "document_id", id)
+	}
+	log.Log(ctx, level, "archive store failure", attrs...)
+	return fmt.Errorf("%w (%s)", ErrUnavailable, op)
+}
+
+// escapeLike makes s a literal LIKE pattern under ESCAPE '\'.
+func escapeLike(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
 }
