@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/ca-a2a/ca-a2a/internal/samples"
+	"github.com/ca-a2a/ca-a2a/internal/testutil/pgtest"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/pki"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/stack"
 	"github.com/ca-a2a/ca-a2a/shared/agentapi"
@@ -50,8 +52,27 @@ func newCaller(t *testing.T, s *stack.Stack, name string) *caller {
 	return &caller{src: src, tokens: ts, client: c}
 }
 
+// The PostgreSQL run of the end-to-end test uses the binary's shared
+// cluster.
+func TestMain(m *testing.M) { os.Exit(pgtest.SharedMain(m).Run()) }
+
+// TestPipelineEndToEnd runs the pipeline on each archive engine: SQLite,
+// the default, and PostgreSQL (the production store), the password in
+// ARCHIVE_DB_PASSWORD as ECS injects it.
 func TestPipelineEndToEnd(t *testing.T) {
-	s := stack.Start(t)
+	t.Run("sqlite", func(t *testing.T) { pipelineEndToEnd(t, stack.Start(t)) })
+	t.Run("postgres", func(t *testing.T) {
+		c := pgtest.Shared(t)
+		db := c.NewDatabase(t)
+		s := stack.Start(t, stack.ArchiveDSN(c.DSN(db.Owner, "", db.Name), db.Password))
+		pipelineEndToEnd(t, s)
+		if !strings.Contains(s.Log("archivist"), `"engine":"postgres"`) {
+			t.Fatalf("the archivist did not run on PostgreSQL:\n%s", s.Log("archivist"))
+		}
+	})
+}
+
+func pipelineEndToEnd(t *testing.T, s *stack.Stack) {
 	s.PutDocument(t, "incoming/invoice.pdf", samples.Invoice())
 	s.PutDocument(t, "incoming/transactions.csv", samples.TransactionsCSV())
 	s.PutDocument(t, "incoming/ragged.csv", []byte("a,b\n1\n2\n3,4,5\n"))

@@ -61,6 +61,10 @@ func TestStartupRefusals(t *testing.T) {
 		"certificate of another agent":   {map[string]string{"AGENT_NAME": "validator"}, "does not match AGENT_NAME"},
 		"malformed policy file":          {map[string]string{"A2A_POLICY_FILE": badPolicy}, "drop_table"},
 		"http JWKS URL":                  {map[string]string{"OIDC_JWKS_URL": "http://127.0.0.1:1/certs"}, "https"},
+		"archive database without verify-full": {map[string]string{"ARCHIVE_DSN": "postgres://archivist@db.internal/archive?sslmode=require",
+			"ARCHIVE_DB_PASSWORD": "db-s3cret"}, "only sslmode=verify-full"},
+		"archive password twice": {map[string]string{"ARCHIVE_DSN": "postgres://archivist:db-s3cret@db.internal/archive",
+			"ARCHIVE_DB_PASSWORD": "db-s3cret"}, "set only one"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -88,8 +92,8 @@ func TestStartupRefusals(t *testing.T) {
 			if !strings.Contains(string(out), tc.want) {
 				t.Fatalf("output does not name the problem (%q):\n%s", tc.want, out)
 			}
-			if strings.Contains(string(out), "PRIVATE KEY") {
-				t.Fatal("output leaks key material")
+			if strings.Contains(string(out), "PRIVATE KEY") || strings.Contains(string(out), "db-s3cret") {
+				t.Fatal("output leaks key material or a password")
 			}
 		})
 	}

@@ -45,6 +45,20 @@ type Stack struct {
 // Option changes an agent's environment before it starts.
 type Option func(agent string, env map[string]string)
 
+// ArchiveDSN puts the archivist on dsn (ARCHIVE_DSN), with password in
+// ARCHIVE_DB_PASSWORD when not empty.
+func ArchiveDSN(dsn, password string) Option {
+	return func(agent string, env map[string]string) {
+		if agent != agentapi.Archivist {
+			return
+		}
+		env["ARCHIVE_DSN"] = dsn
+		if password != "" {
+			env["ARCHIVE_DB_PASSWORD"] = password
+		}
+	}
+}
+
 // Start brings the system up and tears it down when the test ends.
 func Start(t testing.TB, opts ...Option) *Stack {
 	t.Helper()
