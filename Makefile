@@ -9,8 +9,11 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 CDK_DIR     := infra/cdk
 CDK_ENV     := CDK_DISABLE_VERSION_CHECK=1 CDK_DISABLE_CLI_TELEMETRY=1
 GOTESTFLAGS ?=
+# The archivist's store for demo and run-agents: sqlite (a file under
+# .local/) or postgres (a throwaway local PostgreSQL cluster).
+ARCHIVE     ?= sqlite
 
-export CERTS_DIR
+export CERTS_DIR ARCHIVE
 
 .PHONY: help
 help: ## list the targets
@@ -50,11 +53,11 @@ certs: ## generate the CA and agent certificates into CERTS_DIR (kept if present
 	$(GO) run ./cmd/certgen --certs-dir $(CERTS_DIR)
 
 .PHONY: demo
-demo: ## the whole system on loopback: certs, moto, IdP, agents, Lambda under the emulator, the attack; then stop
+demo: ## the whole system on loopback: certs, moto, IdP, agents, Lambda under the emulator, the attack; then stop (ARCHIVE=postgres: archive on a throwaway PostgreSQL)
 	$(GO) run ./dev/local demo
 
 .PHONY: run-agents
-run-agents: ## start moto_server, the local identity provider and the four agents on 127.0.0.1 until Ctrl-C
+run-agents: ## start moto_server, the local identity provider and the four agents on 127.0.0.1 until Ctrl-C (ARCHIVE=postgres too)
 	$(GO) run ./dev/local run-agents
 
 .PHONY: idp

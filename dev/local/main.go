@@ -5,7 +5,9 @@
 //	go run ./dev/local run-agents    identity provider and four agents, until Ctrl-C
 //	go run ./dev/local invoke FILE   one event through the Lambda bootstrap under the emulator
 //
-// Everything listens on 127.0.0.1; state lives under ./.local.
+// Everything listens on 127.0.0.1; state lives under ./.local. ARCHIVE=postgres
+// puts the archivist on a throwaway PostgreSQL cluster started and stopped
+// with the rest (ARCHIVE=sqlite, the default: a file under ./.local/archive).
 package main
 
 import (
@@ -52,8 +54,9 @@ func main() {
 	}
 }
 
-// up starts moto_server (and publishes the secrets), the identity provider
-// and the agents, printing one line per step.
+// up starts moto_server (and publishes the secrets), the identity provider,
+// with ARCHIVE=postgres a throwaway PostgreSQL cluster, and the agents,
+// printing one line per step.
 func up(ctx context.Context, l localrun.Layout, g *localrun.Group, s *steps) error {
 	if err := s.do("certificates", func() (string, error) {
 		return "CA and 6 identities in " + l.CertsDir, l.Certs()
@@ -81,8 +84,18 @@ func up(ctx context.Context, l localrun.Layout, g *localrun.Group, s *steps) err
 	}); err != nil {
 		return err
 	}
+	archive := "SQLite " + l.StateDir + "/archive/archive.db"
+	if l.Archive == localrun.ArchivePostgres {
+		if err := s.do("archive database (ARCHIVE=postgres)", func() (string, error) {
+			addr, err := l.StartArchiveDB(g)
+			return "throwaway PostgreSQL cluster on " + addr + ", database archive, role archivist (password in ARCHIVE_DB_PASSWORD)", err
+		}); err != nil {
+			return err
+		}
+		archive = "PostgreSQL"
+	}
 	return s.do("agents", func() (string, error) {
-		return "orchestrator :8001, extractor :8002, validator :8003, archivist :8004 healthy", l.StartAgents(ctx, g)
+		return "orchestrator :8001, extractor :8002, validator :8003, archivist :8004 healthy (archive: " + archive + ")", l.StartAgents(ctx, g)
 	})
 }
 

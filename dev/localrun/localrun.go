@@ -48,9 +48,22 @@ type Layout struct {
 	StateDir string // ./.local
 	IdPPort  int    // IDP_PORT, 8443
 	MotoPort int    // MOTO_PORT, 5000
+	// Archive is the archivist's engine (ARCHIVE): ArchiveSQLite, a file
+	// under StateDir, or ArchivePostgres, a throwaway cluster that
+	// StartArchiveDB starts.
+	Archive string
+	// ArchiveEnv is the archivist's ARCHIVE_* environment once
+	// StartArchiveDB ran; empty for SQLite.
+	ArchiveEnv []string
 }
 
-// FromEnv reads CERTS_DIR, IDP_PORT and MOTO_PORT.
+// The engines ARCHIVE selects.
+const (
+	ArchiveSQLite   = "sqlite"
+	ArchivePostgres = "postgres"
+)
+
+// FromEnv reads CERTS_DIR, IDP_PORT, MOTO_PORT and ARCHIVE.
 func FromEnv() (Layout, error) {
 	env := envconfig.New(os.Getenv, "")
 	l := Layout{
@@ -58,6 +71,10 @@ func FromEnv() (Layout, error) {
 		StateDir: "./.local",
 		IdPPort:  env.Int("IDP_PORT", 8443, 1, 65535), // the port of agentapi.DefaultIssuer
 		MotoPort: env.Int("MOTO_PORT", 5000, 1, 65535),
+		Archive:  env.String("ARCHIVE", ArchiveSQLite),
+	}
+	if l.Archive != ArchiveSQLite && l.Archive != ArchivePostgres {
+		env.Failf("ARCHIVE must be sqlite or postgres, got %q", l.Archive)
 	}
 	return l, env.Err()
 }
@@ -111,8 +128,12 @@ func (l Layout) AgentEnv(agent string, port int) []string {
 		"MTLS_CERT_PATH=" + cert, "MTLS_KEY_PATH=" + key, "MTLS_CA_CERT_PATH=" + ca,
 		"OIDC_ISSUER=" + l.Issuer(), "OIDC_JWKS_URL=" + l.JWKSURL(), "OIDC_TOKEN_URL=" + l.TokenURL(),
 		"DOCUMENTS_URL=file://" + l.Documents(),
-		"ARCHIVE_DSN=sqlite://" + filepath.Join(l.StateDir, "archive", "archive.db"),
 		"LOG_LEVEL=info",
+	}
+	if agent == agentapi.Archivist && len(l.ArchiveEnv) > 0 {
+		env = append(env, l.ArchiveEnv...)
+	} else {
+		env = append(env, "ARCHIVE_DSN=sqlite://"+filepath.Join(l.StateDir, "archive", "archive.db"))
 	}
 	for _, a := range Agents {
 		env = append(env, fmt.Sprintf("%s_URL=%s", upper(a.Name), AgentURL(a.Name)))
@@ -139,10 +160,18 @@ func upper(s string) string {
 	return string(b)
 }
 
-// Group is a set of started processes.
+// Group is a set of started processes (and other things to stop, OnStop).
 type Group struct {
 	mu    sync.Mutex
-	procs []*procgroup.Process
+	stops []func()
+}
+
+// OnStop adds f to what Stop runs, in the same newest-first order as the
+// processes.
+func (g *Group) OnStop(f func()) {
+	g.mu.Lock()
+	g.stops = append(g.stops, f)
+	g.mu.Unlock()
 }
 
 // Start runs bin with args and env (added to this process's environment),
@@ -164,20 +193,18 @@ func (g *Group) Start(name, logPath string, env []string, bin string, args ...st
 	if err != nil {
 		return fmt.Errorf("start %s: %w", name, err)
 	}
-	g.mu.Lock()
-	g.procs = append(g.procs, p)
-	g.mu.Unlock()
+	g.OnStop(func() { p.Stop(syscall.SIGTERM, 10*time.Second) })
 	return nil
 }
 
 // Stop ends every process, newest first: SIGTERM, then SIGKILL after 10s.
 func (g *Group) Stop() {
 	g.mu.Lock()
-	procs := g.procs
-	g.procs = nil
+	stops := g.stops
+	g.stops = nil
 	g.mu.Unlock()
-	for i := len(procs) - 1; i >= 0; i-- {
-		procs[i].Stop(syscall.SIGTERM, 10*time.Second)
+	for i := len(stops) - 1; i >= 0; i-- {
+		stops[i]()
 	}
 }
 

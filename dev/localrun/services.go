@@ -17,6 +17,7 @@ import (
 
 	"github.com/ca-a2a/ca-a2a/internal/certgen"
 	"github.com/ca-a2a/ca-a2a/internal/loopback"
+	"github.com/ca-a2a/ca-a2a/internal/pgcluster"
 	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 )
 
@@ -79,6 +80,39 @@ func (l Layout) StartIdP(ctx context.Context, g *Group) error {
 	}
 	// The first start installs the npm packages: allow for it.
 	return WaitHTTP(ctx, client, l.JWKSURL(), 200, 3*time.Minute)
+}
+
+// StartArchiveDB starts a throwaway PostgreSQL cluster for the archivist
+// (internal/pgcluster: a temporary directory, a free port on 127.0.0.1, as
+// an unprivileged account when run as root), creates the database archive
+// owned by the role archivist with a random password, and sets
+// l.ArchiveEnv: ARCHIVE_DSN without the password, ARCHIVE_DB_PASSWORD with
+// it, as in AWS. Plain TCP is allowed on loopback only. g.Stop stops the
+// cluster and deletes it; its log stays in StateDir/logs/postgres.log.
+func (l *Layout) StartArchiveDB(g *Group) (addr string, err error) {
+	bins, err := pgcluster.FindBinaries()
+	if err != nil {
+		return "", fmt.Errorf("%w: ARCHIVE=postgres needs the PostgreSQL server programs (apt-get install postgresql)", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(l.Log("postgres")), 0o700); err != nil {
+		return "", err
+	}
+	c, err := pgcluster.Start(bins, pgcluster.Options{Prefix: "ca-a2a-archive", LogPath: l.Log("postgres")})
+	if c != nil {
+		g.OnStop(func() { _ = c.Close(false) })
+	}
+	if err != nil {
+		return "", fmt.Errorf("%w (see %s)", err, l.Log("postgres"))
+	}
+	password, err := pgcluster.RandomPassword(16)
+	if err != nil {
+		return "", err
+	}
+	if err := c.CreateDatabase("archive", "archivist", password); err != nil {
+		return "", err
+	}
+	l.ArchiveEnv = []string{"ARCHIVE_DSN=" + c.DSN("archivist", "", "archive"), "ARCHIVE_DB_PASSWORD=" + password}
+	return c.Addr(), nil
 }
 
 // StartAgents builds the agent binary and starts the four agents, waiting
