@@ -14,4 +14,9 @@ if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
     echo "bench: nginx is missing and this is not a root shell with apt-get; row 6 will be skipped" >&2
   fi
 fi
+# Row 7 starts a throwaway PostgreSQL cluster (internal/pgcluster); without
+# the server programs the row is skipped (it fails when CI is set).
+if ! command -v initdb >/dev/null 2>&1 && ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
+  echo "bench: PostgreSQL's server programs are missing (apt-get install postgresql); row 7 will be skipped" >&2
+fi
 exec "${GO:-go}" run ./bench/cmd/bench "$@"

@@ -133,6 +133,10 @@ func (s *Scope) Skipf(format string, args ...any) {
 	panic(stop{msg: fmt.Sprintf(format, args...), skip: true})
 }
 
+// Skipped is false: a skip stops fn at once (Skip panics), so nothing that
+// is still running was skipped.
+func (s *Scope) Skipped() bool { return false }
+
 // SkipNow stops fn and reports it skipped.
 func (s *Scope) SkipNow() { panic(stop{msg: "skipped", skip: true}) }
 

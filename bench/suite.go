@@ -91,6 +91,7 @@ func Run(ctx context.Context, o Options) *Report {
 	step("verifier hot path", func(tb testing.TB) []Row { return hotPathRows(tb, o) }, "2")
 	step("A2A client handshakes", func(tb testing.TB) []Row { return handshakeRows(ctx, tb, o) }, "3")
 	step("Lambda round trips and fan-out", func(tb testing.TB) []Row { return lambdaRows(ctx, tb, o) }, "4", "5")
+	step("archive store, PostgreSQL vs SQLite", func(tb testing.TB) []Row { return archiveRows(ctx, tb, o) }, "7")
 	rep.Elapsed = time.Since(start).Round(time.Millisecond).String()
 	return rep
 }
