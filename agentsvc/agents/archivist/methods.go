@@ -39,8 +39,8 @@ type Archivist struct {
 type Option func(*Archivist)
 
 // WithLogger sets where the Archivist logs store failures that the store did
-// not log itself (an archive.Store other than SQLite returning a raw error). The
-// default is slog.Default().
+// not log itself (an archive.Store that returns raw errors; this
+// repository's stores log their own). The default is slog.Default().
 func WithLogger(l *slog.Logger) Option {
 	return func(a *Archivist) {
 		if l != nil {

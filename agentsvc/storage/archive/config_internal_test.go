@@ -40,3 +40,11 @@ func TestConnString(t *testing.T) {
 		})
 	}
 }
+
+// The bundle the agent image ships for RDS (ARCHIVE_DB_CA_PATH in AWS)
+// passes the start-up check.
+func TestRDSBundleIsAccepted(t *testing.T) {
+	if err := checkCAFile("../../../infra/rds/global-bundle.pem"); err != nil {
+		t.Fatal(err)
+	}
+}

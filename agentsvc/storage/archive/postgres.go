@@ -129,9 +129,10 @@ func openPostgres(ctx context.Context, c Config, logger *slog.Logger) (*Postgres
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = connectTimeout
 	}
-	// Check every connection the pool hands out when it has been idle: a
-	// database restart leaves broken connections behind.
-	cfg.MaxConnIdleTime = min(cfg.MaxConnIdleTime, 5*time.Minute)
+	// A database restart leaves broken connections in the pool; pgxpool
+	// pings a connection idle for over a second before handing it out, so
+	// at most a call already using one fails (-32002) and the next gets a
+	// fresh connection.
 	pool, err := pgxpool.NewWithConfig(context.WithoutCancel(ctx), cfg)
 	if err != nil {
 		return nil, fmt.Errorf("archivist: archive database pool: %w", err)

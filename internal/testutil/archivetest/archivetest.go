@@ -1,7 +1,7 @@
 // Package archivetest runs the archivist's JSON-RPC methods on a real
 // archive store, called the way the agent server calls them: raw params in,
 // JSON out. The method tests (agents/archivist) and the store tests
-// (storage/archive) share it.
+// (storage/archive) share it; engines.go runs them on SQLite and PostgreSQL.
 package archivetest
 
 import (
@@ -24,7 +24,7 @@ var Quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 type Agent struct {
 	t       testing.TB
 	Store   archive.Store
-	Path    string // the SQLite file, "" in memory
+	Path    string // where the store is (SQLite file, PostgreSQL database), for messages
 	methods map[string]func(json.RawMessage) (any, error)
 }
 
