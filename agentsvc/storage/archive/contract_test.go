@@ -317,7 +317,7 @@ func TestSearch(t *testing.T) {
 			archivetest.Doc("b", "report%2026.pdf", "pdf", 40, false),
 			archivetest.Doc("c", "tx.csv", "csv", 80, true),
 			archivetest.Doc("d", `back\slash.csv`, "csv", 20, false),
-			archivetest.Doc("e", "reportX2026.pdf", "pdf", 85, true),
+			archivetest.Doc("e", "ReportX2026.pdf", "pdf", 85, true),
 			`{"document_id":"f","s3_key":"broken.pdf","status":"failed","stage":"extraction","error":"bad"}`,
 			archivetest.Doc("g", "Été.csv", "csv", 50, false),
 		} {
