@@ -10,6 +10,7 @@ import (
 	"github.com/ca-a2a/ca-a2a/agentsvc/agents/orchestrator"
 	"github.com/ca-a2a/ca-a2a/agentsvc/agents/validator"
 	"github.com/ca-a2a/ca-a2a/agentsvc/runtime/config"
+	"github.com/ca-a2a/ca-a2a/agentsvc/runtime/metrics"
 	"github.com/ca-a2a/ca-a2a/agentsvc/runtime/server"
 	"github.com/ca-a2a/ca-a2a/agentsvc/storage/archive"
 	"github.com/ca-a2a/ca-a2a/agentsvc/storage/documents"
@@ -26,9 +27,9 @@ var descriptions = map[string]string{
 	agentapi.Archivist:    "Keeps processed documents and their status.",
 }
 
-// build assembles the role cfg.Name: its skills, its health checks and what
-// must be closed at exit.
-func build(ctx context.Context, cfg *config.Config, src certload.Source, log *slog.Logger) (server.Agent, func(), error) {
+// build assembles the role cfg.Name: its skills, its health checks, its own
+// metrics and what must be closed at exit.
+func build(ctx context.Context, cfg *config.Config, src certload.Source, log *slog.Logger, m *metrics.Agent) (server.Agent, func(), error) {
 	agent := server.Agent{Name: cfg.Name, Description: descriptions[cfg.Name], Checks: map[string]server.HealthCheck{}}
 	noop := func() {}
 	switch cfg.Name {
@@ -37,7 +38,12 @@ func build(ctx context.Context, cfg *config.Config, src certload.Source, log *sl
 		if err != nil {
 			return agent, noop, err
 		}
-		agent.Methods = extractor.New(store, extractor.Options{Logger: log}).Methods()
+		ex := extractor.New(store, extractor.Options{Logger: log})
+		agent.Methods = ex.Methods()
+		m.SetWorkers(func() metrics.Workers {
+			busy, total := ex.Workers()
+			return metrics.Workers{Busy: busy, Total: total}
+		})
 		agent.Checks["documents"] = store.Ping
 		return agent, noop, nil
 	case agentapi.Validator:
@@ -64,7 +70,8 @@ func build(ctx context.Context, cfg *config.Config, src certload.Source, log *sl
 		for _, p := range agentapi.Peers() {
 			peers[p] = cfg.PeerURLs[p]
 		}
-		client, err := agentclient.New(agentclient.Config{Certificate: src, Tokens: tokens, Peers: peers, SkipVerify: !cfg.VerifyServer})
+		m.EnablePeerCalls()
+		client, err := agentclient.New(agentclient.Config{Certificate: src, Tokens: tokens, Peers: peers, SkipVerify: !cfg.VerifyServer, Observer: m})
 		if err != nil {
 			return agent, noop, err
 		}

@@ -4,13 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"time"
 
 	"github.com/ca-a2a/ca-a2a/agentsvc/runtime/config"
+	"github.com/ca-a2a/ca-a2a/agentsvc/runtime/metrics"
 	"github.com/ca-a2a/ca-a2a/agentsvc/runtime/policy"
 	"github.com/ca-a2a/ca-a2a/agentsvc/runtime/server"
 	"github.com/ca-a2a/ca-a2a/shared/agentapi"
@@ -48,8 +51,14 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(a
 		return startup(fmt.Errorf("certificate identity %q does not match AGENT_NAME %q", id, cfg.Name))
 	}
 
+	var emfOut io.Writer
+	if cfg.EMF {
+		emfOut = os.Stdout // logs are on stderr: stdout carries the EMF lines only
+	}
+	m := metrics.New(metrics.Options{Agent: cfg.Name, Certificate: src, EMF: emfOut, Logger: log})
+
 	idp := tokensource.ProviderClient(src, cfg.ServerName, tokensource.ProviderClientOptions{Timeout: 10 * time.Second, SkipVerify: !cfg.VerifyServer})
-	keys, err := binding.NewKeySet(ctx, cfg.JWKSURL, binding.KeySetOptions{Client: idp, Logger: log})
+	keys, err := binding.NewKeySet(ctx, cfg.JWKSURL, binding.KeySetOptions{Client: idp, Logger: log, OnRefresh: m.JWKSRefreshed})
 	if err != nil {
 		return startup(err)
 	}
@@ -60,7 +69,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(a
 		return startup(err)
 	}
 
-	agent, closeAgent, err := build(ctx, cfg, src, log)
+	agent, closeAgent, err := build(ctx, cfg, src, log, m)
 	if err != nil {
 		return startup(err)
 	}
@@ -79,7 +88,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(a
 	}
 	cardURL, cardTokenURL := cardURLs(cfg)
 	srv, err := server.New(server.Options{Agent: agent, Policy: pol, Verifier: verifier, Logger: log,
-		URL: cardURL, TokenURL: cardTokenURL})
+		URL: cardURL, TokenURL: cardTokenURL, Metrics: m, Certificate: src})
 	if err != nil {
 		return startup(err)
 	}
@@ -96,6 +105,12 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(a
 	if ready != nil {
 		ready(ln.Addr().String())
 	}
+	// The metrics outlive the server: their last flush, after the drain,
+	// counts every request served.
+	mctx, stopMetrics := context.WithCancel(context.Background())
+	mdone := make(chan struct{})
+	go func() { defer close(mdone); m.Run(mctx) }()
+	defer func() { stopMetrics(); <-mdone }()
 	errc := make(chan error, 1)
 	go func() {
 		if tlsCfg != nil {

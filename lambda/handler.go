@@ -11,11 +11,13 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 
 	"github.com/ca-a2a/ca-a2a/shared/agentapi"
+	"github.com/ca-a2a/ca-a2a/shared/emf"
 	"github.com/ca-a2a/ca-a2a/shared/fanout"
 	"github.com/ca-a2a/ca-a2a/shared/jsonrpc"
 )
@@ -35,12 +37,66 @@ type Handler struct {
 	// handler can report what failed (default 2s).
 	SafetyMargin time.Duration
 	Log          *slog.Logger
+	// Metrics, when set, receives one Embedded Metric Format line per
+	// invocation of Invoke (docs/operations.md, Metrics and dashboards).
+	Metrics *emf.Writer
+	// TokenFetches reports the token requests made so far
+	// (tokensource.Source.Fetches); nil reports none.
+	TokenFetches func() int
+
+	invoked atomic.Bool // a first invocation happened: the next are warm
+}
+
+// outcome is how one document ended: what the answer reports and what
+// the metrics count.
+type outcome int
+
+const (
+	// done: the orchestrator answered archived or rejected.
+	done outcome = iota
+	// permanent: failed for good; acknowledged, not retried.
+	permanent
+	// transient: reported for retry (batchItemFailures, or the error of a
+	// direct S3 invocation).
+	transient
+)
+
+// classify is the one place that says how a failed document is reported.
+// Every failure is retried: SQS redelivers it until maxReceiveCount sends
+// it to the dead-letter queue.
+func classify(err error) outcome {
+	if err == nil {
+		return done
+	}
+	return transient
+}
+
+// tally counts the documents of one invocation, for its EMF line.
+type tally struct {
+	processed, failed, retried int
+}
+
+func (t *tally) add(o outcome) {
+	switch o {
+	case done:
+		t.processed++
+	case permanent:
+		// The orchestrator answered; the document will not be retried.
+		t.processed++
+		t.failed++
+	case transient:
+		t.retried++
+	}
 }
 
 // Invoke is the entry point for lambda.Start: it recognises the event by
 // its records' eventSource and answers an SQS event with
 // batchItemFailures, an S3 event with an error when any object failed.
 func (h *Handler) Invoke(ctx context.Context, payload json.RawMessage) (any, error) {
+	cold := !h.invoked.Swap(true)
+	fetches := h.tokenFetches()
+	var t tally
+	defer func() { h.emit(t, h.tokenFetches()-fetches, cold) }()
 	var probe struct {
 		Records []struct {
 			EventSource string `json:"eventSource"`
@@ -56,13 +112,17 @@ func (h *Handler) Invoke(ctx context.Context, payload json.RawMessage) (any, err
 		if err := json.Unmarshal(payload, &e); err != nil {
 			return nil, fmt.Errorf("lambda: malformed SQS event: %w", err)
 		}
-		return h.HandleSQS(ctx, e)
+		var resp events.SQSEventResponse
+		resp, t = h.handleSQS(ctx, e)
+		return resp, nil
 	case "aws:s3":
 		var e events.S3Event
 		if err := json.Unmarshal(payload, &e); err != nil {
 			return nil, fmt.Errorf("lambda: malformed S3 event: %w", err)
 		}
-		return nil, h.HandleS3(ctx, e)
+		var err error
+		t, err = h.handleS3(ctx, e)
+		return nil, err
 	default:
 		return nil, fmt.Errorf("lambda: unsupported event source %q", src)
 	}
@@ -72,6 +132,12 @@ func (h *Handler) Invoke(ctx context.Context, payload json.RawMessage) (any, err
 // returns an error naming the failed keys, so that Lambda's retry or
 // on-failure destination applies.
 func (h *Handler) HandleS3(ctx context.Context, e events.S3Event) error {
+	_, err := h.handleS3(ctx, e)
+	return err
+}
+
+func (h *Handler) handleS3(ctx context.Context, e events.S3Event) (tally, error) {
+	var t tally
 	var objs []agentapi.ProcessDocumentParams
 	for _, r := range e.Records {
 		if !strings.HasPrefix(r.EventName, "ObjectCreated:") {
@@ -83,27 +149,38 @@ func (h *Handler) HandleS3(ctx context.Context, e events.S3Event) error {
 	errs := h.process(ctx, objs)
 	var failed []string
 	for i, err := range errs {
-		if err != nil {
+		o := classify(err)
+		t.add(o)
+		if o == transient {
 			failed = append(failed, objs[i].S3Key)
 		}
 	}
 	if len(failed) > 0 {
-		return fmt.Errorf("lambda: %d of %d objects failed: %s", len(failed), len(objs), strings.Join(failed, ", "))
+		return t, fmt.Errorf("lambda: %d of %d objects failed: %s", len(failed), len(objs), strings.Join(failed, ", "))
 	}
-	return nil
+	return t, nil
 }
 
 // HandleSQS processes each message and reports exactly the failed message
 // ids, so that only they are retried (and, after maxReceiveCount, land in
 // the dead-letter queue).
 func (h *Handler) HandleSQS(ctx context.Context, e events.SQSEvent) (events.SQSEventResponse, error) {
+	resp, _ := h.handleSQS(ctx, e)
+	return resp, nil
+}
+
+func (h *Handler) handleSQS(ctx context.Context, e events.SQSEvent) (events.SQSEventResponse, tally) {
+	var t tally
 	var objs []agentapi.ProcessDocumentParams
 	var owner []int // objs[i] belongs to message owner[i]
 	failed := make([]bool, len(e.Records))
 	for i, m := range e.Records {
 		found, err := ParseMessage(m.Body)
 		if err != nil {
+			// Reported for retry like a transient failure, so that it
+			// reaches the dead-letter queue: counted as retried.
 			failed[i] = true
+			t.retried++
 			h.log().Error("poison message", "message_id", m.MessageId, "error", err)
 			continue
 		}
@@ -116,7 +193,9 @@ func (h *Handler) HandleSQS(ctx context.Context, e events.SQSEvent) (events.SQSE
 		}
 	}
 	for j, err := range h.process(ctx, objs) {
-		if err != nil {
+		o := classify(err)
+		t.add(o)
+		if o == transient {
 			failed[owner[j]] = true
 		}
 	}
@@ -126,7 +205,7 @@ func (h *Handler) HandleSQS(ctx context.Context, e events.SQSEvent) (events.SQSE
 			resp.BatchItemFailures = append(resp.BatchItemFailures, events.SQSBatchItemFailure{ItemIdentifier: e.Records[i].MessageId})
 		}
 	}
-	return resp, nil
+	return resp, t
 }
 
 // ParseMessage reads an SQS body: an S3 event notification (its
@@ -212,6 +291,41 @@ func (h *Handler) process(ctx context.Context, objs []agentapi.ProcessDocumentPa
 
 func (h *Handler) logFailure(o agentapi.ProcessDocumentParams, err error) {
 	h.log().Error("document failed", "bucket", o.Bucket, "s3_key", o.S3Key, "code", jsonrpc.CodeOf(err), "error", err)
+}
+
+func (h *Handler) tokenFetches() int {
+	if h.TokenFetches == nil {
+		return 0
+	}
+	return h.TokenFetches()
+}
+
+// emit writes the invocation's EMF line: Agent=lambda, the documents
+// processed, failed (permanently) and retried, the token requests and
+// whether the execution environment was cold.
+func (h *Handler) emit(t tally, tokenFetches int, cold bool) {
+	if h.Metrics == nil {
+		return
+	}
+	coldStart := 0.0
+	if cold {
+		coldStart = 1
+	}
+	count := func(name string, v float64) emf.Metric {
+		return emf.Metric{Name: name, Unit: emf.Count, Values: []float64{v}}
+	}
+	err := h.Metrics.Write(emf.Document{Namespace: agentapi.MetricsNamespace, Timestamp: time.Now(),
+		Dimensions: map[string]string{agentapi.DimensionAgent: agentapi.Lambda},
+		Directives: []emf.Directive{{Dimensions: [][]string{{agentapi.DimensionAgent}}, Metrics: []emf.Metric{
+			count(agentapi.MetricDocumentsProcessed, float64(t.processed)),
+			count(agentapi.MetricDocumentsFailed, float64(t.failed)),
+			count(agentapi.MetricDocumentsRetried, float64(t.retried)),
+			count(agentapi.MetricTokenFetches, float64(tokenFetches)),
+			count(agentapi.MetricColdStart, coldStart),
+		}}}})
+	if err != nil {
+		h.log().Error("metrics line not written", "error", err)
+	}
 }
 
 func (h *Handler) log() *slog.Logger {

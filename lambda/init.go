@@ -20,6 +20,7 @@ import (
 	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 	"github.com/ca-a2a/ca-a2a/shared/agentclient"
 	"github.com/ca-a2a/ca-a2a/shared/certload"
+	"github.com/ca-a2a/ca-a2a/shared/emf"
 	"github.com/ca-a2a/ca-a2a/shared/envconfig"
 	"github.com/ca-a2a/ca-a2a/shared/tokensource"
 )
@@ -37,6 +38,7 @@ type Config struct {
 	OrchestratorURL string // ORCHESTRATOR_URL
 	Concurrency     int    // FANOUT_CONCURRENCY
 	VerifyServer    bool   // MTLS_VERIFY_SERVER
+	EMF             bool   // METRICS_EMF: one EMF line per invocation on stdout
 }
 
 // ConfigFromEnv reads the configuration through getenv. It returns every
@@ -58,6 +60,7 @@ func ConfigFromEnv(getenv func(string) string) (*Config, error) {
 		OrchestratorURL: env.String("ORCHESTRATOR_URL", agentapi.URL(agentapi.Orchestrator)),
 		Concurrency:     env.Int("FANOUT_CONCURRENCY", 8, 1, 256),
 		VerifyServer:    env.Bool("MTLS_VERIFY_SERVER", true),
+		EMF:             env.Bool("METRICS_EMF", true),
 	}
 	env.HTTPSURL("ORCHESTRATOR_URL", c.OrchestratorURL)
 	if err := env.Err(); err != nil {
@@ -74,6 +77,9 @@ type Deps struct {
 	// HandshakeCounter, when set, counts TLS handshakes to the orchestrator.
 	HandshakeCounter *atomic.Int64
 	Log              *slog.Logger
+	// Stdout receives the EMF lines when METRICS_EMF is on; nil means
+	// os.Stdout.
+	Stdout io.Writer
 }
 
 // Runtime is the initialised function: the handler, its token source and
@@ -110,10 +116,15 @@ func New(ctx context.Context, cfg *Config, deps Deps) (*Runtime, error) {
 	leaf := src.Bundle().Leaf()
 	log.Info("lambda initialised", "subject", leaf.Subject.String(), "not_after", leaf.NotAfter.UTC().Format(time.RFC3339),
 		"orchestrator", cfg.OrchestratorURL, "concurrency", cfg.Concurrency)
-	return &Runtime{
-		Handler: &Handler{Orchestrator: client, Concurrency: cfg.Concurrency, Log: log},
-		Tokens:  tokens, Client: client,
-	}, nil
+	h := &Handler{Orchestrator: client, Concurrency: cfg.Concurrency, Log: log, TokenFetches: tokens.Fetches}
+	if cfg.EMF {
+		out := deps.Stdout
+		if out == nil {
+			out = os.Stdout // the log group's; the logs go to stderr
+		}
+		h.Metrics = emf.NewWriter(out)
+	}
+	return &Runtime{Handler: h, Tokens: tokens, Client: client}, nil
 }
 
 func loadCertificate(ctx context.Context, cfg *Config, deps Deps) (certload.Source, error) {

@@ -36,6 +36,10 @@ type HealthReport struct {
 	Version string                 `json:"version"`
 	UptimeS int64                  `json:"uptime_s"`
 	Checks  map[string]CheckResult `json:"checks"`
+	// ExpiresInDays is the number of whole days before the serving
+	// certificate expires. Under 30 the agent logs a warning once a day;
+	// it stays healthy.
+	ExpiresInDays *int `json:"expires_in_days,omitempty"`
 }
 
 // CheckResult is the outcome of one health check. Error is a short, safe

@@ -46,6 +46,15 @@ const (
 	MethodUpdateDocumentStatus = "update_document_status"
 )
 
+// RouteMetrics is the HTTP route of the Prometheus metrics. It needs a
+// client certificate that names a principal and no token; the policy
+// decides who may read it, as for a method (any principal by default).
+const RouteMetrics = "GET /metrics"
+
+// Routes lists the routes, besides the JSON-RPC methods, that the policy
+// decides on.
+func Routes() []string { return []string{RouteMetrics} }
+
 // AnyCaller, in a list of callers, admits every caller the CA issued a
 // certificate to.
 const AnyCaller = "*"
@@ -78,7 +87,8 @@ var defaultPolicy = map[string]map[string][]string{
 }
 
 // DefaultPolicy returns, for agent, each method it offers (list_skills and
-// get_health included) and the callers admitted by default. It returns a
+// get_health included) and each of Routes, with the callers admitted by
+// default. It returns a
 // fresh copy: changing it changes nothing here. ok is false for a name that
 // is not an agent.
 func DefaultPolicy(agent string) (methods map[string][]string, ok bool) {
@@ -86,7 +96,7 @@ func DefaultPolicy(agent string) (methods map[string][]string, ok bool) {
 	if !ok {
 		return nil, false
 	}
-	out := map[string][]string{MethodListSkills: {AnyCaller}, MethodGetHealth: {AnyCaller}}
+	out := map[string][]string{MethodListSkills: {AnyCaller}, MethodGetHealth: {AnyCaller}, RouteMetrics: {AnyCaller}}
 	for m, callers := range own {
 		out[m] = slices.Clone(callers)
 	}

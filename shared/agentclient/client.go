@@ -52,6 +52,16 @@ type Config struct {
 	// HandshakeCounter, when set, counts TLS handshakes, full or resumed
 	// (tests, benchmarks).
 	HandshakeCounter *atomic.Int64
+	// Observer, when set, learns how each call ended (metrics).
+	Observer Observer
+}
+
+// Observer learns the outcome of every Call: the agent and method called,
+// the JSON-RPC code (0 for success; the code of the *CallError otherwise)
+// after the client's retries, and the time it took. It is called on the
+// caller's goroutine, so it must be quick and safe for concurrent use.
+type Observer interface {
+	CallDone(agent, method string, code int, elapsed time.Duration)
 }
 
 // Client calls agents. It is safe for concurrent use; create one per process
@@ -132,6 +142,23 @@ func (c *Client) Close() {
 // A call is retried otherwise only when the connection could not be made, so
 // the request was never sent.
 func (c *Client) Call(ctx context.Context, agent, method string, params, result any) error {
+	if c.cfg.Observer == nil {
+		return c.call(ctx, agent, method, params, result)
+	}
+	start := time.Now()
+	err := c.call(ctx, agent, method, params, result)
+	code := 0
+	var ce *CallError
+	if errors.As(err, &ce) {
+		code = ce.RPC.Code
+	} else if err != nil {
+		code = jsonrpc.CodeOf(err)
+	}
+	c.cfg.Observer.CallDone(agent, method, code, time.Since(start))
+	return err
+}
+
+func (c *Client) call(ctx context.Context, agent, method string, params, result any) error {
 	p, ok := c.peers[agent]
 	if !ok {
 		return &CallError{Agent: agent, Method: method, RPC: jsonrpc.Errorf(jsonrpc.CodeInternalError, "unknown agent %q", agent)}

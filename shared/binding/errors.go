@@ -12,6 +12,16 @@ var (
 	// ErrUnknownKey: the token's kid is not in the JWKS, even after the
 	// refresh this request was allowed to trigger. Wraps ErrInvalidToken.
 	ErrUnknownKey = errors.New("binding: signing key not found")
+	// ErrMalformedToken: the token's header names no algorithm. (jwt's
+	// ErrTokenMalformed covers the other ways a token fails to parse.)
+	ErrMalformedToken = errors.New("binding: token is malformed")
+	// ErrHeaderRefused: the JWT header carries jku, x5u, jwk, x5c or crit,
+	// or no kid. It is refused before any key is looked up.
+	ErrHeaderRefused = errors.New("binding: token header refused")
+	// ErrAlgNotAllowed: the token's algorithm is not allowed, or does not
+	// fit the key its kid names (an RSA key for ES256, a JWK published for
+	// another algorithm, an RSA key under 2048 bits).
+	ErrAlgNotAllowed = errors.New("binding: token algorithm not allowed")
 	// ErrNoClientCert: the request came without a client certificate.
 	ErrNoClientCert = errors.New("binding: no client certificate on the connection")
 	// ErrNoIdentity: the client certificate names no ca-a2a agent.

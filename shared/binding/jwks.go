@@ -2,6 +2,9 @@ package binding
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rsa"
 	"encoding/json"
 	"errors"
@@ -34,6 +37,10 @@ type KeySetOptions struct {
 	Logger *slog.Logger
 	// Now returns the current time (tests); nil means time.Now.
 	Now func() time.Time
+	// OnRefresh, when set, is called after every fetch of the JWKS (at
+	// start-up, in the background, for an unknown kid) with its error, nil
+	// on success (metrics). It must not block.
+	OnRefresh func(err error)
 }
 
 // maxJWKSBytes bounds what a JWKS endpoint may send.
@@ -163,14 +170,46 @@ func (k *KeySet) Keyfunc(ctx context.Context) jwt.Keyfunc {
 		if errors.Is(err, jwkset.ErrKeyNotFound) {
 			return nil, ErrUnknownKey
 		}
+		if errors.Is(err, keyfunc.ErrKeyfunc) {
+			// With the kid checked (checkHeader) and only signing keys
+			// stored (parseJWKS), what keyfunc still refuses is a JWK
+			// published for another algorithm than the token's.
+			return nil, fmt.Errorf("%w: %w", ErrAlgNotAllowed, err)
+		}
 		if err != nil {
 			return nil, err
 		}
-		if pub, ok := key.(*rsa.PublicKey); ok && pub.N.BitLen() < 2048 {
-			return nil, errors.New("binding: RSA signing key shorter than 2048 bits")
+		if err := fitsKey(token, key); err != nil {
+			return nil, err
 		}
 		return key, nil
 	}
+}
+
+// fitsKey refuses an algorithm that does not fit the key's type (an ES256
+// token naming an RSA key: algorithm confusion) and RSA keys under 2048
+// bits. jwt would refuse the first too, but as a bad signature.
+func fitsKey(token *jwt.Token, key any) error {
+	alg := ""
+	if token.Method != nil {
+		alg = token.Method.Alg()
+	}
+	var fits bool
+	switch k := key.(type) {
+	case *rsa.PublicKey:
+		if k.N.BitLen() < 2048 {
+			return fmt.Errorf("%w: RSA signing key shorter than 2048 bits", ErrAlgNotAllowed)
+		}
+		fits = alg == "RS256" || alg == "PS256"
+	case *ecdsa.PublicKey:
+		fits = alg == "ES256" && k.Curve == elliptic.P256()
+	case ed25519.PublicKey:
+		fits = alg == "EdDSA"
+	}
+	if !fits {
+		return fmt.Errorf("%w: %s does not fit the key %T", ErrAlgNotAllowed, alg, key)
+	}
+	return nil
 }
 
 var errRefreshLimited = errors.New("refresh for an unknown kid already done in the last interval")
@@ -225,6 +264,14 @@ func (k *KeySet) shared(ctx context.Context, mayStart func() bool) error {
 // refresh fetches the JWKS and replaces the cached keys; on any failure the
 // cached keys stay.
 func (k *KeySet) refresh(ctx context.Context) error {
+	err := k.replace(ctx)
+	if k.opts.OnRefresh != nil {
+		k.opts.OnRefresh(err)
+	}
+	return err
+}
+
+func (k *KeySet) replace(ctx context.Context) error {
 	keys, err := k.fetch(ctx)
 	k.mu.Lock()
 	defer k.mu.Unlock()

@@ -77,8 +77,8 @@ func (v *Verifier) Authenticate(r *http.Request) (Auth, error) {
 }
 
 // Refuse answers a request that the authentication chain refused, err
-// saying why (it wraps one of the package's sentinel errors; Reason gives
-// the safe description). The middleware writes no response itself: the
+// saying why (it wraps one of the package's sentinel errors; Code gives its
+// reason code, Reason the safe message). The middleware writes no response itself: the
 // agent server's one error mapping supplies Refuse.
 type Refuse func(w http.ResponseWriter, r *http.Request, err error)
 
@@ -93,7 +93,8 @@ func (v *Verifier) Middleware(next http.Handler, refuse Refuse) http.Handler {
 		a, err := v.Authenticate(r)
 		if err != nil {
 			v.log.LogAttrs(r.Context(), slog.LevelWarn, "authentication failed",
-				slog.String("remote", r.RemoteAddr), slog.String("reason", Reason(err)), slog.String("client_cert", subjectOf(r)))
+				slog.String("remote", r.RemoteAddr), slog.String("reason", Code(err)), slog.String("message", Reason(err)),
+				slog.String("client_cert", subjectOf(r)))
 			refuse(w, r, err)
 			return
 		}

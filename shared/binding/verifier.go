@@ -151,14 +151,14 @@ func (v *Verifier) claims(ctx context.Context, raw string) (*Claims, error) {
 	}
 	claims := new(Claims)
 	keyfunc := v.cfg.Keys.Keyfunc(ctx)
-	_, err := v.parser.ParseWithClaims(raw, claims, func(t *jwt.Token) (any, error) {
+	tok, err := v.parser.ParseWithClaims(raw, claims, func(t *jwt.Token) (any, error) {
 		if err := checkHeader(t.Header); err != nil {
 			return nil, err
 		}
 		return keyfunc(t)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidToken, err)
+		return nil, classify(tok, err)
 	}
 	// jwt's leeway also stretches exp; the design grants it only to nbf and iat.
 	if !now.Before(claims.ExpiresAt.Time) {
@@ -170,56 +170,41 @@ func (v *Verifier) claims(ctx context.Context, raw string) (*Claims, error) {
 	return claims, nil
 }
 
+// classify wraps a parse failure in ErrInvalidToken, telling apart what
+// jwt reports under one error: an algorithm outside the allow-list comes
+// back as ErrTokenSignatureInvalid (a known algorithm) or
+// ErrTokenUnverifiable (one jwt does not know), as a bad signature or a
+// failed key lookup would.
+func classify(tok *jwt.Token, err error) error {
+	if tok != nil && (errors.Is(err, jwt.ErrTokenSignatureInvalid) || errors.Is(err, jwt.ErrTokenUnverifiable)) {
+		alg, ok := tok.Header["alg"].(string)
+		switch {
+		case !ok:
+			return fmt.Errorf("%w: %w: %w", ErrInvalidToken, ErrMalformedToken, err)
+		case !slices.Contains(allowedAlgorithms, alg):
+			return fmt.Errorf("%w: %w: %w", ErrInvalidToken, ErrAlgNotAllowed, err)
+		}
+	}
+	return fmt.Errorf("%w: %w", ErrInvalidToken, err)
+}
+
 // checkHeader refuses the header tricks (docs/contract.md, Authentication) before any key
 // is looked up, so that they can never trigger a JWKS refresh.
 func checkHeader(h map[string]any) error {
 	for _, name := range []string{"jku", "x5u", "jwk", "x5c"} {
 		if _, ok := h[name]; ok {
-			return fmt.Errorf("binding: header parameter %q is not accepted", name)
+			return fmt.Errorf("%w: header parameter %q is not accepted", ErrHeaderRefused, name)
 		}
 	}
 	if _, ok := h["crit"]; ok {
 		// No extension is understood, so any crit is unknown (RFC 7515 4.1.11).
-		return errors.New("binding: critical header parameters are not supported")
+		return fmt.Errorf("%w: critical header parameters are not supported", ErrHeaderRefused)
 	}
+	// Without a kid the token would have to be tried against every key:
+	// refused with the header checks (docs/contract.md, Authentication, step 3).
 	kid, ok := h["kid"].(string)
 	if !ok || kid == "" {
-		return errors.New("binding: token has no kid")
+		return fmt.Errorf("%w: token has no kid", ErrHeaderRefused)
 	}
 	return nil
-}
-
-// Reason returns a short, safe description of why err refused a token, for
-// the client and the logs. It never includes the token.
-func Reason(err error) string {
-	switch {
-	case errors.Is(err, ErrNoToken):
-		return "missing bearer token"
-	case errors.Is(err, ErrNoClientCert):
-		return "no client certificate"
-	case errors.Is(err, ErrNoIdentity):
-		return "client certificate carries no agent identity"
-	case errors.Is(err, ErrNoConfirmation):
-		return "token is not certificate-bound (no cnf claim)"
-	case errors.Is(err, ErrThumbprintMismatch):
-		return "token is not bound to the presented certificate"
-	case errors.Is(err, ErrUnknownKey):
-		return "token signed with an unknown key"
-	case errors.Is(err, jwt.ErrTokenExpired):
-		return "token expired"
-	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
-		return "token not valid yet"
-	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
-		return "token has the wrong issuer"
-	case errors.Is(err, jwt.ErrTokenInvalidAudience):
-		return "token has the wrong audience"
-	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
-		return "token lacks a required claim"
-	case errors.Is(err, jwt.ErrTokenSignatureInvalid), errors.Is(err, jwt.ErrTokenUnverifiable):
-		return "token signature is invalid"
-	case errors.Is(err, jwt.ErrTokenMalformed):
-		return "token is malformed"
-	default:
-		return "invalid token"
-	}
 }

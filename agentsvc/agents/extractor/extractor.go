@@ -70,6 +70,9 @@ func New(store documents.Store, opts Options) *Extractor {
 	return &Extractor{store: store, opts: opts, pdfSlots: make(chan struct{}, opts.PDFWorkers)}
 }
 
+// Workers reports the PDF parse slots in use and their number (metrics).
+func (e *Extractor) Workers() (busy, total int) { return len(e.pdfSlots), cap(e.pdfSlots) }
+
 // Methods returns the extractor's methods.
 func (e *Extractor) Methods() []skill.Method {
 	return []skill.Method{

@@ -51,6 +51,10 @@ type Config struct {
 	// Archive is ARCHIVE_DSN, ARCHIVE_DB_PASSWORD and ARCHIVE_DB_CA_PATH;
 	// it prints and logs redacted.
 	Archive archive.Config
+
+	// EMF writes CloudWatch Embedded Metric Format lines to stdout
+	// (METRICS_EMF, default true; docs/operations.md, Metrics and dashboards).
+	EMF bool
 }
 
 // Load reads the configuration through getenv (os.Getenv). It returns every
@@ -68,6 +72,7 @@ func Load(getenv func(string) string) (*Config, error) {
 		Audience:          env.String("OIDC_AUDIENCE", agentapi.DefaultAudience),
 		DocumentsURL:      env.String("DOCUMENTS_URL", DefaultDocuments),
 		PolicyFile:        env.Raw("A2A_POLICY_FILE"),
+		EMF:               env.Bool("METRICS_EMF", true),
 		PeerURLs:          map[string]string{},
 	}
 	c.Archive = archive.Config{

@@ -60,7 +60,7 @@ func (s *Server) routeSendMessage(req jsonrpc.Request, caller string) (route, *j
 		return route{}, &jsonrpc.Error{Code: jsonrpc.CodeMethodNotFound, Message: "skill not found",
 			Data: map[string]any{"skills": s.skillIDs()}}
 	}
-	return route{key: m.Name, run: func(ctx context.Context, log func() *slog.Logger) (any, int, *jsonrpc.Error) {
+	return route{key: m.Name, metric: m.metric, run: func(ctx context.Context, log func() *slog.Logger) (any, int, *jsonrpc.Error) {
 		result, err := s.invoke(ctx, m.Handler, call.Params)
 		task, code := finishTask(log, call, result, s.toRPCError(ctx, log, err))
 		encoded, err := json.Marshal(task)

@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	"github.com/a2aproject/a2a-go/a2a"
+
+	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 )
 
 // ProtocolVersion is the A2A protocol version the agents speak.
@@ -23,6 +25,20 @@ type AgentCard struct {
 	a2a.AgentCard
 	Capabilities Capabilities `json:"capabilities"`
 	Skills       []CardSkill  `json:"skills"`
+	// Routes are the HTTP routes besides JSON-RPC that the policy decides
+	// on (GET /metrics): a ca-a2a extension of the card.
+	Routes []CardRoute `json:"routes,omitempty"`
+}
+
+// CardRoute is a route besides JSON-RPC: reached with the mTLS client
+// certificate alone (security "mtls"), no token.
+type CardRoute struct {
+	Method         string                     `json:"method"`
+	Path           string                     `json:"path"`
+	Description    string                     `json:"description"`
+	ContentType    string                     `json:"contentType"`
+	Security       []a2a.SecurityRequirements `json:"security"`
+	AllowedCallers []string                   `json:"allowedCallers"`
 }
 
 // Capabilities are a2a.AgentCapabilities written even when false: a reader
@@ -69,6 +85,17 @@ func (s *Server) card() AgentCard {
 			AgentSkill:     a2a.AgentSkill{ID: sk.ID, Name: sk.Name, Description: sk.Description, Tags: []string{s.opts.Agent.Name}},
 			AllowedCallers: callers,
 		})
+	}
+	if s.metrics != nil {
+		callers := s.opts.Policy.Callers(agentapi.RouteMetrics)
+		if callers == nil {
+			callers = []string{}
+		}
+		method, path, _ := strings.Cut(agentapi.RouteMetrics, " ")
+		c.Routes = append(c.Routes, CardRoute{Method: method, Path: path,
+			Description: "Prometheus metrics of this agent: calls, refusals by reason, JWKS refreshes, certificate expiry.",
+			ContentType: "text/plain; version=0.0.4", Security: []a2a.SecurityRequirements{{SchemeMTLS: a2a.SecuritySchemeScopes{}}},
+			AllowedCallers: callers})
 	}
 	return c
 }

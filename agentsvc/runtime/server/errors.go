@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 	"github.com/ca-a2a/ca-a2a/shared/binding"
@@ -17,10 +18,43 @@ import (
 // internal error whose details go to the log, never to the client.
 
 var (
-	errTooLarge = jsonrpc.Errorf(agentapi.CodeTooLarge, "request body larger than 1 MiB")
 	errInternal = jsonrpc.Errorf(jsonrpc.CodeInternalError, "internal error")
 	errPanic    = errors.New("server: handler panicked")
 )
+
+// refusal is the JSON-RPC error of a refusal: its message for people, and
+// its reason code in data.reason for programs (docs/contract.md, Refusal
+// reasons).
+func refusal(code int, reason, message string) *jsonrpc.Error {
+	return &jsonrpc.Error{Code: code, Message: message, Data: agentapi.RefusalData{Reason: reason}}
+}
+
+func tooLarge() *jsonrpc.Error {
+	return refusal(agentapi.CodeTooLarge, agentapi.ReasonBodyTooLarge, "request body larger than 1 MiB")
+}
+
+// refuse answers a request refused before any JSON-RPC call was read, and
+// counts the refusal once: its reason goes to the access log line and
+// ca_a2a_auth_refusals_total.
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, status int, reason string, e *jsonrpc.Error) {
+	info := infoOf(r.Context())
+	info.code, info.reason = e.Code, reason
+	s.metrics.Refused(reason)
+	writeError(w, status, e)
+}
+
+// refuseCall is refuse for POST /message, where the refusal is also a call
+// answered (its method unknown: the body was not read).
+func (s *Server) refuseCall(w http.ResponseWriter, r *http.Request, status int, reason string, e *jsonrpc.Error) {
+	s.refuse(w, r, status, reason, e)
+	s.metrics.ObserveCall(s.other, e.Code, time.Since(infoOf(r.Context()).start))
+}
+
+// countUnread counts a call answered before its method could be read (a
+// parse error, an invalid batch).
+func (s *Server) countUnread(ctx context.Context, code int) {
+	s.metrics.ObserveCall(s.other, code, time.Since(infoOf(ctx).start))
+}
 
 // toRPCError maps a handler error to the JSON-RPC error the caller sees.
 func (s *Server) toRPCError(ctx context.Context, log func() *slog.Logger, err error) *jsonrpc.Error {
@@ -69,15 +103,17 @@ func writeError(w http.ResponseWriter, status int, e *jsonrpc.Error) {
 // writeUnauthorized answers a request the authentication chain refused
 // (binding.Refuse): 401, WWW-Authenticate with realm "ca-a2a" (and
 // error="invalid_token" when a token was presented, RFC 6750 section 3.1),
-// and a JSON-RPC error -32010 naming the reason.
-func writeUnauthorized(w http.ResponseWriter, _ *http.Request, err error) {
-	reason := binding.Reason(err)
+// and a JSON-RPC error -32010 with the message and the reason code of
+// binding's one table.
+func (s *Server) writeUnauthorized(w http.ResponseWriter, r *http.Request, err error) {
+	message := binding.Reason(err)
 	challenge := `Bearer realm="ca-a2a"`
 	if !errors.Is(err, binding.ErrNoToken) {
-		challenge += `, error="invalid_token", error_description="` + reason + `"`
+		challenge += `, error="invalid_token", error_description="` + message + `"`
 	}
 	w.Header().Set("WWW-Authenticate", challenge)
-	writeError(w, http.StatusUnauthorized, jsonrpc.Errorf(agentapi.CodeUnauthenticated, "%s", reason))
+	reason := binding.Code(err)
+	s.refuseCall(w, r, http.StatusUnauthorized, reason, refusal(agentapi.CodeUnauthenticated, reason, message))
 }
 
 func notFound(w http.ResponseWriter) {

@@ -3,6 +3,8 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"math"
 	"net/http"
 	"sort"
 	"sync"
@@ -31,6 +33,12 @@ func (s *Server) Health(ctx context.Context) (int, agentapi.HealthReport) {
 	defer cancel()
 	report := agentapi.HealthReport{Status: agentapi.HealthHealthy, Agent: s.opts.Agent.Name, Version: s.opts.Agent.Version,
 		UptimeS: int64(time.Since(s.started).Seconds()), Checks: map[string]agentapi.CheckResult{}}
+	if s.opts.Certificate != nil {
+		// Informational: a certificate close to its expiry still serves,
+		// so it never makes the agent unhealthy (the metrics warn).
+		days := int(math.Floor(time.Until(s.opts.Certificate.Bundle().Leaf().NotAfter).Hours() / 24))
+		report.ExpiresInDays = &days
+	}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for name, check := range s.opts.Agent.Checks {
@@ -94,4 +102,26 @@ func (s *Server) skills() []agentapi.SkillInfo {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
+}
+
+// serveMetrics serves the agent's metrics (Prometheus text format) to a
+// caller the policy admits to agentapi.RouteMetrics: a client certificate
+// that names a principal; no token.
+func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) {
+	if s.metrics == nil {
+		notFound(w)
+		return
+	}
+	caller := ""
+	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		caller, _ = agentapi.Identity(r.TLS.PeerCertificates[0])
+	}
+	infoOf(r.Context()).caller = caller
+	if err := s.opts.Policy.Allow(caller, agentapi.RouteMetrics); err != nil {
+		s.log.Warn("scrape denied by policy", "request_id", infoOf(r.Context()).id, "caller", caller, "reason", agentapi.ReasonMethodForbidden)
+		s.refuse(w, r, http.StatusForbidden, agentapi.ReasonMethodForbidden,
+			refusal(agentapi.CodeForbidden, agentapi.ReasonMethodForbidden, fmt.Sprintf("caller %q may not read %s", caller, r.URL.Path)))
+		return
+	}
+	s.metrics.Handler().ServeHTTP(w, r)
 }

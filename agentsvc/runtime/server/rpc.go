@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -22,16 +23,17 @@ func (s *Server) serveMessage(w http.ResponseWriter, r *http.Request) {
 	auth, _ := binding.FromContext(r.Context())
 	infoOf(r.Context()).caller = auth.Caller
 	if r.ContentLength > MaxBodyBytes {
-		writeError(w, http.StatusRequestEntityTooLarge, errTooLarge)
+		s.refuseCall(w, r, http.StatusRequestEntityTooLarge, agentapi.ReasonBodyTooLarge, tooLarge())
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			writeError(w, http.StatusRequestEntityTooLarge, errTooLarge)
+			s.refuseCall(w, r, http.StatusRequestEntityTooLarge, agentapi.ReasonBodyTooLarge, tooLarge())
 			return
 		}
+		s.countUnread(r.Context(), jsonrpc.CodeParseError)
 		writeError(w, http.StatusBadRequest, jsonrpc.Errorf(jsonrpc.CodeParseError, "could not read request body"))
 		return
 	}
@@ -41,6 +43,7 @@ func (s *Server) serveMessage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !json.Valid(trimmed) {
+		s.countUnread(r.Context(), jsonrpc.CodeParseError)
 		writeJSON(w, http.StatusOK, errorResponse(nil, jsonrpc.Errorf(jsonrpc.CodeParseError, "parse error")))
 		return
 	}
@@ -55,15 +58,18 @@ func (s *Server) serveMessage(w http.ResponseWriter, r *http.Request) {
 func (s *Server) serveBatch(w http.ResponseWriter, ctx context.Context, caller string, body []byte) {
 	var elems []json.RawMessage
 	if err := json.Unmarshal(body, &elems); err != nil {
+		s.countUnread(ctx, jsonrpc.CodeParseError)
 		writeJSON(w, http.StatusOK, errorResponse(nil, jsonrpc.Errorf(jsonrpc.CodeParseError, "parse error")))
 		return
 	}
 	if len(elems) == 0 {
+		s.countUnread(ctx, jsonrpc.CodeInvalidRequest)
 		writeJSON(w, http.StatusOK, errorResponse(nil, jsonrpc.Errorf(jsonrpc.CodeInvalidRequest, "empty batch")))
 		return
 	}
 	infoOf(ctx).method = "batch"
 	if len(elems) > MaxBatch {
+		s.countUnread(ctx, jsonrpc.CodeInvalidRequest)
 		writeJSON(w, http.StatusOK, errorResponse(nil, jsonrpc.Errorf(jsonrpc.CodeInvalidRequest, "batch larger than %d", MaxBatch)))
 		return
 	}
@@ -83,14 +89,29 @@ func (s *Server) serveBatch(w http.ResponseWriter, ctx context.Context, caller s
 	writeJSON(w, http.StatusOK, out)
 }
 
-// call answers one request. It returns nil for a notification, and the HTTP
-// status a single call travels with (403 for a forbidden single call).
+// call answers one request and counts it (each element of a batch on its
+// own). It returns nil for a notification, and the HTTP status a single
+// call travels with (403 for a forbidden single call).
 func (s *Server) call(ctx context.Context, caller string, raw json.RawMessage, inBatch bool) (*jsonrpc.Response, int) {
+	info := infoOf(ctx)
+	// A single call's time includes authentication; an element's is its own.
+	start := info.start
+	if inBatch {
+		start = time.Now()
+	}
+	resp, status, metric, code := s.dispatch(ctx, info, caller, raw, inBatch)
+	s.metrics.ObserveCall(metric, code, time.Since(start))
+	return resp, status
+}
+
+// dispatch parses, authorizes and runs one call. Besides the answer it
+// returns the metrics index of what ran (the route's key) and the JSON-RPC
+// code (0 for success).
+func (s *Server) dispatch(ctx context.Context, info *requestInfo, caller string, raw json.RawMessage, inBatch bool) (*jsonrpc.Response, int, int, int) {
 	var req jsonrpc.Request
 	if err := json.Unmarshal(raw, &req); err != nil || req.JSONRPC != jsonrpc.Version || req.Method == "" || !validID(req.ID) {
-		return errorResponse(validOrNullID(req.ID), jsonrpc.Errorf(jsonrpc.CodeInvalidRequest, "invalid request")), http.StatusOK
+		return errorResponse(validOrNullID(req.ID), jsonrpc.Errorf(jsonrpc.CodeInvalidRequest, "invalid request")), http.StatusOK, s.other, jsonrpc.CodeInvalidRequest
 	}
-	info := infoOf(ctx)
 	if !inBatch {
 		info.method = req.Method
 	}
@@ -99,7 +120,7 @@ func (s *Server) call(ctx context.Context, caller string, raw json.RawMessage, i
 		if !inBatch {
 			info.code = rpcErr.Code
 		}
-		return s.reply(req, nil, rpcErr), http.StatusOK
+		return s.reply(req, nil, rpcErr), http.StatusOK, s.other, rpcErr.Code
 	}
 	if !inBatch && rt.key != req.Method {
 		info.skill = rt.key
@@ -113,15 +134,16 @@ func (s *Server) call(ctx context.Context, caller string, raw json.RawMessage, i
 		return l
 	}
 	if err := s.authorize(caller, rt); err != nil {
-		log().Warn("call denied by policy")
+		log().Warn("call denied by policy", "reason", agentapi.ReasonMethodForbidden)
+		s.metrics.Refused(agentapi.ReasonMethodForbidden)
 		if !inBatch {
-			info.code = agentapi.CodeForbidden
+			info.code, info.reason = agentapi.CodeForbidden, agentapi.ReasonMethodForbidden
 		}
-		resp := s.reply(req, nil, jsonrpc.Errorf(agentapi.CodeForbidden, "caller %q may not call %s", caller, rt.key))
+		resp := s.reply(req, nil, refusal(agentapi.CodeForbidden, agentapi.ReasonMethodForbidden, fmt.Sprintf("caller %q may not call %s", caller, rt.key)))
 		if inBatch || resp == nil {
-			return resp, http.StatusOK
+			return resp, http.StatusOK, rt.metric, agentapi.CodeForbidden
 		}
-		return resp, http.StatusForbidden
+		return resp, http.StatusForbidden, rt.metric, agentapi.CodeForbidden
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.opts.HandlerTimeout)
 	defer cancel()
@@ -136,14 +158,17 @@ func (s *Server) call(ctx context.Context, caller string, raw json.RawMessage, i
 		log().LogAttrs(ctx, slog.LevelDebug, "call", slog.Int64("latency_ms", time.Since(start).Milliseconds()), slog.Int("code", code))
 	}
 	if rpcErr != nil {
-		return s.reply(req, nil, rpcErr), http.StatusOK
+		return s.reply(req, nil, rpcErr), http.StatusOK, rt.metric, rpcErr.Code
 	}
 	data, err := json.Marshal(result)
 	if err != nil {
 		log().Error("result does not encode", "error", err)
-		return s.reply(req, nil, errInternal), http.StatusOK
+		if !inBatch {
+			info.code = jsonrpc.CodeInternalError
+		}
+		return s.reply(req, nil, errInternal), http.StatusOK, rt.metric, jsonrpc.CodeInternalError
 	}
-	return s.reply(req, data, nil), http.StatusOK
+	return s.reply(req, data, nil), http.StatusOK, rt.metric, code
 }
 
 // route is what one request runs, found before authorization.
@@ -155,6 +180,8 @@ type route struct {
 	// ownOnly marks tasks/get: it reads only what the caller itself
 	// created, so it needs no grant beyond the caller's identity.
 	ownOnly bool
+	// metric is key's index in the agent's metrics.
+	metric int
 	// run answers the call: a result, or the JSON-RPC error; code is how
 	// the call ended (a failed Task's code for message/send).
 	run func(ctx context.Context, log func() *slog.Logger) (result any, code int, err *jsonrpc.Error)
@@ -168,7 +195,7 @@ func (s *Server) route(req jsonrpc.Request, caller string) (route, *jsonrpc.Erro
 	case agentapi.MethodA2ASendMessage:
 		return s.routeSendMessage(req, caller)
 	case agentapi.MethodA2AGetTask:
-		return route{key: req.Method, ownOnly: true, run: func(context.Context, func() *slog.Logger) (any, int, *jsonrpc.Error) {
+		return route{key: req.Method, ownOnly: true, metric: s.metrics.Method(req.Method), run: func(context.Context, func() *slog.Logger) (any, int, *jsonrpc.Error) {
 			return s.getTask(caller, req.Params)
 		}}, nil
 	}
@@ -176,7 +203,7 @@ func (s *Server) route(req jsonrpc.Request, caller string) (route, *jsonrpc.Erro
 	if !ok {
 		return route{}, jsonrpc.Errorf(jsonrpc.CodeMethodNotFound, "method not found")
 	}
-	return route{key: m.Name, run: func(ctx context.Context, log func() *slog.Logger) (any, int, *jsonrpc.Error) {
+	return route{key: m.Name, metric: m.metric, run: func(ctx context.Context, log func() *slog.Logger) (any, int, *jsonrpc.Error) {
 		result, err := s.invoke(ctx, m.Handler, req.Params)
 		rpcErr := s.toRPCError(ctx, log, err)
 		return result, codeOf(rpcErr), rpcErr

@@ -1,6 +1,6 @@
 // Package server is the HTTP surface every agent shares (docs/contract.md):
 // POST /message behind the whole auth chain, GET /health, the agent card,
-// and 404 for anything else. An agent brings its skills; the server routes,
+// GET /metrics, and 404 for anything else. An agent brings its skills; the server routes,
 // authenticates, authorizes and answers.
 package server
 
@@ -16,10 +16,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ca-a2a/ca-a2a/agentsvc/runtime/metrics"
 	"github.com/ca-a2a/ca-a2a/agentsvc/runtime/policy"
 	"github.com/ca-a2a/ca-a2a/agentsvc/runtime/skill"
 	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 	"github.com/ca-a2a/ca-a2a/shared/binding"
+	"github.com/ca-a2a/ca-a2a/shared/certload"
 )
 
 // Limits of docs/contract.md, HTTP routes.
@@ -47,10 +49,15 @@ type Agent struct {
 	Checks map[string]HealthCheck
 }
 
-// Offered lists the methods the agent answers: list_skills and get_health,
-// which every agent offers, then its own. The policy file is checked
-// against it.
+// Offered lists what the policy decides on for this agent: the methods it
+// answers (list_skills and get_health, which every agent offers, then its
+// own) and the routes that need a caller identity but no token
+// (agentapi.Routes). The policy file is checked against it.
 func (a Agent) Offered() []string {
+	return append(a.methodNames(), agentapi.Routes()...)
+}
+
+func (a Agent) methodNames() []string {
 	out := []string{agentapi.MethodListSkills, agentapi.MethodGetHealth}
 	for _, m := range a.Methods {
 		out = append(out, m.Name)
@@ -74,13 +81,21 @@ type Options struct {
 	HandlerTimeout time.Duration
 	// Tasks bound the A2A tasks kept for tasks/get.
 	Tasks TaskLimits
+	// Metrics counts calls and refusals and serves GET /metrics; nil
+	// counts nothing and answers /metrics with 404.
+	Metrics *metrics.Agent
+	// Certificate is the serving certificate, whose days to expiry /health
+	// reports; nil leaves expires_in_days out.
+	Certificate certload.Source
 }
 
 // Server serves one agent.
 type Server struct {
 	opts    Options
 	log     *slog.Logger
-	methods map[string]skill.Method
+	methods map[string]method
+	metrics *metrics.Agent
+	other   int // metrics index of a call to no offered method
 	started time.Time
 	mux     *http.ServeMux
 	tasks   *taskStore
@@ -103,44 +118,61 @@ func New(opts Options) (*Server, error) {
 	if opts.Agent.Version == "" {
 		opts.Agent.Version = Version
 	}
-	s := &Server{opts: opts, log: opts.Logger, methods: map[string]skill.Method{}, started: time.Now(), tasks: newTaskStore(opts.Tasks)}
+	s := &Server{opts: opts, log: opts.Logger, methods: map[string]method{}, metrics: opts.Metrics, started: time.Now(),
+		tasks: newTaskStore(opts.Tasks)}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
+	// Calls are counted by what the policy authorizes: the method, or the
+	// skill a message/send runs; tasks/get is the one A2A envelope counted
+	// as itself.
+	s.metrics.SetMethods(append(opts.Agent.methodNames(), agentapi.MethodA2AGetTask))
+	s.other = s.metrics.Method(metrics.Other)
 	for _, m := range append(s.builtins(), opts.Agent.Methods...) {
 		if _, dup := s.methods[m.Name]; dup {
 			return nil, errors.New("server: method " + m.Name + " defined twice")
 		}
-		s.methods[m.Name] = m
+		s.methods[m.Name] = method{Method: m, metric: s.metrics.Method(m.Name)}
 	}
 	mux := http.NewServeMux()
-	mux.Handle("POST /message", s.opts.Verifier.Middleware(http.HandlerFunc(s.serveMessage), writeUnauthorized))
+	mux.Handle("POST /message", s.opts.Verifier.Middleware(http.HandlerFunc(s.serveMessage), s.writeUnauthorized))
 	mux.HandleFunc("/health", s.serveHealth)
 	mux.HandleFunc("/.well-known/agent-card.json", s.serveCard)
 	mux.HandleFunc("/.well-known/agent.json", s.serveCard) // the name before A2A v0.3
+	mux.HandleFunc("GET /metrics", s.serveMetrics)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { notFound(w) })
 	s.mux = mux
 	return s, nil
 }
 
+// method is an offered method and its metrics index.
+type method struct {
+	skill.Method
+	metric int
+}
+
 // Handler returns the agent's HTTP handler. Each request is logged once,
 // when it ends, with its id, caller, JSON-RPC method (and the skill a
-// message/send ran, else ""), code, status and latency; never its token or
-// body.
+// message/send ran, else ""), code, status and latency, and the reason code
+// of a refusal; never its token or body.
 func (s *Server) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		info := &requestInfo{id: requestID(r)}
+		info := &requestInfo{id: requestID(r), start: time.Now()}
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		w.Header().Set("X-Request-Id", info.id)
 		s.mux.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), requestIDKey{}, info)))
 		if info.caller == "" && r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
 			info.caller = r.TLS.PeerCertificates[0].Subject.CommonName
 		}
-		s.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
+		attrs := []slog.Attr{
 			slog.String("request_id", info.id), slog.String("http_method", r.Method), slog.String("path", r.URL.Path),
 			slog.Int("status", rec.status), slog.String("caller", info.caller), slog.String("method", info.method),
-			slog.Int("code", info.code), slog.Int64("latency_ms", time.Since(start).Milliseconds()), slog.String("skill", info.skill))
+			slog.Int("code", info.code), slog.Int64("latency_ms", time.Since(info.start).Milliseconds()), slog.String("skill", info.skill),
+		}
+		if info.reason != "" {
+			attrs = append(attrs, slog.String("reason", info.reason))
+		}
+		s.log.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
 	})
 }
 
@@ -151,13 +183,16 @@ type requestInfo struct {
 	code               int
 	// skill is what a single message/send ran (an offered method).
 	skill string
+	// reason is the reason code of a refusal (agentapi.Reasons).
+	reason string
+	start  time.Time
 }
 
 func infoOf(ctx context.Context) *requestInfo {
 	if i, ok := ctx.Value(requestIDKey{}).(*requestInfo); ok {
 		return i
 	}
-	return &requestInfo{}
+	return &requestInfo{start: time.Now()}
 }
 
 // HTTPServer returns an http.Server with the timeouts and limits of

@@ -277,7 +277,7 @@ func TestRefusedAnswers(t *testing.T) {
 
 func TestOffered(t *testing.T) {
 	a := server.Agent{Name: "validator", Methods: []skill.Method{{Name: "validate_document"}, {Name: "get_validation_rules"}}}
-	if got := a.Offered(); !slices.Equal(got, []string{"list_skills", "get_health", "validate_document", "get_validation_rules"}) {
+	if got := a.Offered(); !slices.Equal(got, []string{"list_skills", "get_health", "validate_document", "get_validation_rules", "GET /metrics"}) {
 		t.Fatalf("offered %v", got)
 	}
 }

@@ -93,6 +93,9 @@ func Start(t testing.TB, opts ...Option) *Stack {
 			"DOCUMENTS_URL": "file://" + s.DocsDir,
 			"ARCHIVE_DSN":   "sqlite://" + filepath.Join(base, "archive", "archive.db"),
 			"LOG_LEVEL":     "debug",
+			// Agents run in the test process: their EMF lines would land
+			// on the test's stdout (cmd/agent's tests check the lines).
+			"METRICS_EMF": "false",
 		}
 		for _, o := range opts {
 			o(a, env)
