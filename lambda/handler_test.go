@@ -1,8 +1,10 @@
 package lambda_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"slices"
@@ -14,8 +16,10 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 
+	"github.com/ca-a2a/ca-a2a/internal/testutil/emftest"
 	"github.com/ca-a2a/ca-a2a/lambda"
 	"github.com/ca-a2a/ca-a2a/shared/agentapi"
+	"github.com/ca-a2a/ca-a2a/shared/emf"
 	"github.com/ca-a2a/ca-a2a/shared/jsonrpc"
 )
 
@@ -190,5 +194,71 @@ func TestS3DirectReportsFailedKeys(t *testing.T) {
 	}
 	if err := h.HandleS3(t.Context(), events.S3Event{}); err != nil {
 		t.Fatalf("empty event: %v", err)
+	}
+}
+
+type callerFunc func(ctx context.Context, agent, method string, params, result any) error
+
+func (f callerFunc) Call(ctx context.Context, agent, method string, params, result any) error {
+	return f(ctx, agent, method, params, result)
+}
+
+func sqsEvent(msgs ...events.SQSMessage) json.RawMessage {
+	for i := range msgs {
+		msgs[i].EventSource = "aws:sqs"
+	}
+	b, _ := json.Marshal(events.SQSEvent{Records: msgs})
+	return b
+}
+
+// TestOneMetricsLinePerInvocation runs events through Invoke and reads
+// each invocation's EMF line: documents processed, failed (permanently),
+// retried, token requests and the cold start.
+func TestOneMetricsLinePerInvocation(t *testing.T) {
+	var out bytes.Buffer
+	var fetches, pending atomic.Int32
+	// Like the real client, the first call of an invocation gets the
+	// token it needs.
+	f := callerFunc(func(ctx context.Context, agent, method string, params, result any) error {
+		fetches.Add(pending.Swap(0))
+		return (&fakeOrchestrator{}).Call(ctx, agent, method, params, result)
+	})
+	h := &lambda.Handler{Orchestrator: f, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: emf.NewWriter(&out),
+		TokenFetches: func() int { return int(fetches.Load()) }}
+	type counts struct{ processed, failed, retried, tokens, cold float64 }
+	tests := []struct {
+		name    string
+		event   json.RawMessage
+		fetches int32 // token requests the invocation makes
+		want    counts
+	}{
+		{"cold: SQS batch, a poison message, a failed pipeline, an orchestrator down", sqsEvent(
+			message("ok", `{"s3_key":"ok-1.pdf","bucket":"docs"}`),
+			message("half", s3Notification("rejected-2.pdf", "down-1.pdf")),
+			message("poison", `not json`),
+			message("pipeline-failed", `{"s3_key":"failed-1.pdf","bucket":"docs"}`),
+		), 1, counts{processed: 2, retried: 3, tokens: 1, cold: 1}},
+		{"warm: S3 event", json.RawMessage(s3Notification("ok-3.pdf", "down-2.pdf")), 0, counts{processed: 1, retried: 1}},
+		{"warm: unsupported event", json.RawMessage(`{"hello":"world"}`), 0, counts{}},
+		{"warm: token fetched again", sqsEvent(message("ok", `{"s3_key":"ok-4.pdf"}`)), 1, counts{processed: 1, tokens: 1}},
+	}
+	for _, tc := range tests {
+		out.Reset()
+		pending.Store(tc.fetches)
+		_, _ = h.Invoke(t.Context(), tc.event)
+		lines := emftest.Lines(t, out.Bytes())
+		if len(lines) != 1 {
+			t.Fatalf("%s: %d lines, want 1:\n%s", tc.name, len(lines), out.String())
+		}
+		l := lines[0]
+		got := counts{l.Value(t, "DocumentsProcessed"), l.Value(t, "DocumentsFailed"), l.Value(t, "DocumentsRetried"),
+			l.Value(t, "TokenFetches"), l.Value(t, "ColdStart")}
+		if got != tc.want {
+			t.Errorf("%s: %+v, want %+v", tc.name, got, tc.want)
+		}
+		if l.Dimensions["Agent"] != "lambda" || l.Namespaces[0] != "CaA2a" || fmt.Sprint(l.Sets["ColdStart"]) != "[[Agent]]" ||
+			l.Units["DocumentsProcessed"] != "Count" {
+			t.Errorf("%s: line %+v", tc.name, l)
+		}
 	}
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/ca-a2a/ca-a2a/internal/certgen"
 	"github.com/ca-a2a/ca-a2a/internal/samples"
+	"github.com/ca-a2a/ca-a2a/internal/testutil/emftest"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/moto"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/stack"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/syncbuf"
@@ -29,6 +30,7 @@ type env struct {
 	cfg        *lambda.Config
 	sm         *secretsmanager.Client
 	logs       *syncbuf.Buffer
+	emf        *syncbuf.Buffer
 	handshakes *atomic.Int64
 }
 
@@ -58,13 +60,13 @@ func setup(t *testing.T) *env {
 	s.PutDocument(t, "incoming/invoice.pdf", samples.Invoice())
 	s.PutDocument(t, "incoming/transactions.csv", samples.TransactionsCSV())
 	s.PutDocument(t, "incoming/with space.csv", []byte("a,b\n1,2\n"))
-	return &env{stack: s, cfg: cfg, sm: sm, logs: &syncbuf.Buffer{}, handshakes: &atomic.Int64{}}
+	return &env{stack: s, cfg: cfg, sm: sm, logs: &syncbuf.Buffer{}, emf: &syncbuf.Buffer{}, handshakes: &atomic.Int64{}}
 }
 
 func (e *env) runtime(t *testing.T) *lambda.Runtime {
 	t.Helper()
 	rt, err := lambda.New(t.Context(), e.cfg, lambda.Deps{SecretsManager: e.sm, HandshakeCounter: e.handshakes,
-		Log: slog.New(slog.NewJSONHandler(e.logs, nil))})
+		Log: slog.New(slog.NewJSONHandler(e.logs, nil)), Stdout: e.emf})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,6 +159,22 @@ func TestWarmInvocationReusesTokenAndConnection(t *testing.T) {
 		}
 		if n := e.handshakes.Load(); n != 1 {
 			t.Fatalf("invocation %d: %d TLS handshakes in all, want 1", i, n)
+		}
+	}
+	// One EMF line per invocation, on the runtime's stdout: the cold one
+	// fetched the token.
+	lines := emftest.Lines(t, []byte(e.emf.String()))
+	if len(lines) != 3 {
+		t.Fatalf("%d EMF lines for 3 invocations:\n%s", len(lines), e.emf.String())
+	}
+	for i, l := range lines {
+		cold := 0.0
+		if i == 0 {
+			cold = 1
+		}
+		if l.Value(t, "ColdStart") != cold || l.Value(t, "TokenFetches") != cold || l.Value(t, "DocumentsProcessed") != 1 ||
+			l.Value(t, "DocumentsRetried") != 0 || l.Dimensions["Agent"] != "lambda" {
+			t.Fatalf("invocation %d: %+v", i, l)
 		}
 	}
 }

@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,7 +16,9 @@ import (
 	"time"
 
 	"github.com/ca-a2a/ca-a2a/internal/certgen"
+	"github.com/ca-a2a/ca-a2a/internal/testutil/emftest"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/pki"
+	"github.com/ca-a2a/ca-a2a/internal/testutil/syncbuf"
 )
 
 // build compiles the real binary once per test run.
@@ -114,8 +119,8 @@ func TestStartupRefusals(t *testing.T) {
 		}
 		cmd := exec.Command(bin)
 		cmd.Env = env
-		var out strings.Builder
-		cmd.Stdout, cmd.Stderr = &out, &out
+		var out, stdout syncbuf.Buffer // logs (stderr), EMF lines (stdout)
+		cmd.Stdout, cmd.Stderr = &stdout, &out
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -134,6 +139,23 @@ func TestStartupRefusals(t *testing.T) {
 		if code := probe("--strict"); code != 1 {
 			t.Errorf("strict probe of a degraded agent: exit %d, want 1", code)
 		}
+		// A call without a token: refused, and counted.
+		pair, err := tls.LoadX509KeyPair(certgen.LeafPaths(dir, "lambda"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		roots := x509.NewCertPool()
+		roots.AddCert(ca.Cert)
+		tr := &http.Transport{TLSClientConfig: &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: roots, ServerName: "archivist.ca-a2a.local"}}
+		resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Post("https://"+addr+"/message", "application/json", strings.NewReader("{}"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		tr.CloseIdleConnections()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("call without token: %d", resp.StatusCode)
+		}
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		done := make(chan error, 1)
 		go func() { done <- cmd.Wait() }()
@@ -146,10 +168,21 @@ func TestStartupRefusals(t *testing.T) {
 			_ = cmd.Process.Kill()
 			t.Fatal("agent did not stop within 30s of SIGTERM")
 		}
-		for _, want := range []string{"protection switched off", "MTLS_VERIFY_SERVER=false", "agent listening", "stopped"} {
+		for _, want := range []string{"protection switched off", "MTLS_VERIFY_SERVER=false", "agent listening", "stopped", `"reason":"missing_token"`} {
 			if !strings.Contains(out.String(), want) {
 				t.Errorf("log lacks %q:\n%s", want, out.String())
 			}
+		}
+		// Stdout carries the EMF lines written at shutdown, and nothing
+		// else; the logs stay on stderr.
+		if strings.Contains(out.String(), `"_aws"`) {
+			t.Errorf("EMF on stderr:\n%s", out.String())
+		}
+		lines := emftest.Lines(t, []byte(stdout.String()))
+		archivist := map[string]string{"Agent": "archivist"}
+		if emftest.Sum(lines, "AuthRefusals", map[string]string{"Agent": "archivist", "Reason": "missing_token"}) != 1 ||
+			emftest.Sum(lines, "Requests", archivist) != 1 || emftest.Sum(lines, "CertificateDaysToExpiry", archivist) < 364 {
+			t.Errorf("EMF at shutdown:\n%s", stdout.String())
 		}
 	})
 }

@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -322,5 +324,50 @@ func TestRotationWithSessionResumption(t *testing.T) {
 			t.Fatalf("call %d after rotation: %v", i, err)
 		}
 		c.Close()
+	}
+}
+
+type call struct {
+	agent, method string
+	code          int
+}
+
+type recorder struct {
+	mu    sync.Mutex
+	calls []call
+}
+
+func (r *recorder) CallDone(agent, method string, code int, _ time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls = append(r.calls, call{agent, method, code})
+}
+
+// TestObserverSeesEveryCall: the observer learns each call's outcome once,
+// after the retries: success, an error the peer sent, a peer that is down,
+// an agent the client does not know.
+func TestObserverSeesEveryCall(t *testing.T) {
+	f := newFixture(t)
+	url := f.serve(t, "extractor", echo)
+	dead := "https://127.0.0.1:1"
+	var rec recorder
+	c, err := agentclient.New(agentclient.Config{Certificate: f.caller, Tokens: f.tokens, Observer: &rec,
+		Peers: map[string]string{"extractor": url, "validator": dead}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	_ = c.Call(t.Context(), "extractor", "list_skills", nil, nil)
+	_ = c.Call(t.Context(), "extractor", "x", map[string]int{"fail": agentapi.CodeNotFound}, nil)
+	_ = c.Call(t.Context(), "validator", "validate_document", nil, nil)
+	_ = c.Call(t.Context(), "mallory", "y", nil, nil)
+	want := []call{
+		{"extractor", "list_skills", 0},
+		{"extractor", "x", agentapi.CodeNotFound},
+		{"validator", "validate_document", agentapi.CodeUnavailable},
+		{"mallory", "y", jsonrpc.CodeInternalError},
+	}
+	if !slices.Equal(rec.calls, want) {
+		t.Fatalf("observed %v, want %v", rec.calls, want)
 	}
 }

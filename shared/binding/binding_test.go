@@ -89,6 +89,15 @@ func clientFor(t *testing.T, ca *pki.CA, leaf *pki.Leaf) *http.Client {
 	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
 }
 
+// unsigned builds a token from header and claims with a signature of
+// zeros: for the refusals that come before any signature check.
+func unsigned(header map[string]any, claims jwt.MapClaims) string {
+	h, _ := json.Marshal(header)
+	c, _ := json.Marshal(claims)
+	return base64.RawURLEncoding.EncodeToString(h) + "." + base64.RawURLEncoding.EncodeToString(c) + "." +
+		base64.RawURLEncoding.EncodeToString(make([]byte, 64))
+}
+
 func with(c jwt.MapClaims, k string, v any) jwt.MapClaims {
 	out := jwt.MapClaims{}
 	for key, val := range c {
@@ -139,41 +148,45 @@ func TestRejections(t *testing.T) {
 		header []string // Authorization header values
 		path   string
 		status int
-		reason string
+		reason string // in the message
+		code   string // data.reason
 	}{
-		{"accepted ES256 bound token", []string{"Bearer " + good}, "", 200, ""},
-		{"accepted RS256 bound token", []string{"Bearer " + idp.Mint(t, idp.RSA, bound, nil)}, "", 200, ""},
-		{"accepted lower-case scheme", []string{"bearer " + good}, "", 200, ""},
-		{"accepted nbf within leeway", []string{"Bearer " + idp.Mint(t, idp.EC, with(bound, "nbf", now.Add(30*time.Second).Unix()), nil)}, "", 200, ""},
-		{"no token", nil, "", 401, "missing bearer token"},
-		{"token in query string", nil, "?access_token=" + good, 401, "missing bearer token"},
-		{"basic scheme", []string{"Basic " + good}, "", 401, "missing bearer token"},
-		{"two authorization headers", []string{"Bearer " + good, "Bearer " + good}, "", 401, "missing bearer token"},
-		{"garbage token", []string{"Bearer not.a.jwt"}, "", 401, "token is malformed"},
-		{"alg none", []string{"Bearer " + noneToken}, "", 401, "invalid"},
-		{"HS256 signed with the RSA public key", []string{"Bearer " + hsToken}, "", 401, "invalid"},
-		{"ES256 token naming the RSA kid", []string{"Bearer " + idp.Mint(t, &tokens.Key{KID: idp.RSA.KID, Alg: "ES256", Signer: idp.EC.Signer}, bound, nil)}, "", 401, "invalid"},
-		{"PS256 token against an RS256 key", []string{"Bearer " + idp.Mint(t, &tokens.Key{KID: idp.RSA.KID, Alg: "PS256", Signer: idp.RSA.Signer}, bound, nil)}, "", 401, "invalid"},
-		{"forged signature with a known kid", []string{"Bearer " + forged}, "", 401, "signature is invalid"},
-		{"tampered payload", []string{"Bearer " + tampered}, "", 401, "signature is invalid"},
-		{"no kid", []string{"Bearer " + idp.Mint(t, idp.EC, bound, map[string]any{"kid": nil})}, "", 401, "invalid"},
-		{"unknown kid", []string{"Bearer " + idp.Mint(t, &tokens.Key{KID: "nope", Alg: "ES256", Signer: idp.EC.Signer}, bound, nil)}, "", 401, "unknown key"},
-		{"jku injection", []string{"Bearer " + idp.Mint(t, idp.EC, bound, map[string]any{"jku": "https://evil.example/jwks"})}, "", 401, "invalid"},
-		{"x5u injection", []string{"Bearer " + idp.Mint(t, idp.EC, bound, map[string]any{"x5u": "https://evil.example/cert"})}, "", 401, "invalid"},
-		{"embedded jwk", []string{"Bearer " + idp.Mint(t, idp.EC, bound, map[string]any{"jwk": map[string]string{"kty": "EC"}})}, "", 401, "invalid"},
-		{"x5c injection", []string{"Bearer " + idp.Mint(t, idp.EC, bound, map[string]any{"x5c": []string{base64.StdEncoding.EncodeToString(extractor.Cert.Raw)}})}, "", 401, "invalid"},
-		{"unknown crit", []string{"Bearer " + idp.Mint(t, idp.EC, bound, map[string]any{"crit": []string{"exp"}})}, "", 401, "invalid"},
-		{"expired", []string{"Bearer " + idp.Mint(t, idp.EC, with(bound, "exp", now.Add(-time.Second).Unix()), nil)}, "", 401, "token expired"},
-		{"expired within the nbf leeway", []string{"Bearer " + idp.Mint(t, idp.EC, with(bound, "exp", now.Add(-30*time.Second).Unix()), nil)}, "", 401, "token expired"},
-		{"missing exp", []string{"Bearer " + idp.Mint(t, idp.EC, with(bound, "exp", nil), nil)}, "", 401, "required claim"},
-		{"nbf in the future", []string{"Bearer " + idp.Mint(t, idp.EC, with(bound, "nbf", now.Add(2*time.Minute).Unix()), nil)}, "", 401, "not valid yet"},
-		{"iat in the future", []string{"Bearer " + idp.Mint(t, idp.EC, with(bound, "iat", now.Add(2*time.Minute).Unix()), nil)}, "", 401, "not valid yet"},
-		{"wrong issuer", []string{"Bearer " + idp.Mint(t, idp.EC, with(bound, "iss", "https://evil.example/realms/ca-a2a"), nil)}, "", 401, "wrong issuer"},
-		{"wrong audience", []string{"Bearer " + idp.Mint(t, idp.EC, with(bound, "aud", "account"), nil)}, "", 401, "wrong audience"},
-		{"no cnf", []string{"Bearer " + idp.Mint(t, idp.EC, with(bound, "cnf", nil), nil)}, "", 401, "not certificate-bound"},
-		{"empty cnf", []string{"Bearer " + idp.Mint(t, idp.EC, with(bound, "cnf", map[string]string{}), nil)}, "", 401, "not certificate-bound"},
-		{"cnf not an object", []string{"Bearer " + idp.Mint(t, idp.EC, with(bound, "cnf", "x"), nil)}, "", 401, "malformed"},
-		{"token bound to another cert", []string{"Bearer " + idp.Mint(t, idp.EC, tokens.Claims(extractor.Cert), nil)}, "", 401, "token is not bound to the presented certificate"},
+		{"accepted ES256 bound token", []string{"Bearer " + good}, "", 200, "", ""},
+		{"accepted RS256 bound token", []string{"Bearer " + idp.Mint(t, idp.RSA, bound, nil)}, "", 200, "", ""},
+		{"accepted lower-case scheme", []string{"bearer " + good}, "", 200, "", ""},
+		{"accepted nbf within leeway", []string{"Bearer " + idp.Mint(t, idp.EC, with(bound, "nbf", now.Add(30*time.Second).Unix()), nil)}, "", 200, "", ""},
+		{"no token", nil, "", 401, "missing bearer token", "missing_token"},
+		{"token in query string", nil, "?access_token=" + good, 401, "missing bearer token", "missing_token"},
+		{"basic scheme", []string{"Basic " + good}, "", 401, "missing bearer token", "missing_token"},
+		{"two authorization headers", []string{"Bearer " + good, "Bearer " + good}, "", 401, "missing bearer token", "missing_token"},
+		{"garbage token", []string{"Bearer not.a.jwt"}, "", 401, "token is malformed", "malformed_token"},
+		{"alg none", []string{"Bearer " + noneToken}, "", 401, "invalid", "alg_not_allowed"},
+		{"HS256 signed with the RSA public key", []string{"Bearer " + hsToken}, "", 401, "invalid", "alg_not_allowed"},
+		{"ES256 token naming the RSA kid", []string{"Bearer " + idp.Mint(t, &tokens.Key{KID: idp.RSA.KID, Alg: "ES256", Signer: idp.EC.Signer}, bound, nil)}, "", 401, "invalid", "alg_not_allowed"},
+		{"PS256 token against an RS256 key", []string{"Bearer " + idp.Mint(t, &tokens.Key{KID: idp.RSA.KID, Alg: "PS256", Signer: idp.RSA.Signer}, bound, nil)}, "", 401, "invalid", "alg_not_allowed"},
+		{"forged signature with a known kid", []string{"Bearer " + forged}, "", 401, "signature is invalid", "bad_signature"},
+		{"tampered payload", []string{"Bearer " + tampered}, "", 401, "signature is invalid", "bad_signature"},
+		{"no kid", []string{"Bearer " + idp.Mint(t, idp.EC, bound, map[string]any{"kid": nil})}, "", 401, "invalid", "header_refused"},
+		{"unknown kid", []string{"Bearer " + idp.Mint(t, &tokens.Key{KID: "nope", Alg: "ES256", Signer: idp.EC.Signer}, bound, nil)}, "", 401, "unknown key", "unknown_kid"},
+		{"jku injection", []string{"Bearer " + idp.Mint(t, idp.EC, bound, map[string]any{"jku": "https://evil.example/jwks"})}, "", 401, "invalid", "header_refused"},
+		{"x5u injection", []string{"Bearer " + idp.Mint(t, idp.EC, bound, map[string]any{"x5u": "https://evil.example/cert"})}, "", 401, "invalid", "header_refused"},
+		{"embedded jwk", []string{"Bearer " + idp.Mint(t, idp.EC, bound, map[string]any{"jwk": map[string]string{"kty": "EC"}})}, "", 401, "invalid", "header_refused"},
+		{"x5c injection", []string{"Bearer " + idp.Mint(t, idp.EC, bound, map[string]any{"x5c": []string{base64.StdEncoding.EncodeToString(extractor.Cert.Raw)}})}, "", 401, "invalid", "header_refused"},
+		{"unknown crit", []string{"Bearer " + idp.Mint(t, idp.EC, bound, map[string]any{"crit": []string{"exp"}})}, "", 401, "invalid", "header_refused"},
+		{"expired", []string{"Bearer " + idp.Mint(t, idp.EC, with(bound, "exp", now.Add(-time.Second).Unix()), nil)}, "", 401, "token expired", "expired"},
+		{"expired within the nbf leeway", []string{"Bearer " + idp.Mint(t, idp.EC, with(bound, "exp", now.Add(-30*time.Second).Unix()), nil)}, "", 401, "token expired", "expired"},
+		{"missing exp", []string{"Bearer " + idp.Mint(t, idp.EC, with(bound, "exp", nil), nil)}, "", 401, "required claim", "malformed_token"},
+		{"nbf in the future", []string{"Bearer " + idp.Mint(t, idp.EC, with(bound, "nbf", now.Add(2*time.Minute).Unix()), nil)}, "", 401, "not valid yet", "not_yet_valid"},
+		{"iat in the future", []string{"Bearer " + idp.Mint(t, idp.EC, with(bound, "iat", now.Add(2*time.Minute).Unix()), nil)}, "", 401, "not valid yet", "not_yet_valid"},
+		{"wrong issuer", []string{"Bearer " + idp.Mint(t, idp.EC, with(bound, "iss", "https://evil.example/realms/ca-a2a"), nil)}, "", 401, "wrong issuer", "bad_issuer"},
+		{"wrong audience", []string{"Bearer " + idp.Mint(t, idp.EC, with(bound, "aud", "account"), nil)}, "", 401, "wrong audience", "bad_audience"},
+		{"no cnf", []string{"Bearer " + idp.Mint(t, idp.EC, with(bound, "cnf", nil), nil)}, "", 401, "not certificate-bound", "unbound_token"},
+		{"empty cnf", []string{"Bearer " + idp.Mint(t, idp.EC, with(bound, "cnf", map[string]string{}), nil)}, "", 401, "not certificate-bound", "unbound_token"},
+		{"cnf not an object", []string{"Bearer " + idp.Mint(t, idp.EC, with(bound, "cnf", "x"), nil)}, "", 401, "malformed", "malformed_token"},
+		{"token bound to another cert", []string{"Bearer " + idp.Mint(t, idp.EC, tokens.Claims(extractor.Cert), nil)}, "", 401, "token is not bound to the presented certificate", "binding_mismatch"},
+		{"algorithm jwt does not know", []string{"Bearer " + unsigned(map[string]any{"alg": "XYZ", "kid": idp.EC.KID}, bound)}, "", 401, "signature is invalid", "alg_not_allowed"},
+		{"no algorithm", []string{"Bearer " + unsigned(map[string]any{"kid": idp.EC.KID}, bound)}, "", 401, "token is malformed", "malformed_token"},
+		{"header not JSON", []string{"Bearer " + base64.RawURLEncoding.EncodeToString([]byte("{")) + "." + parts[1] + "." + parts[2]}, "", 401, "token is malformed", "malformed_token"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -200,6 +213,9 @@ func TestRejections(t *testing.T) {
 				Error struct {
 					Code    int    `json:"code"`
 					Message string `json:"message"`
+					Data    struct {
+						Reason string `json:"reason"`
+					} `json:"data"`
 				} `json:"error"`
 				ID json.RawMessage `json:"id"`
 			}
@@ -208,6 +224,9 @@ func TestRejections(t *testing.T) {
 			}
 			if rpc.Error.Code != -32010 || string(rpc.ID) != "null" {
 				t.Fatalf("error %+v id %s", rpc.Error, rpc.ID)
+			}
+			if rpc.Error.Data.Reason != tc.code {
+				t.Fatalf("reason code %q, want %q (message %q)", rpc.Error.Data.Reason, tc.code, rpc.Error.Message)
 			}
 			if !strings.Contains(rpc.Error.Message, tc.reason) {
 				t.Fatalf("message %q, want it to contain %q", rpc.Error.Message, tc.reason)
@@ -388,9 +407,19 @@ func TestJWKSDown(t *testing.T) {
 
 	t.Run("start-up without JWKS, recovery on first token", func(t *testing.T) {
 		idp.SetDown(true)
-		ks := idp.KeySet(t, binding.KeySetOptions{Logger: quiet})
+		var ok, failed atomic.Int32
+		ks := idp.KeySet(t, binding.KeySetOptions{Logger: quiet, OnRefresh: func(err error) {
+			if err != nil {
+				failed.Add(1)
+			} else {
+				ok.Add(1)
+			}
+		}})
 		if st := ks.Status(); st.Keys != 0 || st.LastError == nil {
 			t.Fatalf("status: %+v", st)
+		}
+		if ok.Load() != 0 || failed.Load() != 1 {
+			t.Fatalf("OnRefresh saw %d ok, %d failed; want the failed start-up fetch", ok.Load(), failed.Load())
 		}
 		v := newVerifier(t, ks, nil)
 		token := idp.Mint(t, idp.EC, claims, nil)

@@ -268,11 +268,13 @@ func (p *IdP) KeySet(t testing.TB, opts binding.KeySetOptions) *binding.KeySet {
 
 // Refuse answers a request the binding middleware refused, for tests that
 // run the middleware without the agent server: 401 and a JSON-RPC error
-// -32010 carrying binding.Reason. (The agents' own answer, with its
-// WWW-Authenticate challenge, is the agent server's and tested there.)
+// -32010 carrying binding.Reason and, in data.reason, binding.Code. (The
+// agents' own answer, with its WWW-Authenticate challenge, is the agent
+// server's and tested there.)
 func Refuse(w http.ResponseWriter, _ *http.Request, err error) {
 	body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": nil,
-		"error": map[string]any{"code": agentapi.CodeUnauthenticated, "message": binding.Reason(err)}})
+		"error": map[string]any{"code": agentapi.CodeUnauthenticated, "message": binding.Reason(err),
+			"data": agentapi.RefusalData{Reason: binding.Code(err)}}})
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusUnauthorized)
 	_, _ = w.Write(body)
