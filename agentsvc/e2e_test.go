@@ -13,6 +13,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/ca-a2a/ca-a2a/agentsvc/runtime/metrics"
 	"github.com/ca-a2a/ca-a2a/internal/samples"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/pgtest"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/pki"
@@ -172,6 +173,19 @@ func pipelineEndToEnd(t *testing.T, s *stack.Stack) {
 		if p.Status != "healthy" {
 			t.Errorf("peer %s: %s", p.Agent, p.Status)
 		}
+	}
+
+	// The agents counted what happened: the orchestrator its calls to
+	// each peer, the validator its refusals of the oversized body (big.csv,
+	// alone and again in the batch).
+	code, text := rawGet(t, s, "lambda", "orchestrator", "/metrics")
+	calls, err := metrics.Counts(strings.NewReader(text), "ca_a2a_peer_calls_total", "peer")
+	if code != 200 || err != nil || calls["extractor"] == 0 || calls["validator"] == 0 || calls["archivist"] == 0 ||
+		!strings.Contains(text, `ca_a2a_peer_calls_total{code="-32012",peer="validator"} 2`) {
+		t.Fatalf("orchestrator /metrics: %d %v %v\n%s", code, calls, err, text)
+	}
+	if _, text := rawGet(t, s, "lambda", "validator", "/metrics"); !strings.Contains(text, `ca_a2a_auth_refusals_total{reason="body_too_large"} 2`) {
+		t.Fatalf("validator /metrics:\n%s", text)
 	}
 
 	// A peer goes down: the document fails at that stage, nothing is

@@ -7,6 +7,7 @@ import (
 	"go/token"
 	"go/types"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"testing"
@@ -136,4 +137,95 @@ func intLit(t *testing.T, e ast.Expr) int {
 	}
 	t.Fatalf("not an int literal: %s", types.ExprString(e))
 	return 0
+}
+
+var searchMetric = regexp.MustCompile(`MetricName=\\?"(\w+)\\?"`)
+
+// TestInfraMetricsAgree: the alarms and the dashboard of the CDK app
+// (infra/cdk/stack/monitoring.go and config.go) name the metrics, the
+// dimensions and the refusal reason the agents and the Lambda emit. It
+// reads every string literal passed to emf(...), every map key of a
+// dimension and the constants, so a renamed metric on either side fails
+// here rather than in an alarm that never fires.
+func TestInfraMetricsAgree(t *testing.T) {
+	dir := filepath.Join(repo.Root(t), "infra", "cdk", "stack")
+	fset := token.NewFileSet()
+	consts := map[string]constant.Value{}
+	var metricNames, dimensionKeys []string
+	for _, name := range []string{"config.go", "monitoring.go"} {
+		file, err := parser.ParseFile(fset, filepath.Join(dir, name), nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ast.Inspect(file, func(n ast.Node) bool {
+			switch x := n.(type) {
+			case *ast.ValueSpec:
+				for i, id := range x.Names {
+					if i < len(x.Values) {
+						if v := constValue(x.Values[i], consts); v != nil {
+							consts[id.Name] = v
+						}
+					}
+				}
+			case *ast.CallExpr:
+				// emf(name, ...) and the dashboard's helpers around it.
+				fn, ok := x.Fun.(*ast.Ident)
+				if ok && slices.Contains([]string{"emf", "perAgent", "docs"}, fn.Name) && len(x.Args) > 0 {
+					if b, ok := x.Args[0].(*ast.BasicLit); ok {
+						metricNames = append(metricNames, stringLit(t, b))
+					}
+				}
+			case *ast.BasicLit:
+				// SEARCH expressions name the metric inside a string.
+				if x.Kind == token.STRING {
+					for _, m := range searchMetric.FindAllStringSubmatch(x.Value, -1) {
+						metricNames = append(metricNames, m[1])
+					}
+				}
+			case *ast.CompositeLit:
+				if m, ok := x.Type.(*ast.MapType); ok && types.ExprString(m.Key) == "string" && types.ExprString(m.Value) == "string" {
+					for _, e := range x.Elts {
+						if kv, ok := e.(*ast.KeyValueExpr); ok {
+							dimensionKeys = append(dimensionKeys, stringLit(t, kv.Key))
+						}
+					}
+				}
+			}
+			return true
+		})
+	}
+	str := func(name string) string {
+		v, ok := consts[name]
+		if !ok || v.Kind() != constant.String {
+			t.Fatalf("infra constant %s not found", name)
+		}
+		return constant.StringVal(v)
+	}
+	for name, want := range map[string]string{
+		"MetricsNamespace":      agentapi.MetricsNamespace,
+		"AgentDimension":        agentapi.DimensionAgent,
+		"LambdaAgentName":       agentapi.Lambda,
+		"BindingMismatchReason": agentapi.ReasonBindingMismatch,
+	} {
+		if got := str(name); got != want {
+			t.Errorf("infra %s = %q, agentapi says %q", name, got, want)
+		}
+	}
+	emitted := []string{agentapi.MetricRequests, agentapi.MetricAuthRefusals, agentapi.MetricInternalErrors, agentapi.MetricLatency,
+		agentapi.MetricCertificateDaysToExpiry, agentapi.MetricExtractWorkersKilled, agentapi.MetricDocumentsProcessed,
+		agentapi.MetricDocumentsFailed, agentapi.MetricDocumentsRetried, agentapi.MetricTokenFetches, agentapi.MetricColdStart}
+	t.Logf("the CDK app reads %v", metricNames)
+	if len(metricNames) < 5 {
+		t.Fatalf("found only %v in the CDK app: update this test", metricNames)
+	}
+	for _, m := range metricNames {
+		if !slices.Contains(emitted, m) {
+			t.Errorf("the CDK app reads metric %q, which nothing emits", m)
+		}
+	}
+	for _, k := range dimensionKeys {
+		if k != agentapi.DimensionMethod && k != agentapi.DimensionReason {
+			t.Errorf("the CDK app uses dimension %q, which nothing emits", k)
+		}
+	}
 }
