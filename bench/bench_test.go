@@ -20,7 +20,7 @@ func TestRun(t *testing.T) {
 	rep := Run(t.Context(), o)
 	t.Log("\n" + rep.Markdown())
 	want := map[string]bool{"1": true, "2a": true, "2b": true, "2c": true, "2d": true, "3a": true, "3b": true, "3c": true,
-		"4a": true, "4b": true, "5a": true, "5b": true, "6": true, "7": true}
+		"4a": true, "4b": true, "5a": true, "5b": true, "6": true, "7": true, "8a": true, "8b": true}
 	for _, r := range rep.Rows {
 		if !want[r.ID] {
 			t.Errorf("unexpected row %q", r.ID)

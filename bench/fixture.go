@@ -15,6 +15,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"golang.org/x/oauth2"
 
+	"github.com/ca-a2a/ca-a2a/agentsvc/runtime/metrics"
 	"github.com/ca-a2a/ca-a2a/agentsvc/runtime/policy"
 	"github.com/ca-a2a/ca-a2a/agentsvc/runtime/server"
 	"github.com/ca-a2a/ca-a2a/agentsvc/runtime/skill"
@@ -97,27 +98,23 @@ type Agent struct {
 }
 
 // StartAgent serves agent name with methods (besides the built-in
-// get_health and list_skills) until tb ends.
+// get_health and list_skills) until tb ends, without metrics.
 func (f *Fixture) StartAgent(tb testing.TB, name string, methods ...skill.Method) *Agent {
 	tb.Helper()
-	leaf := f.CA.Issue(tb, name)
-	src, err := certload.FromPEM(leaf.CertPEM, leaf.KeyPEM, f.CA.PEM, certload.Origin{}, certload.Options{Usage: certload.UsageServerAndClient})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	pol, err := policy.Default(name)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	srv, err := server.New(server.Options{
-		Agent:    server.Agent{Name: name, Description: "bench " + name, Methods: methods},
-		Policy:   pol,
-		Verifier: f.Verifier(tb, 0),
-		Logger:   discardLog(),
-	})
-	if err != nil {
-		tb.Fatal(err)
-	}
+	return f.startAgent(tb, name, false, methods...)
+}
+
+// StartAgentWithMetrics is StartAgent with the agent's metrics as an agent
+// has them (Prometheus counters and the EMF latency samples, written to
+// io.Discard).
+func (f *Fixture) StartAgentWithMetrics(tb testing.TB, name string, methods ...skill.Method) *Agent {
+	tb.Helper()
+	return f.startAgent(tb, name, true, methods...)
+}
+
+func (f *Fixture) startAgent(tb testing.TB, name string, withMetrics bool, methods ...skill.Method) *Agent {
+	tb.Helper()
+	srv, src := f.agentServerAndSource(tb, name, withMetrics, methods...)
 	a := &Agent{Name: name}
 	tlsCfg := certload.ServerConfig(src, agentapi.AuthorizeAny(), certload.ServerOptions{RequireClientCert: true})
 	inner := tlsCfg.VerifyConnection
@@ -143,6 +140,41 @@ func (f *Fixture) StartAgent(tb testing.TB, name string, methods ...skill.Method
 	tb.Cleanup(func() { _ = hs.Close(); <-done })
 	a.URL = "https://" + ln.Addr().String()
 	return a
+}
+
+// agentServer builds the agent server of name as StartAgent serves it.
+func (f *Fixture) agentServer(tb testing.TB, name string, withMetrics bool, methods ...skill.Method) *server.Server {
+	tb.Helper()
+	srv, _ := f.agentServerAndSource(tb, name, withMetrics, methods...)
+	return srv
+}
+
+func (f *Fixture) agentServerAndSource(tb testing.TB, name string, withMetrics bool, methods ...skill.Method) (*server.Server, certload.Source) {
+	tb.Helper()
+	leaf := f.CA.Issue(tb, name)
+	src, err := certload.FromPEM(leaf.CertPEM, leaf.KeyPEM, f.CA.PEM, certload.Origin{}, certload.Options{Usage: certload.UsageServerAndClient})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	pol, err := policy.Default(name)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var m *metrics.Agent
+	if withMetrics {
+		m = metrics.New(metrics.Options{Agent: name, Certificate: src, EMF: io.Discard, Logger: discardLog()})
+	}
+	srv, err := server.New(server.Options{
+		Agent:    server.Agent{Name: name, Description: "bench " + name, Methods: methods},
+		Policy:   pol,
+		Verifier: f.Verifier(tb, 0),
+		Logger:   discardLog(),
+		Metrics:  m,
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return srv, src
 }
 
 // HTTPClient returns a keep-alive HTTP/1.1 client that presents f.Client

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/ca-a2a/ca-a2a/agentsvc/runtime/metrics"
 	"github.com/ca-a2a/ca-a2a/dev/localrun"
 	"github.com/ca-a2a/ca-a2a/internal/samples"
 	"github.com/ca-a2a/ca-a2a/shared/agentapi"
@@ -133,7 +134,7 @@ func demo(ctx context.Context, l localrun.Layout) error {
 		return err
 	}
 
-	return s.do("attack: lambda's token, extractor's cert", func() (string, error) {
+	if err := s.do("attack: lambda's token, extractor's cert", func() (string, error) {
 		tok, err := tokens.Token()
 		if err != nil {
 			return "", err
@@ -155,6 +156,40 @@ func demo(ctx context.Context, l localrun.Layout) error {
 			return "", errors.New("the stolen token was not refused: HTTP " + resp.Status + " " + string(body))
 		}
 		return `HTTP 401 "token is not bound to the presented certificate"`, nil
+	}); err != nil {
+		return err
+	}
+
+	// What an operator sees: the orchestrator counted the replay under its
+	// reason code (README, Metrics).
+	return s.do("refusals by reason (orchestrator /metrics)", func() (string, error) {
+		scraper, err := l.Client(agentapi.Lambda, agentapi.Orchestrator)
+		if err != nil {
+			return "", err
+		}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, localrun.AgentURL(agentapi.Orchestrator)+"/metrics", nil)
+		resp, err := scraper.Do(req)
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return "", fmt.Errorf("GET /metrics: HTTP %d", resp.StatusCode)
+		}
+		byReason, err := metrics.Counts(resp.Body, "ca_a2a_auth_refusals_total", "reason")
+		if err != nil {
+			return "", err
+		}
+		var parts []string
+		for _, r := range agentapi.Reasons() {
+			if n := byReason[r]; n > 0 {
+				parts = append(parts, fmt.Sprintf("%s %g", r, n))
+			}
+		}
+		if byReason[agentapi.ReasonBindingMismatch] != 1 {
+			return "", fmt.Errorf("binding_mismatch counted %g times, want 1 (refusals: %v)", byReason[agentapi.ReasonBindingMismatch], parts)
+		}
+		return strings.Join(parts, ", "), nil
 	})
 }
 
