@@ -158,7 +158,9 @@ func TestEveryRefusalCountedOnce(t *testing.T) {
 	orch := o.leaves["orchestrator"].Cert
 	bound := tokens.Claims(orch)
 	now := time.Now()
-	mint := func(claims jwt.MapClaims, header map[string]any) string { return o.idp.Mint(t, o.idp.EC, claims, header) }
+	mint := func(claims jwt.MapClaims, header map[string]any) string {
+		return o.idp.Mint(t, o.idp.EC, claims, header)
+	}
 	with := func(k string, v any) jwt.MapClaims {
 		c := maps.Clone(bound)
 		if v == nil {
