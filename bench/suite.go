@@ -32,7 +32,7 @@ type Options struct {
 	// times and keeps each one's fastest round, so that a slow spell of the
 	// machine does not land on one path only.
 	HotPathRounds int `json:"hot_path_rounds"`
-	// HandlerCalls is how many calls each in-process handler gets (row 7b).
+	// HandlerCalls is how many calls each in-process handler gets (row 8b).
 	HandlerCalls int `json:"handler_calls"`
 	// HandshakeCalls per kind of connection (row 3).
 	HandshakeCalls int `json:"handshake_calls"`
