@@ -212,6 +212,8 @@ func TestEveryRefusalCountedOnce(t *testing.T) {
 		{name: "method_forbidden", as: "lambda", token: lambdaToken, body: forbidden, status: 403, reason: "method_forbidden"},
 		{name: "method_forbidden: two batch elements", as: "lambda", token: lambdaToken, body: "[" + forbidden + "," + call + "," + forbidden + "]",
 			status: 200, reason: "method_forbidden", count: 2},
+		{name: "method_forbidden: a skill by message/send", as: "lambda", token: lambdaToken, body: sendMsg("1", `{"skill":"validate_document"}`),
+			status: 403, reason: "method_forbidden"},
 		{name: "method_forbidden: certificate without identity", as: "nobody", token: mint(tokens.Claims(o.leaves["nobody"].Cert), nil),
 			body: call, status: 401, reason: "method_forbidden"},
 		{name: "method_forbidden: scrape", as: "lambda", method: http.MethodGet, path: "/metrics", status: 403, reason: "method_forbidden"},
@@ -363,6 +365,9 @@ func TestCallsCountedAndFlushed(t *testing.T) {
 	post(`[{"jsonrpc":"2.0","method":"validate_document","id":1},{"jsonrpc":"2.0","method":"drop_tables","id":2},` +
 		`{"jsonrpc":"2.0","method":"get_validation_rules","id":3},{"jsonrpc":"2.0","method":"validate_document"}]`)
 	post(`{"jsonrpc":`)
+	// An A2A message/send counts under the skill it runs, tasks/get as itself.
+	post(sendMsg("1", `{"skill":"validate_document"}`))
+	post(getTask("2", "no-such-task", ""))
 	req, _ := http.NewRequest(http.MethodPost, o.url+"/message", strings.NewReader("{}"))
 	resp, err := o.clients["orchestrator"].Do(req) // no token
 	if err != nil {
@@ -381,12 +386,13 @@ func TestCallsCountedAndFlushed(t *testing.T) {
 	}
 	text := scrape()
 	for _, want := range []string{
-		`ca_a2a_rpc_requests_total{code="0",method="validate_document"} 3`,
+		`ca_a2a_rpc_requests_total{code="0",method="validate_document"} 4`,
+		`ca_a2a_rpc_requests_total{code="-32001",method="tasks/get"} 1`,
 		`ca_a2a_rpc_requests_total{code="-32601",method="other"} 1`,
 		`ca_a2a_rpc_requests_total{code="-32603",method="get_validation_rules"} 1`,
 		`ca_a2a_rpc_requests_total{code="-32700",method="other"} 1`,
 		`ca_a2a_rpc_requests_total{code="-32010",method="other"} 1`,
-		`ca_a2a_rpc_duration_seconds_count{method="validate_document"} 3`,
+		`ca_a2a_rpc_duration_seconds_count{method="validate_document"} 4`,
 		`ca_a2a_auth_refusals_total{reason="missing_token"} 1`,
 	} {
 		if !strings.Contains(text, want) {
@@ -405,8 +411,9 @@ func TestCallsCountedAndFlushed(t *testing.T) {
 		dims   map[string]string
 		want   float64
 	}{
-		{"Requests", agent, 7},
-		{"Requests", map[string]string{"Agent": "validator", "Method": "validate_document"}, 3},
+		{"Requests", agent, 9},
+		{"Requests", map[string]string{"Agent": "validator", "Method": "validate_document"}, 4},
+		{"Requests", map[string]string{"Agent": "validator", "Method": "tasks/get"}, 1},
 		{"Requests", map[string]string{"Agent": "validator", "Method": "get_validation_rules"}, 1},
 		{"InternalErrors", agent, 1},
 		{"AuthRefusals", map[string]string{"Agent": "validator", "Reason": "missing_token"}, 1},
@@ -417,10 +424,10 @@ func TestCallsCountedAndFlushed(t *testing.T) {
 		}
 	}
 	for _, l := range lines {
-		if l.Dimensions["Method"] == "validate_document" && len(l.Values["Latency"]) != 3 {
-			t.Errorf("validate_document latency samples %v, want 3", l.Values["Latency"])
+		if l.Dimensions["Method"] == "validate_document" && len(l.Values["Latency"]) != 4 {
+			t.Errorf("validate_document latency samples %v, want 4", l.Values["Latency"])
 		}
-		if m := l.Dimensions["Method"]; m != "" && m != "validate_document" && m != "get_validation_rules" {
+		if m := l.Dimensions["Method"]; m != "" && m != "validate_document" && m != "get_validation_rules" && m != "tasks/get" {
 			t.Errorf("EMF line for method %q, which is not offered or was not called", m)
 		}
 	}
