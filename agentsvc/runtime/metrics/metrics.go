@@ -79,7 +79,7 @@ type Options struct {
 	// nil means slog.Default().
 	Logger *slog.Logger
 	// Interval is the time between two EMF flushes and expiry checks
-	// (default and at least one minute, except in tests).
+	// (default one minute: CloudWatch's resolution for these metrics).
 	Interval time.Duration
 	// Now returns the current time (tests); nil means time.Now.
 	Now func() time.Time
