@@ -37,7 +37,7 @@ func TestRotateAndRetireCommands(t *testing.T) {
 	bundle := certgen.BundlePath(dir)
 
 	out := mustRun(t, append([]string{"rotate-ca"}, d...)...)
-	if !strings.Contains(out, "created   "+nextCert) || !strings.Contains(out, "CA A2A Root CA G2") || !strings.Contains(out, "updated   "+bundle) {
+	if !strings.Contains(out, "created   "+nextCert) || !strings.Contains(out, `"CN=CA A2A Root CA,O=CA A2A,C=FR" serial `) || !strings.Contains(out, "updated   "+bundle) {
 		t.Errorf("rotate-ca output:\n%s", out)
 	}
 	mustFail(t, 1, []string{"rotation is in progress", nextCert, "retire-ca"}, append([]string{"rotate-ca"}, d...)...)

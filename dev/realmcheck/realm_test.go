@@ -67,6 +67,13 @@ func TestRealm(t *testing.T) {
 	}
 	caPath, _ := certgen.CAPaths(dir)
 	ca := readCert(t, caPath)
+	// A CA rotation keeps the CA's name (Keycloak pins it), so both CAs of
+	// the overlap must match x509.casubjectdn.
+	if err := certgen.RotateCA(certgen.RotateOptions{Dir: dir}); err != nil {
+		t.Fatal(err)
+	}
+	nextPath, _ := certgen.NextCAPaths(dir)
+	cas := []pkix.Name{ca.Subject, readCert(t, nextPath).Subject}
 	subjects := map[string]pkix.Name{}
 	for _, a := range agents {
 		certPath, _ := certgen.LeafPaths(dir, a)
@@ -76,7 +83,7 @@ func TestRealm(t *testing.T) {
 	var ids []string
 	for _, c := range r.Clients {
 		ids = append(ids, c.ClientID)
-		t.Run(c.ClientID, func(t *testing.T) { checkClient(t, c, subjects, ca.Subject) })
+		t.Run(c.ClientID, func(t *testing.T) { checkClient(t, c, subjects, cas) })
 	}
 	slices.Sort(ids)
 	if !slices.Equal(ids, []string{"lambda", "orchestrator"}) {
@@ -84,7 +91,7 @@ func TestRealm(t *testing.T) {
 	}
 }
 
-func checkClient(t *testing.T, c client, subjects map[string]pkix.Name, caSubject pkix.Name) {
+func checkClient(t *testing.T, c client, subjects map[string]pkix.Name, caSubjects []pkix.Name) {
 	if !c.Enabled || c.Protocol != "openid-connect" || c.PublicClient || c.BearerOnly || c.Secret != nil {
 		t.Errorf("want an enabled confidential openid-connect client without a secret: %+v", c)
 	}
@@ -127,13 +134,15 @@ func checkClient(t *testing.T, c client, subjects map[string]pkix.Name, caSubjec
 	}
 	// Keycloak 26.7 and later also check that the chain ends at a CA of
 	// this subject in its trust store; older versions keep the attribute
-	// and ignore it.
+	// and ignore it. Every CA of a rotation carries the same subject.
 	caDN, err := parseDN(c.Attributes["x509.casubjectdn"])
 	if err != nil {
 		t.Fatalf("x509.casubjectdn: %v", err)
 	}
-	if caDN != canonical(caSubject) {
-		t.Errorf("x509.casubjectdn %q is not the certgen CA's subject %q", c.Attributes["x509.casubjectdn"], caSubject)
+	for i, s := range caSubjects {
+		if caDN != canonical(s) {
+			t.Errorf("x509.casubjectdn %q is not the subject %q of certgen's CA %d (1: the first CA, 2: the next one after rotate-ca)", c.Attributes["x509.casubjectdn"], s, i+1)
+		}
 	}
 }
 

@@ -14,8 +14,6 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
-	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
@@ -35,11 +33,9 @@ var (
 	ErrBadCRL             = errors.New("certgen: unusable CRL file")
 )
 
-// rootCN is the common name of the first CA; later generations append
-// " G<n>" (see nextSubject).
+// rootCN is the common name of every CA certgen creates. A rotation keeps
+// it: see RotateCA.
 const rootCN = "CA A2A Root CA"
-
-var generationCN = regexp.MustCompile(`^` + regexp.QuoteMeta(rootCN) + ` G([0-9]{1,6})$`)
 
 // caYears is the lifetime of every CA certgen creates.
 const caYears = 10
@@ -170,15 +166,18 @@ func certsOf(as []*authority) []*x509.Certificate {
 	return out
 }
 
-// newCA creates a self-signed CA named cn with a new key of kind.
-func newCA(cn, kind string, now time.Time) (der []byte, key crypto.Signer, err error) {
+// newCA creates a self-signed CA with a new key of kind. Its subject is
+// rawSubject, byte for byte, when given (the next CA of a rotation takes the
+// current one's), else CN=CA A2A Root CA, O=CA A2A, C=FR.
+func newCA(rawSubject []byte, kind string, now time.Time) (der []byte, key crypto.Signer, err error) {
 	key, err = newKey(kind, true)
 	if err != nil {
 		return nil, nil, err
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial(),
-		Subject:               pkix.Name{CommonName: cn, Organization: []string{"CA A2A"}, Country: []string{"FR"}},
+		Subject:               pkix.Name{CommonName: rootCN, Organization: []string{"CA A2A"}, Country: []string{"FR"}},
+		RawSubject:            rawSubject,
 		NotBefore:             now.Add(-5 * time.Minute),
 		NotAfter:              now.AddDate(caYears, 0, 0),
 		IsCA:                  true,
@@ -192,17 +191,16 @@ func newCA(cn, kind string, now time.Time) (der []byte, key crypto.Signer, err e
 	return der, key, err
 }
 
-// nextCN names the CA that follows cur: "CA A2A Root CA" is generation 1,
-// its successor "CA A2A Root CA G2", then G3. Two CAs in one bundle never
-// share a subject, so neither a verifier picking issuers by name (openssl)
-// nor one picking CRLs by issuer name can confuse them, and a chain names
-// the CA that signed it.
-func nextCN(cur *x509.Certificate) string {
-	gen := 1
-	if m := generationCN.FindStringSubmatch(cur.Subject.CommonName); m != nil {
-		gen, _ = strconv.Atoi(m[1])
+// caLabel names a CA in messages. Every generation has the same subject,
+// so the label adds what tells them apart: the serial and the start of
+// the key identifier, as `openssl x509 -serial -ext subjectKeyIdentifier`
+// prints them.
+func caLabel(c *x509.Certificate) string {
+	kid := strings.ToUpper(hex.EncodeToString(c.SubjectKeyId))
+	if len(kid) > 8 {
+		kid = kid[:8]
 	}
-	return fmt.Sprintf("%s G%d", rootCN, gen+1)
+	return fmt.Sprintf("%q serial %s key %s", c.Subject.String(), SerialHex(c.SerialNumber), kid)
 }
 
 // keyKind returns the --key-type that made cert's key.

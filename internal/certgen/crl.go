@@ -98,7 +98,7 @@ func Revoke(o RevokeOptions) error {
 	}
 	key, err := issuer.signer()
 	if err != nil {
-		return fmt.Errorf("%w (needed to sign the CRL of %q)", err, issuer.cert.Subject)
+		return fmt.Errorf("%w (needed to sign the CRL of %s)", err, caLabel(issuer.cert))
 	}
 	var entries []x509.RevocationListEntry
 	number := big.NewInt(1)
@@ -114,8 +114,8 @@ func Revoke(o RevokeOptions) error {
 	if err := writeCRLs(o.Dir, cas, revs, map[*authority][]byte{issuer: der}); err != nil {
 		return err
 	}
-	o.Out("revoked   serial %s (%s, issued by %q)", SerialHex(target.SerialNumber), what, issuer.cert.Subject)
-	o.Out("updated   %s (CRL %s of %q, next update %s)", CRLPath(o.Dir), number, issuer.cert.Subject, o.Now.AddDate(0, 0, o.Days).UTC().Format(time.RFC3339))
+	o.Out("revoked   serial %s (%s, issued by %s)", SerialHex(target.SerialNumber), what, caLabel(issuer.cert))
+	o.Out("updated   %s (CRL %s of %s, next update %s)", CRLPath(o.Dir), number, caLabel(issuer.cert), o.Now.AddDate(0, 0, o.Days).UTC().Format(time.RFC3339))
 	return nil
 }
 
@@ -151,7 +151,7 @@ func RefreshCRL(o CRLOptions) error {
 		}
 		key, err := a.signer()
 		if err != nil {
-			return fmt.Errorf("%w (needed to sign the CRL of %q)", err, a.cert.Subject)
+			return fmt.Errorf("%w (needed to sign the CRL of %s)", err, caLabel(a.cert))
 		}
 		number, entries := big.NewInt(1), []x509.RevocationListEntry(nil)
 		if old != nil {
@@ -161,7 +161,7 @@ func RefreshCRL(o CRLOptions) error {
 		if signed[a], err = signCRL(a, key, number, entries, o.Now, o.Days); err != nil {
 			return err
 		}
-		o.Out("signed    CRL %s of %q (%d revoked, next update %s)", number, a.cert.Subject, len(entries), o.Now.AddDate(0, 0, o.Days).UTC().Format(time.RFC3339))
+		o.Out("signed    CRL %s of %s (%d revoked, next update %s)", number, caLabel(a.cert), len(entries), o.Now.AddDate(0, 0, o.Days).UTC().Format(time.RFC3339))
 	}
 	if err := writeCRLs(o.Dir, cas, revs, signed); err != nil {
 		return err
@@ -303,7 +303,7 @@ func issuerOf(cert *x509.Certificate, cas []*authority) *authority {
 func names(cas []*authority) string {
 	q := make([]string, len(cas))
 	for i, a := range cas {
-		q[i] = fmt.Sprintf("%q", a.cert.Subject)
+		q[i] = caLabel(a.cert)
 	}
 	return strings.Join(q, " or ")
 }

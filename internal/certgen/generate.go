@@ -152,7 +152,7 @@ func loadOrCreateCA(o Options, rotating bool) (*authority, crypto.Signer, bool, 
 		nextCert, _ := NextCAPaths(o.Dir)
 		return nil, nil, false, fmt.Errorf("%w: %s exists without a current CA (%s)", ErrIncompleteCA, nextCert, certPath)
 	case o.ForceCA || (!c && !k):
-		der, key, err := newCA(rootCN, o.KeyType, o.Now)
+		der, key, err := newCA(nil, o.KeyType, o.Now)
 		if err != nil {
 			return nil, nil, false, err
 		}

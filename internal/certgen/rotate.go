@@ -22,9 +22,17 @@ type RotateOptions struct {
 	Out     func(format string, args ...any)
 }
 
-// RotateCA starts a CA rotation: it creates the next CA in ca/next/ (named
-// after the current one plus a generation, see nextCN) and writes the
-// bundle as current + next. From then on Generate issues leaves from the
+// RotateCA starts a CA rotation: it creates the next CA in ca/next/ and
+// writes the bundle as current + next.
+//
+// The next CA carries the current one's subject, byte for byte, and a new
+// key (so a new subject key identifier). Keeping the name is what lets the
+// identity provider keep pinning the issuer of client certificates by name
+// (Keycloak's x509.casubjectdn, an exact DN comparison) across rotations.
+// Verifiers tell the two CAs apart by key: Go and OpenSSL 3 pick the issuer
+// whose subject key identifier equals the leaf's authority key identifier
+// and check the signature, Java tries every trust anchor of that name, and
+// certload matches CRLs by signature and key identifier, not by name. From then on Generate issues leaves from the
 // next CA, and RetireCA finishes the rotation. It refuses to start a second
 // rotation.
 func RotateCA(o RotateOptions) error {
@@ -40,7 +48,7 @@ func RotateCA(o RotateOptions) error {
 	if o.KeyType == "" {
 		o.KeyType = keyKind(cur.cert)
 	}
-	der, key, err := newCA(nextCN(cur.cert), o.KeyType, o.Now)
+	der, key, err := newCA(cur.cert.RawSubject, o.KeyType, o.Now)
 	if err != nil {
 		return err
 	}
@@ -55,13 +63,13 @@ func RotateCA(o RotateOptions) error {
 	if err != nil {
 		return err
 	}
-	o.Out("created   %s (%q)", certPath, cert.Subject)
+	o.Out("created   %s (%s)", certPath, caLabel(cert))
 	next = &authority{cert: cert, certPath: certPath, keyPath: keyPath}
 	verb, err := writeBundle(o.Dir, chain(cur, next))
 	if err != nil {
 		return err
 	}
-	o.Out("%-9s %s (%q + %q)", verb, BundlePath(o.Dir), cur.cert.Subject, cert.Subject)
+	o.Out("%-9s %s (serial %s + serial %s)", verb, BundlePath(o.Dir), SerialHex(cur.cert.SerialNumber), SerialHex(cert.SerialNumber))
 	return nil
 }
 
@@ -105,8 +113,8 @@ func RetireCA(o RetireOptions) error {
 		return err
 	}
 	if len(stale) > 0 && !o.Force {
-		return fmt.Errorf("%w %q: %s; re-issue them with certgen --force --agents %s, or retire anyway with certgen retire-ca --force",
-			ErrOldLeaves, cur.cert.Subject, strings.Join(leafPaths(stale), ", "), strings.Join(leafNames(stale), " "))
+		return fmt.Errorf("%w %s: %s; re-issue them with certgen --force --agents %s, or retire anyway with certgen retire-ca --force",
+			ErrOldLeaves, caLabel(cur.cert), strings.Join(leafPaths(stale), ", "), strings.Join(leafNames(stale), " "))
 	}
 	revs, err := readCRLs(o.Dir, chain(cur, next))
 	if err != nil {
@@ -121,7 +129,7 @@ func RetireCA(o RetireOptions) error {
 	if err := writeAtomic(prefix+"-ca-cert.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cur.cert.Raw}), 0o644); err != nil {
 		return err
 	}
-	o.Out("retired   %s (%q)", prefix+"-ca-cert.pem", cur.cert.Subject)
+	o.Out("retired   %s (%s)", prefix+"-ca-cert.pem", caLabel(cur.cert))
 	if old := revs.For(cur.cert); old != nil {
 		if err := writeAtomic(prefix+"-crl.pem", pemCRL(old.List.Raw), 0o644); err != nil {
 			return err
@@ -144,7 +152,7 @@ func RetireCA(o RetireOptions) error {
 		if err := writeCRLs(o.Dir, []*authority{next}, revs, signed); err != nil {
 			return err
 		}
-		o.Out("updated   %s (the CRL of %q only)", CRLPath(o.Dir), next.cert.Subject)
+		o.Out("updated   %s (the CRL of serial %s only)", CRLPath(o.Dir), SerialHex(next.cert.SerialNumber))
 	}
 	// Key first: a certificate is never visible without its key.
 	certPath, keyPath := CAPaths(o.Dir)
@@ -154,12 +162,12 @@ func RetireCA(o RetireOptions) error {
 	if err := writeAtomic(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: next.cert.Raw}), 0o644); err != nil {
 		return err
 	}
-	o.Out("promoted  %s (%q; the old CA key is destroyed)", certPath, next.cert.Subject)
+	o.Out("promoted  %s (%s; the old CA key is destroyed)", certPath, caLabel(next.cert))
 	promoted := &authority{cert: next.cert, certPath: certPath, keyPath: keyPath}
 	if _, err := writeBundle(o.Dir, []*authority{promoted}); err != nil {
 		return err
 	}
-	o.Out("updated   %s (%q only)", BundlePath(o.Dir), next.cert.Subject)
+	o.Out("updated   %s (serial %s only)", BundlePath(o.Dir), SerialHex(next.cert.SerialNumber))
 	if err := os.Remove(next.keyPath); err != nil {
 		return err
 	}
