@@ -35,6 +35,9 @@ var (
 	ErrUntrustedCRL = errors.New("certload: CRL is not signed by a trusted CA")
 )
 
+// ErrRevoked: the certificate is on the CRL of the CA that issued it.
+var ErrRevoked = errors.New("certload: certificate has been revoked")
+
 var (
 	oidExtAuthorityKeyID = asn1.ObjectIdentifier{2, 5, 29, 35}
 	oidExtCRLNumber      = asn1.ObjectIdentifier{2, 5, 29, 20}
@@ -48,18 +51,38 @@ type CRL struct {
 	Issuer *x509.Certificate
 	// List is the parsed list: Number, ThisUpdate, NextUpdate and the
 	// revoked entries (serial, revocation time, reason).
-	List    *x509.RevocationList
-	revoked map[string]struct{}
+	List *x509.RevocationList
+	// revoked holds the serials that fit a serialKey (every serial RFC
+	// 5280 allows, and more); long holds the others, by hex text.
+	revoked map[serialKey]struct{}
+	long    map[string]struct{}
 }
 
 // Revoked reports whether serial is on the list.
 func (c *CRL) Revoked(serial *big.Int) bool {
-	_, ok := c.revoked[serialKey(serial)]
-	return ok
+	if k, ok := keyOf(serial); ok {
+		_, found := c.revoked[k]
+		return found
+	}
+	_, found := c.long[serial.Text(16)]
+	return found
 }
 
 // Len returns the number of revoked certificates on the list.
-func (c *CRL) Len() int { return len(c.revoked) }
+func (c *CRL) Len() int { return len(c.revoked) + len(c.long) }
+
+// covers reports whether this list speaks for cert: the CA that signed the
+// list is the one whose name cert names as its issuer, and, when both carry
+// key identifiers, whose key identifier cert names as its authority key.
+// Every CA of a rotation has the same name (certgen keeps it), so the key
+// identifier is what tells them apart; without one, both same-named CAs'
+// lists apply, which can only refuse more.
+func (c *CRL) covers(cert *x509.Certificate) bool {
+	if !bytes.Equal(c.Issuer.RawSubject, cert.RawIssuer) {
+		return false
+	}
+	return len(cert.AuthorityKeyId) == 0 || len(c.Issuer.SubjectKeyId) == 0 || bytes.Equal(cert.AuthorityKeyId, c.Issuer.SubjectKeyId)
+}
 
 // Revocations is the set of revoked certificates of a CRL file: at most one
 // verified CRL per trusted CA. A nil *Revocations revokes nothing (no CRL is
@@ -90,20 +113,17 @@ func (r *Revocations) For(ca *x509.Certificate) *CRL {
 }
 
 // IsRevoked reports whether cert is on the CRL of its issuer. cert must
-// already be verified against the CAs the Revocations was parsed with; the
-// issuer is found by name, and when two trusted CAs share a name the serial
-// is looked up in both, which can only refuse more. The cost is one map
-// lookup per CRL, cheap enough for every request of a connection.
+// already be verified against the CAs the Revocations was parsed with. The
+// issuer's list is found by name and authority key identifier (see
+// CRL.covers), so of two CAs that share a name only the one that signed
+// cert is asked. The cost is a few byte comparisons and one map lookup per
+// CRL, without allocating: cheap enough for every request of a connection.
 func (r *Revocations) IsRevoked(cert *x509.Certificate) bool {
-	if r == nil || cert == nil {
+	if r == nil || cert == nil || cert.SerialNumber == nil {
 		return false
 	}
-	key := serialKey(cert.SerialNumber)
 	for _, c := range r.crls {
-		if !bytes.Equal(c.Issuer.RawSubject, cert.RawIssuer) {
-			continue
-		}
-		if _, ok := c.revoked[key]; ok {
+		if c.covers(cert) && c.Revoked(cert.SerialNumber) {
 			return true
 		}
 	}
@@ -193,7 +213,7 @@ func parseCRL(der []byte, origin string, n int, cas []*x509.Certificate) (*CRL, 
 			return nil, fmt.Errorf("%w in %s (CRL %d): unsupported critical extension %s", ErrMalformedCRL, origin, n, ext.Id)
 		}
 	}
-	c := &CRL{Issuer: issuer, List: list, revoked: make(map[string]struct{}, len(list.RevokedCertificateEntries))}
+	c := &CRL{Issuer: issuer, List: list, revoked: make(map[serialKey]struct{}, len(list.RevokedCertificateEntries))}
 	for _, e := range list.RevokedCertificateEntries {
 		for _, ext := range e.Extensions {
 			// A critical entry extension such as certificateIssuer changes
@@ -202,7 +222,17 @@ func parseCRL(der []byte, origin string, n int, cas []*x509.Certificate) (*CRL, 
 				return nil, fmt.Errorf("%w in %s (CRL %d): unsupported critical entry extension %s", ErrMalformedCRL, origin, n, ext.Id)
 			}
 		}
-		c.revoked[serialKey(e.SerialNumber)] = struct{}{}
+		if e.SerialNumber == nil {
+			continue
+		}
+		if k, ok := keyOf(e.SerialNumber); ok {
+			c.revoked[k] = struct{}{}
+		} else {
+			if c.long == nil {
+				c.long = map[string]struct{}{}
+			}
+			c.long[e.SerialNumber.Text(16)] = struct{}{}
+		}
 	}
 	return c, nil
 }
@@ -217,9 +247,24 @@ func issuerName(list *x509.RevocationList) string {
 	return strconv.Quote(s)
 }
 
-func serialKey(serial *big.Int) string {
-	if serial == nil {
-		return ""
+// maxKeyedSerial is the longest serial, in bytes, a serialKey holds:
+// RFC 5280 allows 20 octets; Go's parsers accept more.
+const maxKeyedSerial = 32
+
+// serialKey is a serial as a comparable value, so that looking one up
+// needs no allocation (big.Int.Text would allocate on every request).
+type serialKey struct {
+	neg bool
+	abs [maxKeyedSerial]byte // big-endian, left-padded with zeros
+}
+
+// keyOf returns serial's key, or false when it is too long for one.
+func keyOf(serial *big.Int) (serialKey, bool) {
+	var k serialKey
+	if serial == nil || serial.BitLen() > 8*maxKeyedSerial {
+		return k, false
 	}
-	return serial.Text(16)
+	k.neg = serial.Sign() < 0
+	serial.FillBytes(k.abs[:])
+	return k, true
 }

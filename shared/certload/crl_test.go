@@ -20,7 +20,7 @@ import (
 
 // crlOf signs a CRL listing serials with issuer's key; edit adjusts the
 // template before signing.
-func crlOf(t *testing.T, issuer *x509.Certificate, key crypto.Signer, number int64, serials []*big.Int, edit func(*x509.RevocationList)) []byte {
+func crlOf(t testing.TB, issuer *x509.Certificate, key crypto.Signer, number int64, serials []*big.Int, edit func(*x509.RevocationList)) []byte {
 	t.Helper()
 	now := time.Now()
 	tmpl := &x509.RevocationList{Number: big.NewInt(number), ThisUpdate: now.Add(-time.Minute), NextUpdate: now.Add(30 * 24 * time.Hour)}

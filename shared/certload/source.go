@@ -34,7 +34,8 @@ type Options struct {
 	Usage Usage
 	// Logger receives rotation events; nil means slog.Default().
 	Logger *slog.Logger
-	// PollInterval is how often file sources check for changes (default 5s).
+	// PollInterval is how often file sources check for changes (default
+	// DefaultPollInterval).
 	PollInterval time.Duration
 	// Now returns the current time (tests); nil means time.Now.
 	Now func() time.Time
@@ -99,7 +100,7 @@ func WatchFiles(certPath, keyPath, caPath string, opts Options) (*Files, error) 
 	}
 	interval := opts.PollInterval
 	if interval <= 0 {
-		interval = 5 * time.Second
+		interval = DefaultPollInterval
 	}
 	go f.watch(interval)
 	return f, nil

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"math/big"
 	"time"
 )
 
@@ -14,6 +15,8 @@ type ServerOptions struct {
 	// certificate (MTLS_REQUIRE_CLIENT_CERT). When false a certificate is
 	// still requested, and verified when one is presented.
 	RequireClientCert bool
+	// CRL, when set, refuses a client certificate its issuer revoked.
+	CRL CRLSource
 	// Now returns the current time (tests); nil means time.Now.
 	Now func() time.Time
 }
@@ -23,9 +26,13 @@ type ServerOptions struct {
 // rotation applies to the next connection and leaves those in flight alone.
 // Client certificates are verified in VerifyConnection, which also runs on
 // resumed sessions: they must chain to the CA, be inside their validity
-// window and carry clientAuth; then authorize decides whether that client
-// may connect at all. authorize is required: nil refuses every client
-// certificate.
+// window, carry clientAuth and, with a CRL, not be revoked; then authorize
+// decides whether that client may connect at all. authorize is required:
+// nil refuses every client certificate.
+//
+// The handshake is where a connection starts; a connection may outlive the
+// certificate it was opened with, so a server also checks every request
+// (CheckPeer).
 func ServerConfig(src Source, authorize Authorizer, opts ServerOptions) *tls.Config {
 	now := opts.Now
 	if now == nil {
@@ -52,6 +59,9 @@ func ServerConfig(src Source, authorize Authorizer, opts ServerOptions) *tls.Con
 			if err := VerifyChain(leaf, cs.PeerCertificates[1:], src.Bundle().Roots, x509.ExtKeyUsageClientAuth, now()); err != nil {
 				return fmt.Errorf("certload: client certificate: %w", err)
 			}
+			if err := checkRevoked(opts.CRL, leaf); err != nil {
+				return fmt.Errorf("certload: client certificate: %w", err)
+			}
 			return authorize.authorize(leaf)
 		},
 	}
@@ -71,6 +81,10 @@ type ClientOptions struct {
 	SystemRoots bool
 	// SessionCache enables TLS session resumption; nil disables it.
 	SessionCache tls.ClientSessionCache
+	// CRL, when set, refuses a server certificate its issuer revoked (the
+	// revocations apply to the project CA's certificates; the system roots
+	// have none here).
+	CRL CRLSource
 	// Now returns the current time (tests); nil means time.Now.
 	Now func() time.Time
 }
@@ -117,7 +131,26 @@ func ClientConfig(src Source, authorize Authorizer, opts ClientOptions) *tls.Con
 			if err != nil {
 				return fmt.Errorf("certload: server certificate: %w", err)
 			}
+			if err := checkRevoked(opts.CRL, leaf); err != nil {
+				return fmt.Errorf("certload: server certificate: %w", err)
+			}
 			return authorize.authorize(leaf)
 		},
 	}
+}
+
+// checkRevoked refuses leaf when crl (nil: none) lists it.
+func checkRevoked(crl CRLSource, leaf *x509.Certificate) error {
+	if crl == nil || !crl.Revocations().IsRevoked(leaf) {
+		return nil
+	}
+	return fmt.Errorf("%w (serial %s, issuer %s)", ErrRevoked, serialText(leaf.SerialNumber), leaf.Issuer)
+}
+
+// serialText formats a serial as openssl and certgen print it.
+func serialText(n *big.Int) string {
+	if n == nil {
+		return "none"
+	}
+	return fmt.Sprintf("%X", n.Bytes())
 }
