@@ -525,3 +525,118 @@ func TestAllowedAlgorithmsCannotBeWidened(t *testing.T) {
 		t.Fatalf("HS256 token: err = %v, want ErrInvalidToken", err)
 	}
 }
+
+// TestWithdrawnSigningKey: the identity provider removes key A and
+// publishes key B. After the next background refresh a token signed with A
+// is refused (unknown kid) although its verification was cached, and a
+// token signed with B is accepted; neither request triggers or waits for a
+// refresh (the provider is down by then, so one that needed a fetch would
+// fail).
+func TestWithdrawnSigningKey(t *testing.T) {
+	ca := pki.NewCA(t, "CA")
+	idp := tokens.New(t, ca)
+	ks := idp.KeySet(t, binding.KeySetOptions{RefreshInterval: 50 * time.Millisecond, UnknownKIDInterval: time.Hour, Logger: quiet})
+	v := newVerifier(t, ks, nil)
+	lambda := ca.Issue(t, "lambda")
+	claims := tokens.Claims(lambda.Cert)
+	keyA := idp.EC
+	tokenA := idp.Mint(t, keyA, claims, nil)
+	for range 2 { // verified, then served from the cache
+		if _, err := v.Verify(t.Context(), tokenA, lambda.Cert); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Requests keep flowing while the keys change under them.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				_, _ = v.Verify(t.Context(), tokenA, lambda.Cert)
+			}
+		}
+	})
+
+	removed := time.Now()
+	idp.RemoveKey(keyA.KID)
+	keyB := idp.AddKey(t, "ec-B")
+	waitUntil(t, "a background refresh after the change", func() bool {
+		st := ks.Status()
+		return st.LastSuccess.After(removed) && st.LastError == nil
+	})
+	idp.SetDown(true)
+	close(stop)
+	wg.Wait()
+
+	_, err := v.Verify(t.Context(), tokenA, lambda.Cert)
+	if !errors.Is(err, binding.ErrUnknownKey) || !strings.Contains(err.Error(), "withdrew") {
+		t.Fatalf("token of the withdrawn key: %v, want ErrUnknownKey refused at once", err)
+	}
+	if got := binding.Reason(err); got != "token signed with an unknown key" {
+		t.Errorf("reason %q", got)
+	}
+	if _, err := v.Verify(t.Context(), idp.Mint(t, keyB, claims, nil), lambda.Cert); err != nil {
+		t.Fatalf("token of the new key: %v", err)
+	}
+	if _, err := v.Verify(t.Context(), idp.Mint(t, idp.RSA, claims, nil), lambda.Cert); err != nil {
+		t.Fatalf("token of a key that stayed: %v", err)
+	}
+}
+
+// TestSigningKeyChanges: what a refresh does to cached verifications, key
+// by key.
+func TestSigningKeyChanges(t *testing.T) {
+	ca := pki.NewCA(t, "CA")
+	lambda := ca.Issue(t, "lambda")
+	claims := tokens.Claims(lambda.Cert)
+	t.Run("a kid republished with another key", func(t *testing.T) {
+		idp := tokens.New(t, ca)
+		ks := idp.KeySet(t, binding.KeySetOptions{RefreshInterval: 20 * time.Millisecond, UnknownKIDInterval: time.Hour, Logger: quiet})
+		v := newVerifier(t, ks, nil)
+		token := idp.Mint(t, idp.EC, claims, nil)
+		if _, err := v.Verify(t.Context(), token, lambda.Cert); err != nil {
+			t.Fatal(err)
+		}
+		other := idp.AddKey(t, "other")
+		idp.RemoveKey(other.KID)
+		changed := time.Now()
+		idp.PublishKey(&tokens.Key{KID: idp.EC.KID, Alg: "ES256", Signer: other.Signer})
+		waitUntil(t, "a refresh", func() bool { return ks.Status().LastSuccess.After(changed) })
+		if _, err := v.Verify(t.Context(), token, lambda.Cert); !errors.Is(err, jwt.ErrTokenSignatureInvalid) {
+			t.Fatalf("cached token of the replaced key: %v, want a bad signature", err)
+		}
+	})
+	t.Run("a withdrawn kid published again", func(t *testing.T) {
+		idp := tokens.New(t, ca)
+		ks := idp.KeySet(t, binding.KeySetOptions{RefreshInterval: 20 * time.Millisecond, UnknownKIDInterval: time.Hour, Logger: quiet})
+		v := newVerifier(t, ks, nil)
+		token := idp.Mint(t, idp.EC, claims, nil)
+		removed := time.Now()
+		idp.RemoveKey(idp.EC.KID)
+		waitUntil(t, "a refresh", func() bool { return ks.Status().LastSuccess.After(removed) })
+		if _, err := v.Verify(t.Context(), token, lambda.Cert); !errors.Is(err, binding.ErrUnknownKey) {
+			t.Fatalf("withdrawn: %v", err)
+		}
+		back := time.Now()
+		idp.PublishKey(idp.EC)
+		waitUntil(t, "a refresh", func() bool { return ks.Status().LastSuccess.After(back) })
+		if _, err := v.Verify(t.Context(), token, lambda.Cert); err != nil {
+			t.Fatalf("published again: %v", err)
+		}
+	})
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 10s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -2,6 +2,7 @@ package binding
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -14,6 +15,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/MicahParks/jwkset"
@@ -31,7 +33,8 @@ type KeySetOptions struct {
 	// by an unknown kid (default one minute). The start-up fetch does not count.
 	UnknownKIDInterval time.Duration
 	// RefreshInterval is how often keys are refreshed in the background
-	// (default 10 minutes).
+	// (default DefaultRefreshInterval; JWKS_REFRESH_INTERVAL). It bounds how
+	// long a key the identity provider withdrew keeps verifying tokens.
 	RefreshInterval time.Duration
 	// Logger receives refresh failures; nil means slog.Default().
 	Logger *slog.Logger
@@ -46,6 +49,12 @@ type KeySetOptions struct {
 // maxJWKSBytes bounds what a JWKS endpoint may send.
 const maxJWKSBytes = 1 << 20
 
+// DefaultRefreshInterval is the default of KeySetOptions.RefreshInterval.
+const DefaultRefreshInterval = 10 * time.Minute
+
+// maxWithdrawn bounds how many withdrawn kids a KeySet remembers.
+const maxWithdrawn = 64
+
 // KeySet caches the signing keys of the identity provider.
 //
 // Its refresh policy differs from keyfunc's defaults on purpose: a token
@@ -53,6 +62,12 @@ const maxJWKSBytes = 1 << 20
 // concurrent requests with an unknown kid share the refresh in flight and its
 // result; a request that can trigger no refresh is refused at once, never held
 // waiting; a failed refresh keeps the cached keys.
+//
+// A key that a refresh no longer finds (or finds under its kid with other
+// key material) is withdrawn: its keyState is marked, which invalidates at
+// once every verification the Verifier cached with it, and a token naming
+// its kid is refused at once, without a refresh of its own, until a
+// refresh publishes the kid again.
 type KeySet struct {
 	url    string
 	client *http.Client
@@ -61,6 +76,9 @@ type KeySet struct {
 
 	store *jwkset.MemoryJWKSet
 	kf    keyfunc.Keyfunc
+	// live maps each published kid to its state; replaced, never mutated,
+	// by each successful refresh, so requests read it without a lock.
+	live atomic.Pointer[map[string]*keyState]
 
 	mu          sync.Mutex
 	inflight    *refreshCall // refresh in flight, joined by concurrent callers
@@ -68,6 +86,7 @@ type KeySet struct {
 	lastOK      time.Time
 	lastErr     error
 	keys        int
+	withdrawn   map[string]time.Time // kids a refresh dropped, when
 
 	stop chan struct{}
 	done chan struct{}
@@ -78,6 +97,18 @@ type refreshCall struct {
 	done chan struct{}
 	err  error
 }
+
+// keyState is one published signing key as this process holds it.
+// Verified tokens are cached with the keyState of the key that verified
+// them; a cache hit is good only while the key is not withdrawn, which
+// costs one atomic load.
+type keyState struct {
+	pub       any // the public key, to notice a kid that now names another key
+	withdrawn atomic.Bool
+}
+
+// current reports whether the key is still published.
+func (s *keyState) current() bool { return s != nil && !s.withdrawn.Load() }
 
 // NewKeySet fetches the JWKS at url once and starts refreshing it in the
 // background until Close. A failed first fetch is logged and reported by
@@ -94,7 +125,7 @@ func NewKeySet(ctx context.Context, url string, opts KeySetOptions) (*KeySet, er
 		opts.UnknownKIDInterval = time.Minute
 	}
 	if opts.RefreshInterval <= 0 {
-		opts.RefreshInterval = 10 * time.Minute
+		opts.RefreshInterval = DefaultRefreshInterval
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -109,7 +140,8 @@ func NewKeySet(ctx context.Context, url string, opts KeySetOptions) (*KeySet, er
 		return nil, fmt.Errorf("binding: %w", err)
 	}
 	k := &KeySet{url: url, client: opts.Client, opts: opts, log: log, store: store, kf: kf,
-		stop: make(chan struct{}), done: make(chan struct{})}
+		withdrawn: map[string]time.Time{}, stop: make(chan struct{}), done: make(chan struct{})}
+	k.live.Store(&map[string]*keyState{})
 	if err := k.refresh(ctx); err != nil {
 		log.Error("JWKS fetch at start-up failed; tokens are refused until keys are loaded", "jwks_url", url, "error", err)
 	}
@@ -156,12 +188,23 @@ func (k *KeySet) background() {
 }
 
 // Keyfunc resolves the verification key of token. It refuses tokens without
-// kid and, for an unknown kid, refreshes at most as the policy allows.
+// kid and, for an unknown kid, refreshes at most as the policy allows; a
+// kid that a refresh withdrew is refused at once.
 func (k *KeySet) Keyfunc(ctx context.Context) jwt.Keyfunc {
+	return k.keyfunc(ctx, nil)
+}
+
+// keyfunc is Keyfunc that also reports, in *state, the keyState of the key
+// it returned (nil when the key was withdrawn meanwhile).
+func (k *KeySet) keyfunc(ctx context.Context, state **keyState) jwt.Keyfunc {
 	lookup := k.kf.KeyfuncCtx(ctx)
 	return func(token *jwt.Token) (any, error) {
+		kid, _ := token.Header["kid"].(string)
 		key, err := lookup(token)
 		if errors.Is(err, jwkset.ErrKeyNotFound) {
+			if k.isWithdrawn(kid) {
+				return nil, fmt.Errorf("%w: the identity provider withdrew it", ErrUnknownKey)
+			}
 			if rerr := k.refreshForUnknownKID(ctx); rerr != nil {
 				return nil, fmt.Errorf("%w: %v", ErrUnknownKey, rerr)
 			}
@@ -181,6 +224,9 @@ func (k *KeySet) Keyfunc(ctx context.Context) jwt.Keyfunc {
 		}
 		if err := fitsKey(token, key); err != nil {
 			return nil, err
+		}
+		if state != nil {
+			*state = (*k.live.Load())[kid]
 		}
 		return key, nil
 	}
@@ -210,6 +256,15 @@ func fitsKey(token *jwt.Token, key any) error {
 		return fmt.Errorf("%w: %s does not fit the key %T", ErrAlgNotAllowed, alg, key)
 	}
 	return nil
+}
+
+// isWithdrawn reports whether a refresh dropped kid and none published it
+// again since.
+func (k *KeySet) isWithdrawn(kid string) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	_, ok := k.withdrawn[kid]
+	return ok
 }
 
 var errRefreshLimited = errors.New("refresh for an unknown kid already done in the last interval")
@@ -283,8 +338,54 @@ func (k *KeySet) replace(ctx context.Context) error {
 		k.lastErr = err
 		return err
 	}
+	k.publish(keys)
 	k.keys, k.lastOK, k.lastErr = len(keys), k.opts.Now(), nil
 	return nil
+}
+
+// publish makes keys the published set (k.mu held): a kid that stays with
+// the same key keeps its state, and so its cached verifications; a kid
+// that is gone, or names another key now, is withdrawn.
+func (k *KeySet) publish(keys []jwkset.JWK) {
+	old := *k.live.Load()
+	next := make(map[string]*keyState, len(keys))
+	for _, jwk := range keys {
+		kid, pub := jwk.Marshal().KID, jwk.Key()
+		if s, ok := old[kid]; ok && samePublicKey(s.pub, pub) {
+			next[kid] = s
+		} else {
+			next[kid] = &keyState{pub: pub}
+		}
+		delete(k.withdrawn, kid)
+	}
+	k.live.Store(&next)
+	now := k.opts.Now()
+	for kid, s := range old {
+		if next[kid] == s {
+			continue
+		}
+		s.withdrawn.Store(true)
+		if _, still := next[kid]; still {
+			continue // another key under the same kid: tokens are checked against it
+		}
+		k.withdrawn[kid] = now
+		k.log.Info("signing key withdrawn by the identity provider; tokens it signed are refused from now on", "kid", kid)
+	}
+	for len(k.withdrawn) > maxWithdrawn {
+		var oldest string
+		for kid, at := range k.withdrawn {
+			if oldest == "" || at.Before(k.withdrawn[oldest]) {
+				oldest = kid
+			}
+		}
+		delete(k.withdrawn, oldest)
+	}
+}
+
+func samePublicKey(a, b any) bool {
+	type equaler interface{ Equal(crypto.PublicKey) bool }
+	e, ok := a.(equaler)
+	return ok && e.Equal(b)
 }
 
 func (k *KeySet) fetch(ctx context.Context) ([]jwkset.JWK, error) {

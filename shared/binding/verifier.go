@@ -64,8 +64,15 @@ type Config struct {
 type Verifier struct {
 	cfg    Config
 	parser *jwt.Parser
-	cache  *lru.Cache[[sha256.Size]byte, *Claims]
+	cache  *lru.Cache[[sha256.Size]byte, verified]
 	log    *slog.Logger
+}
+
+// verified is a cached verification: the claims, and the state of the key
+// that verified the signature. It is good while that key is published.
+type verified struct {
+	claims *Claims
+	key    *keyState
 }
 
 // NewVerifier returns a Verifier for cfg.
@@ -97,7 +104,7 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 		if size == 0 {
 			size = 10000
 		}
-		c, err := lru.New[[sha256.Size]byte, *Claims](size)
+		c, err := lru.New[[sha256.Size]byte, verified](size)
 		if err != nil {
 			return nil, fmt.Errorf("binding: %w", err)
 		}
@@ -110,8 +117,9 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 // the connection the token arrived on. It returns the verified claims.
 //
 // The signature and claims of a token are verified once; a later request
-// with the same token reuses the verified claims until exp. The binding is
-// checked on every call, against that call's certificate.
+// with the same token reuses the verified claims until exp, or until a JWKS
+// refresh withdraws the key that signed it, whichever comes first. The
+// binding is checked on every call, against that call's certificate.
 func (v *Verifier) Verify(ctx context.Context, raw string, leaf *x509.Certificate) (*Claims, error) {
 	if raw == "" {
 		return nil, ErrNoToken
@@ -142,15 +150,22 @@ func (v *Verifier) claims(ctx context.Context, raw string) (*Claims, error) {
 	now := v.cfg.Now()
 	if v.cache != nil {
 		if c, ok := v.cache.Get(key); ok {
-			if now.Before(c.ExpiresAt.Time) {
-				return c, nil
+			switch {
+			case !c.key.current():
+				// The key was withdrawn: verify again, which refuses
+				// the token (unknown kid) unless the key came back.
+				v.cache.Remove(key)
+			case now.Before(c.claims.ExpiresAt.Time):
+				return c.claims, nil
+			default:
+				v.cache.Remove(key)
+				return nil, fmt.Errorf("%w: %w", ErrInvalidToken, jwt.ErrTokenExpired)
 			}
-			v.cache.Remove(key)
-			return nil, fmt.Errorf("%w: %w", ErrInvalidToken, jwt.ErrTokenExpired)
 		}
 	}
 	claims := new(Claims)
-	keyfunc := v.cfg.Keys.Keyfunc(ctx)
+	var state *keyState
+	keyfunc := v.cfg.Keys.keyfunc(ctx, &state)
 	tok, err := v.parser.ParseWithClaims(raw, claims, func(t *jwt.Token) (any, error) {
 		if err := checkHeader(t.Header); err != nil {
 			return nil, err
@@ -164,8 +179,10 @@ func (v *Verifier) claims(ctx context.Context, raw string) (*Claims, error) {
 	if !now.Before(claims.ExpiresAt.Time) {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidToken, jwt.ErrTokenExpired)
 	}
-	if v.cache != nil {
-		v.cache.Add(key, claims)
+	// A key withdrawn between its lookup and here verified this request,
+	// but nothing is cached with it.
+	if v.cache != nil && state.current() {
+		v.cache.Add(key, verified{claims: claims, key: state})
 	}
 	return claims, nil
 }

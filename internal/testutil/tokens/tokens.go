@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -136,6 +137,21 @@ func (p *IdP) AddKey(t testing.TB, kid string) *Key {
 	p.keys = append(p.keys, key)
 	p.mu.Unlock()
 	return key
+}
+
+// RemoveKey stops publishing the key kid (the identity provider withdraws
+// it).
+func (p *IdP) RemoveKey(kid string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.keys = slices.DeleteFunc(p.keys, func(k *Key) bool { return k.KID == kid })
+}
+
+// PublishKey publishes key, replacing any key published under its kid.
+func (p *IdP) PublishKey(key *Key) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.keys = append(slices.DeleteFunc(p.keys, func(k *Key) bool { return k.KID == key.KID }), key)
 }
 
 func (p *IdP) serveJWKS(w http.ResponseWriter, r *http.Request) {
