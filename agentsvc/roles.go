@@ -29,7 +29,7 @@ var descriptions = map[string]string{
 
 // build assembles the role cfg.Name: its skills, its health checks, its own
 // metrics and what must be closed at exit.
-func build(ctx context.Context, cfg *config.Config, src certload.Source, log *slog.Logger, m *metrics.Agent) (server.Agent, func(), error) {
+func build(ctx context.Context, cfg *config.Config, src certload.Source, crl certload.CRLSource, log *slog.Logger, m *metrics.Agent) (server.Agent, func(), error) {
 	agent := server.Agent{Name: cfg.Name, Description: descriptions[cfg.Name], Checks: map[string]server.HealthCheck{}}
 	noop := func() {}
 	switch cfg.Name {
@@ -62,7 +62,7 @@ func build(ctx context.Context, cfg *config.Config, src certload.Source, log *sl
 		return agent, func() { store.Close() }, nil
 	case agentapi.Orchestrator:
 		tokens, err := tokensource.New(tokensource.Config{TokenURL: cfg.TokenURL, ClientID: cfg.ClientID, Certificate: src,
-			ServerName: cfg.ServerName, Logger: log})
+			ServerName: cfg.ServerName, CRL: crl, Logger: log})
 		if err != nil {
 			return agent, noop, err
 		}
@@ -71,7 +71,7 @@ func build(ctx context.Context, cfg *config.Config, src certload.Source, log *sl
 			peers[p] = cfg.PeerURLs[p]
 		}
 		m.EnablePeerCalls()
-		client, err := agentclient.New(agentclient.Config{Certificate: src, Tokens: tokens, Peers: peers, SkipVerify: !cfg.VerifyServer, Observer: m})
+		client, err := agentclient.New(agentclient.Config{Certificate: src, Tokens: tokens, Peers: peers, SkipVerify: !cfg.VerifyServer, Observer: m, CRL: crl})
 		if err != nil {
 			return agent, noop, err
 		}

@@ -2,6 +2,7 @@ package agentsvc
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -42,13 +43,24 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(a
 	for _, w := range cfg.Warnings() {
 		log.Warn("protection switched off", "detail", w)
 	}
-	src, closeCert, err := certload.Load(cfg.Cert, certload.Options{Usage: certload.UsageServerAndClient, Logger: log})
+	certOpts := certload.Options{Usage: certload.UsageServerAndClient, Logger: log, PollInterval: cfg.PollInterval}
+	src, closeCert, err := certload.Load(cfg.Cert, certOpts)
 	if err != nil {
 		return startup(err)
 	}
 	defer closeCert()
 	if id, err := agentapi.Identity(src.Bundle().Leaf()); err != nil || id != cfg.Name {
 		return startup(fmt.Errorf("certificate identity %q does not match AGENT_NAME %q", id, cfg.Name))
+	}
+	// The CRL is checked against the CAs of src, again whenever they change.
+	watcher, err := certload.LoadCRL(cfg.CRL, src, certOpts)
+	if err != nil {
+		return startup(fmt.Errorf("revocation list (MTLS_CRL_PATH, MTLS_CRL): %w", err))
+	}
+	defer watcher.Close()
+	var crl certload.CRLSource // nil without a CRL, not a nil *CRLWatcher
+	if watcher != nil {
+		crl = watcher
 	}
 
 	var emfOut io.Writer
@@ -57,8 +69,8 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(a
 	}
 	m := metrics.New(metrics.Options{Agent: cfg.Name, Certificate: src, EMF: emfOut, Logger: log})
 
-	idp := tokensource.ProviderClient(src, cfg.ServerName, tokensource.ProviderClientOptions{Timeout: 10 * time.Second, SkipVerify: !cfg.VerifyServer})
-	keys, err := binding.NewKeySet(ctx, cfg.JWKSURL, binding.KeySetOptions{Client: idp, Logger: log, OnRefresh: m.JWKSRefreshed})
+	idp := tokensource.ProviderClient(src, cfg.ServerName, tokensource.ProviderClientOptions{Timeout: 10 * time.Second, SkipVerify: !cfg.VerifyServer, CRL: crl})
+	keys, err := binding.NewKeySet(ctx, cfg.JWKSURL, binding.KeySetOptions{Client: idp, Logger: log, OnRefresh: m.JWKSRefreshed, RefreshInterval: cfg.JWKSRefresh})
 	if err != nil {
 		return startup(err)
 	}
@@ -69,7 +81,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(a
 		return startup(err)
 	}
 
-	agent, closeAgent, err := build(ctx, cfg, src, log, m)
+	agent, closeAgent, err := build(ctx, cfg, src, crl, log, m)
 	if err != nil {
 		return startup(err)
 	}
@@ -88,11 +100,16 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(a
 	}
 	cardURL, cardTokenURL := cardURLs(cfg)
 	srv, err := server.New(server.Options{Agent: agent, Policy: pol, Verifier: verifier, Logger: log,
-		URL: cardURL, TokenURL: cardTokenURL, Metrics: m, Certificate: src})
+		URL: cardURL, TokenURL: cardTokenURL, Metrics: m, Certificate: src,
+		// Every request: the connection's certificate is still valid, its
+		// CA still trusted and it is not revoked (docs/operations.md).
+		PeerCheck: func(chain []*x509.Certificate) error {
+			return certload.CheckPeer(chain, src.Bundle(), watcher.Revocations(), time.Now())
+		}})
 	if err != nil {
 		return startup(err)
 	}
-	var tlsCfg = certload.ServerConfig(src, agentapi.AuthorizeAny(), certload.ServerOptions{RequireClientCert: cfg.RequireClientCert})
+	var tlsCfg = certload.ServerConfig(src, agentapi.AuthorizeAny(), certload.ServerOptions{RequireClientCert: cfg.RequireClientCert, CRL: crl})
 	if !cfg.MTLSEnabled {
 		tlsCfg = nil
 	}

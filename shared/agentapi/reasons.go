@@ -51,13 +51,17 @@ const (
 	// nothing).
 	ReasonMethodForbidden = "method_forbidden"
 
-	// ReasonCertificateRevoked is reserved for the revocation check of a
-	// client certificate on a kept-alive connection: the certificate was
-	// revoked after the handshake.
+	// ReasonCertificateRevoked: the client certificate of a kept-alive
+	// connection was revoked after its handshake (the CRL now lists it).
 	ReasonCertificateRevoked = "certificate_revoked"
-	// ReasonCertificateExpired is reserved for the same check: the
-	// certificate expired after the handshake.
+	// ReasonCertificateExpired: the client certificate of a kept-alive
+	// connection is outside its validity now (it expired after the
+	// handshake, or a clock step put it before notBefore).
 	ReasonCertificateExpired = "certificate_expired"
+	// ReasonCertificateUntrusted: the client certificate of a kept-alive
+	// connection no longer chains to a trusted CA (its CA was retired from
+	// the bundle after the handshake).
+	ReasonCertificateUntrusted = "certificate_untrusted"
 )
 
 // reasons lists every code in the order of the chain.
@@ -65,7 +69,7 @@ var reasons = []string{
 	ReasonMissingToken, ReasonMalformedToken, ReasonHeaderRefused, ReasonAlgNotAllowed, ReasonUnknownKID,
 	ReasonBadSignature, ReasonExpired, ReasonNotYetValid, ReasonBadIssuer, ReasonBadAudience,
 	ReasonUnboundToken, ReasonBindingMismatch, ReasonBodyTooLarge, ReasonMethodForbidden,
-	ReasonCertificateRevoked, ReasonCertificateExpired,
+	ReasonCertificateRevoked, ReasonCertificateExpired, ReasonCertificateUntrusted,
 }
 
 // Reasons returns every refusal reason code (a copy). A metric label takes

@@ -49,6 +49,10 @@ type Config struct {
 	Peers map[string]string
 	// SkipVerify turns off server verification (MTLS_VERIFY_SERVER=false).
 	SkipVerify bool
+	// CRL, when set, refuses a peer whose certificate the CA revoked, at
+	// the handshake; when it changes, kept-alive connections are dropped,
+	// so the next call to each peer is a new handshake.
+	CRL certload.CRLSource
 	// HandshakeCounter, when set, counts TLS handshakes, full or resumed
 	// (tests, benchmarks).
 	HandshakeCounter *atomic.Int64
@@ -72,6 +76,8 @@ type Client struct {
 	nextID atomic.Int64
 	// rotation watches the certificate the transports were built for.
 	rotation certload.Rotation
+	// revs is the CRL the transports' connections were checked against.
+	revs atomic.Pointer[certload.Revocations]
 }
 
 // peer is one agent's URL and the transport that reaches it. The transport
@@ -90,6 +96,9 @@ func New(cfg Config) (*Client, error) {
 		return nil, errors.New("agentclient: certificate and token source are required")
 	}
 	c := &Client{cfg: cfg, peers: make(map[string]*peer, len(cfg.Peers))}
+	if cfg.CRL != nil {
+		c.revs.Store(cfg.CRL.Revocations())
+	}
 	// One session cache for all peers: reconnecting resumes the TLS session.
 	// A resumed session carries the certificate it was made with, so the
 	// cache is keyed by the current certificate: after a rotation no
@@ -103,6 +112,7 @@ func New(cfg Config) (*Client, error) {
 			ServerName:   agentapi.DNSName(name),
 			SkipVerify:   cfg.SkipVerify,
 			SessionCache: sessions,
+			CRL:          cfg.CRL,
 		})
 		if cfg.HandshakeCounter != nil {
 			inner := tlsCfg.VerifyConnection
@@ -287,9 +297,17 @@ func decodeResponse(agent, method string, resp *response, result any) error {
 
 // dropConnectionsOnRotation retires every connection when the caller's
 // certificate rotated: they present the old certificate, to which a fresh
-// token is not bound. New transports serve from now on.
+// token is not bound; and when the CRL changed: a peer it now revokes must
+// be refused, which only a new handshake does. New transports serve from
+// now on.
 func (c *Client) dropConnectionsOnRotation() {
-	if _, rotated := c.rotation.Check(c.cfg.Certificate); !rotated {
+	_, rotated := c.rotation.Check(c.cfg.Certificate)
+	if c.cfg.CRL != nil {
+		if now := c.cfg.CRL.Revocations(); c.revs.Swap(now) != now {
+			rotated = true
+		}
+	}
+	if !rotated {
 		return
 	}
 	for _, p := range c.peers {

@@ -6,6 +6,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/ca-a2a/ca-a2a/shared/agentapi"
+	"github.com/ca-a2a/ca-a2a/shared/certload"
 )
 
 // refusal is one row of the table below.
@@ -20,15 +21,21 @@ type refusal struct {
 // error matches (errors.Is) wins, so a more specific cause comes before the
 // general one it wraps: ErrHeaderRefused and ErrUnknownKey travel inside
 // jwt.ErrTokenUnverifiable, ErrAlgNotAllowed inside
-// jwt.ErrTokenSignatureInvalid. A new cause of refusal (the revocation check
-// of a kept-alive connection, say) is one more row with its own sentinel
-// error and a code of agentapi.Reasons; TestEveryCodeHasARow keeps the two
-// lists in step.
+// jwt.ErrTokenSignatureInvalid. A new cause of refusal is one more row with
+// its own sentinel error and a code of agentapi.Reasons; TestEveryCodeHasARow
+// keeps the two lists in step.
 //
 // The messages are the ones callers have always seen: the code, not the
 // message, is what tells header tricks and algorithm confusion apart from a
 // bad signature.
 var refusals = []refusal{
+	// The certificate of a kept-alive connection, checked again on every
+	// request (certload.CheckPeer): the handshake refuses the same
+	// certificate on a new connection.
+	{certload.ErrRevoked, agentapi.ReasonCertificateRevoked, "client certificate has been revoked"},
+	{certload.ErrExpired, agentapi.ReasonCertificateExpired, "client certificate has expired"},
+	{certload.ErrNotYetValid, agentapi.ReasonCertificateExpired, "client certificate is not valid yet"},
+	{certload.ErrUntrusted, agentapi.ReasonCertificateUntrusted, "client certificate is no longer trusted (its CA was retired)"},
 	{ErrNoToken, agentapi.ReasonMissingToken, "missing bearer token"},
 	// A certificate-bound token arriving without a certificate: a token
 	// used away from its key, as a replay is.

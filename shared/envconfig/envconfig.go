@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Reader reads variables and collects what is wrong with them. The zero
@@ -72,6 +73,21 @@ func (r *Reader) Int(name string, def, lo, hi int) int {
 		return def
 	}
 	return n
+}
+
+// Duration returns name parsed as a Go duration ("90s", "10m", "1h30m")
+// from lo to hi, or def when unset.
+func (r *Reader) Duration(name string, def, lo, hi time.Duration) time.Duration {
+	v := strings.TrimSpace(r.getenv(name))
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < lo || d > hi {
+		r.Failf("%s must be a duration from %s to %s (such as %s), got %q", name, lo, hi, def, v)
+		return def
+	}
+	return d
 }
 
 // HTTPSURL checks that value, the setting of name, is an absolute https URL

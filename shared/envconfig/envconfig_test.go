@@ -3,6 +3,7 @@ package envconfig_test
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ca-a2a/ca-a2a/shared/envconfig"
 )
@@ -12,7 +13,7 @@ func reader(kv map[string]string) *envconfig.Reader {
 }
 
 func TestGetters(t *testing.T) {
-	r := reader(map[string]string{"S": "  v  ", "B": "false", "I": "12", "U": "https://idp.example:8443/realms/x", "P": " pem\n"})
+	r := reader(map[string]string{"S": "  v  ", "B": "false", "I": "12", "U": "https://idp.example:8443/realms/x", "P": " pem\n", "D": " 90s "})
 	if got := r.String("S", "d"); got != "v" {
 		t.Errorf("String = %q", got)
 	}
@@ -24,6 +25,9 @@ func TestGetters(t *testing.T) {
 	}
 	if r.Int("I", 1, 1, 256) != 12 || r.Int("UNSET", 8, 1, 256) != 8 {
 		t.Error("Int")
+	}
+	if r.Duration("D", time.Minute, time.Second, time.Hour) != 90*time.Second || r.Duration("UNSET", time.Minute, time.Second, time.Hour) != time.Minute {
+		t.Error("Duration")
 	}
 	if u := r.HTTPSURL("U", r.String("U", "")); u == nil || u.Hostname() != "idp.example" {
 		t.Errorf("HTTPSURL = %v", u)
@@ -37,13 +41,15 @@ func TestGetters(t *testing.T) {
 }
 
 func TestEveryProblemIsReported(t *testing.T) {
-	r := reader(map[string]string{"B": "yes please", "I": "0", "J": "x", "U": "http://idp/x", "V": "https://"})
+	r := reader(map[string]string{"B": "yes please", "I": "0", "J": "x", "U": "http://idp/x", "V": "https://", "D": "10", "E": "2h"})
 	r.Bool("B", true)
 	r.Int("I", 8, 1, 256)
 	r.Int("J", 8, 1, 256)
 	r.HTTPSURL("U", "http://idp/x", "verified against the CA")
 	r.HTTPSURL("V", "https://")
 	r.HTTPSURL("W", "")
+	r.Duration("D", time.Minute, time.Second, time.Hour)
+	r.Duration("E", time.Minute, time.Second, time.Hour)
 	r.Failf("%s is %s", "X", "wrong")
 	err := r.Err()
 	if err == nil {
@@ -56,6 +62,8 @@ func TestEveryProblemIsReported(t *testing.T) {
 		`test: U must be an https URL (verified against the CA), got "http://idp/x"`,
 		`test: V must be an https URL, got "https://"`,
 		`test: W must be an https URL, got ""`,
+		`test: D must be a duration from 1s to 1h0m0s (such as 1m0s), got "10"`,
+		`test: E must be a duration from 1s to 1h0m0s (such as 1m0s), got "2h"`,
 		`test: X is wrong`,
 	} {
 		if !strings.Contains(err.Error(), want) {

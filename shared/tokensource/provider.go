@@ -58,6 +58,8 @@ type ProviderClientOptions struct {
 	// another address than the URL's host, as local runs do); the
 	// provider is still verified by serverName.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// CRL, when set, refuses a provider certificate the CA revoked.
+	CRL certload.CRLSource
 }
 
 // ProviderClient returns the HTTP client that reaches the identity
@@ -72,7 +74,7 @@ func ProviderClient(cert certload.Source, serverName string, opts ProviderClient
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		Transport: &http.Transport{
 			TLSClientConfig: certload.ClientConfig(cert, certload.AuthorizeDNSName(serverName), certload.ClientOptions{
-				ServerName: serverName, SystemRoots: true, SkipVerify: opts.SkipVerify,
+				ServerName: serverName, SystemRoots: true, SkipVerify: opts.SkipVerify, CRL: opts.CRL,
 			}),
 			DialContext:         opts.Dial,
 			MaxIdleConnsPerHost: 2,

@@ -76,6 +76,9 @@ type Config struct {
 	// ServerName is the name the token endpoint's certificate must carry
 	// (OIDC_SERVER_NAME), whatever host the URL dials.
 	ServerName string
+	// CRL, when set, refuses a token endpoint whose certificate the CA
+	// revoked.
+	CRL certload.CRLSource
 	// HTTPClient overrides the mTLS client built from Certificate and
 	// ServerName (tests that count requests).
 	HTTPClient *http.Client
@@ -122,7 +125,7 @@ func New(cfg Config) (*Source, error) {
 		if cfg.ServerName == "" {
 			return nil, errors.New("tokensource: the token endpoint's server name is required")
 		}
-		s.client = ProviderClient(cfg.Certificate, cfg.ServerName, ProviderClientOptions{Timeout: 15 * time.Second})
+		s.client = ProviderClient(cfg.Certificate, cfg.ServerName, ProviderClientOptions{Timeout: 15 * time.Second, CRL: cfg.CRL})
 	}
 	return s, nil
 }

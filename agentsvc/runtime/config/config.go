@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/ca-a2a/ca-a2a/agentsvc/storage/archive"
 	"github.com/ca-a2a/ca-a2a/shared/agentapi"
+	"github.com/ca-a2a/ca-a2a/shared/binding"
 	"github.com/ca-a2a/ca-a2a/shared/certload"
 	"github.com/ca-a2a/ca-a2a/shared/envconfig"
 	"github.com/ca-a2a/ca-a2a/shared/tokensource"
@@ -27,10 +29,11 @@ type Config struct {
 	Name string // AGENT_NAME
 	Addr string // AGENT_ADDR
 
-	MTLSEnabled       bool            // MTLS_ENABLED
-	RequireClientCert bool            // MTLS_REQUIRE_CLIENT_CERT
-	VerifyServer      bool            // MTLS_VERIFY_SERVER
-	Cert              certload.Config // MTLS_CERT*, MTLS_KEY*, MTLS_CA_CERT*
+	MTLSEnabled       bool               // MTLS_ENABLED
+	RequireClientCert bool               // MTLS_REQUIRE_CLIENT_CERT
+	VerifyServer      bool               // MTLS_VERIFY_SERVER
+	Cert              certload.Config    // MTLS_CERT*, MTLS_KEY*, MTLS_CA_CERT*
+	CRL               certload.CRLConfig // MTLS_CRL_PATH, MTLS_CRL
 
 	BindingEnabled  bool // TOKEN_BINDING_ENABLED
 	BindingRequired bool // TOKEN_BINDING_REQUIRED
@@ -39,8 +42,12 @@ type Config struct {
 	ServerName string // OIDC_SERVER_NAME
 	Audience   string // OIDC_AUDIENCE
 	JWKSURL    string // OIDC_JWKS_URL
-	TokenURL   string // OIDC_TOKEN_URL
-	ClientID   string // OIDC_CLIENT_ID
+	// JWKSRefresh is how often the signing keys are refreshed in the
+	// background (JWKS_REFRESH_INTERVAL): how long a key the identity
+	// provider withdrew keeps verifying tokens at most.
+	JWKSRefresh time.Duration
+	TokenURL    string // OIDC_TOKEN_URL
+	ClientID    string // OIDC_CLIENT_ID
 
 	// PeerURLs maps agent names to their URLs (EXTRACTOR_URL, ...).
 	PeerURLs map[string]string
@@ -55,7 +62,20 @@ type Config struct {
 	// EMF writes CloudWatch Embedded Metric Format lines to stdout
 	// (METRICS_EMF, default true; docs/operations.md, Metrics and dashboards).
 	EMF bool
+
+	// PollInterval is how often the certificate and CRL files are checked
+	// for changes (0: certload.DefaultPollInterval). Not an environment
+	// variable: tests shorten it.
+	PollInterval time.Duration
 }
+
+// JWKS_REFRESH_INTERVAL bounds: at least the unknown-kid refresh limit's
+// order of magnitude (the identity provider is asked by every agent), at
+// most a day.
+const (
+	MinJWKSRefresh = 30 * time.Second
+	MaxJWKSRefresh = 24 * time.Hour
+)
 
 // Load reads the configuration through getenv (os.Getenv). It returns every
 // problem it finds at once.
@@ -67,6 +87,7 @@ func Load(getenv func(string) string) (*Config, error) {
 		RequireClientCert: env.Bool("MTLS_REQUIRE_CLIENT_CERT", true),
 		VerifyServer:      env.Bool("MTLS_VERIFY_SERVER", true),
 		Cert:              certload.ConfigFromEnv(env),
+		CRL:               certload.CRLConfigFromEnv(env),
 		BindingEnabled:    env.Bool("TOKEN_BINDING_ENABLED", true),
 		BindingRequired:   env.Bool("TOKEN_BINDING_REQUIRED", true),
 		Audience:          env.String("OIDC_AUDIENCE", agentapi.DefaultAudience),
@@ -92,6 +113,7 @@ func Load(getenv func(string) string) (*Config, error) {
 	c.Issuer, c.ServerName, c.TokenURL, c.ClientID = idp.Issuer, idp.ServerName, idp.TokenURL, idp.ClientID
 	c.JWKSURL = env.String("OIDC_JWKS_URL", agentapi.JWKSEndpoint(idp.IssuerBase()))
 	env.HTTPSURL("OIDC_JWKS_URL", c.JWKSURL, "the identity provider is verified against the CA")
+	c.JWKSRefresh = env.Duration("JWKS_REFRESH_INTERVAL", binding.DefaultRefreshInterval, MinJWKSRefresh, MaxJWKSRefresh)
 	for _, name := range agentapi.AgentNames() {
 		v := strings.ToUpper(name) + "_URL"
 		c.PeerURLs[name] = env.String(v, agentapi.URL(name))
@@ -141,6 +163,9 @@ func (c *Config) Warnings() []string {
 	}
 	if !c.BindingEnabled {
 		w = append(w, "TOKEN_BINDING_ENABLED=false: a stolen token is accepted from any client certificate")
+	}
+	if c.MTLSEnabled && !c.CRL.Configured() {
+		w = append(w, "no MTLS_CRL_PATH or MTLS_CRL: revoked certificates are accepted until they expire")
 	}
 	if !c.BindingRequired {
 		w = append(w, "TOKEN_BINDING_REQUIRED=false: tokens without cnf are accepted")

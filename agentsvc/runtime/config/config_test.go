@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 )
@@ -13,7 +14,7 @@ func env(kv map[string]string) func(string) string {
 }
 
 func base() map[string]string {
-	return map[string]string{"AGENT_NAME": "archivist", "MTLS_CERT_PATH": "c", "MTLS_KEY_PATH": "k", "MTLS_CA_CERT_PATH": "ca"}
+	return map[string]string{"AGENT_NAME": "archivist", "MTLS_CERT_PATH": "c", "MTLS_KEY_PATH": "k", "MTLS_CA_CERT_PATH": "ca", "MTLS_CRL_PATH": "crl"}
 }
 
 func TestDefaults(t *testing.T) {
@@ -25,7 +26,8 @@ func TestDefaults(t *testing.T) {
 		c.Issuer != agentapi.DefaultIssuer || c.ServerName != "keycloak.ca-a2a.local" || c.Audience != "ca-a2a-agents" ||
 		c.JWKSURL != agentapi.DefaultIssuer+"/protocol/openid-connect/certs" || c.TokenURL != agentapi.DefaultIssuer+"/protocol/openid-connect/token" ||
 		c.ClientID != "archivist" || c.PeerURLs["extractor"] != "https://extractor.ca-a2a.local:8002" ||
-		c.DocumentsURL != "file://./data/documents" || c.Archive.DSN != "sqlite://./data/archive.db" || len(c.Warnings()) != 0 {
+		c.DocumentsURL != "file://./data/documents" || c.Archive.DSN != "sqlite://./data/archive.db" || len(c.Warnings()) != 0 ||
+		c.JWKSRefresh != 10*time.Minute || c.CRL.Path != "crl" || c.CRL.PEM != "" || c.PollInterval != 0 {
 		t.Fatalf("defaults: %+v", c)
 	}
 }
@@ -49,6 +51,9 @@ func TestRefusals(t *testing.T) {
 		"archive DSN without user":       {map[string]string{"ARCHIVE_DSN": "postgres://db.internal/archive"}, "ARCHIVE_DSN names no user"},
 		"bad log level":                  {map[string]string{"LOG_LEVEL": "loud"}, "LOG_LEVEL"},
 		"no certificate":                 {map[string]string{"MTLS_CERT_PATH": "", "MTLS_KEY_PATH": "", "MTLS_CA_CERT_PATH": ""}, "no certificate"},
+		"JWKS refresh too often":         {map[string]string{"JWKS_REFRESH_INTERVAL": "5s"}, "JWKS_REFRESH_INTERVAL must be a duration from 30s to 24h0m0s"},
+		"JWKS refresh too rare":          {map[string]string{"JWKS_REFRESH_INTERVAL": "48h"}, "JWKS_REFRESH_INTERVAL must be a duration"},
+		"JWKS refresh not a duration":    {map[string]string{"JWKS_REFRESH_INTERVAL": "600"}, "JWKS_REFRESH_INTERVAL must be a duration"},
 	}
 	for name, tc := range tests {
 		kv := base()
@@ -113,6 +118,26 @@ func TestArchive(t *testing.T) {
 				t.Fatalf("the error shows the password: %v", err)
 			}
 		})
+	}
+}
+
+func TestRevocationAndKeySettings(t *testing.T) {
+	kv := base()
+	kv["JWKS_REFRESH_INTERVAL"], kv["MTLS_CRL"] = "2m30s", "-----BEGIN X509 CRL-----\n"
+	c, err := Load(env(kv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.JWKSRefresh != 150*time.Second || c.CRL.PEM != kv["MTLS_CRL"] || c.CRL.Path != "crl" {
+		t.Fatalf("JWKSRefresh %s, CRL %+v", c.JWKSRefresh, c.CRL)
+	}
+	delete(kv, "MTLS_CRL_PATH")
+	delete(kv, "MTLS_CRL")
+	if c, err = Load(env(kv)); err != nil {
+		t.Fatal(err)
+	}
+	if w := strings.Join(c.Warnings(), "\n"); !strings.Contains(w, "no MTLS_CRL_PATH or MTLS_CRL") {
+		t.Errorf("no warning without a CRL: %q", w)
 	}
 }
 

@@ -116,6 +116,15 @@ func (s *Server) writeUnauthorized(w http.ResponseWriter, r *http.Request, err e
 	s.refuseCall(w, r, http.StatusUnauthorized, reason, refusal(agentapi.CodeUnauthenticated, reason, message))
 }
 
+// refuseConnection answers a request whose client certificate may no
+// longer be used (Options.PeerCheck) as any authentication refusal, and
+// closes the connection after the answer: the next request has to open a
+// new one, whose handshake refuses the certificate.
+func (s *Server) refuseConnection(w http.ResponseWriter, r *http.Request, err error) {
+	w.Header().Set("Connection", "close")
+	s.writeUnauthorized(w, r, err)
+}
+
 func notFound(w http.ResponseWriter) {
 	writeError(w, http.StatusNotFound, jsonrpc.Errorf(jsonrpc.CodeMethodNotFound, "not found"))
 }

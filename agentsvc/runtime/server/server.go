@@ -8,9 +8,12 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
+	"math/big"
 	"net/http"
 	"regexp"
 	"sync"
@@ -87,6 +90,12 @@ type Options struct {
 	// Certificate is the serving certificate, whose days to expiry /health
 	// reports; nil leaves expires_in_days out.
 	Certificate certload.Source
+	// PeerCheck, when set, is asked on every request, before any route,
+	// whether the client certificate chain the connection was opened with
+	// may still be used (certload.CheckPeer: not expired, not revoked, its
+	// CA still trusted). A refused request gets 401 and its connection is
+	// closed, so no connection outlives its certificate.
+	PeerCheck func(chain []*x509.Certificate) error
 }
 
 // Server serves one agent.
@@ -160,7 +169,16 @@ func (s *Server) Handler() http.Handler {
 		info := &requestInfo{id: requestID(r), start: time.Now()}
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		w.Header().Set("X-Request-Id", info.id)
-		s.mux.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), requestIDKey{}, info)))
+		r = r.WithContext(context.WithValue(r.Context(), requestIDKey{}, info))
+		if err := s.checkPeer(r); err != nil {
+			s.log.LogAttrs(r.Context(), slog.LevelWarn, "client certificate refused on an open connection",
+				slog.String("request_id", info.id), slog.String("remote", r.RemoteAddr), slog.String("reason", binding.Code(err)),
+				slog.String("client_cert", r.TLS.PeerCertificates[0].Subject.String()),
+				slog.String("serial", serialHex(r.TLS.PeerCertificates[0].SerialNumber)))
+			s.refuseConnection(rec, r, err)
+		} else {
+			s.mux.ServeHTTP(rec, r)
+		}
 		if info.caller == "" && r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
 			info.caller = r.TLS.PeerCertificates[0].Subject.CommonName
 		}
@@ -174,6 +192,21 @@ func (s *Server) Handler() http.Handler {
 		}
 		s.log.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
 	})
+}
+
+// checkPeer runs Options.PeerCheck on the request's client certificate.
+func (s *Server) checkPeer(r *http.Request) error {
+	if s.opts.PeerCheck == nil || r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+		return nil
+	}
+	return s.opts.PeerCheck(r.TLS.PeerCertificates)
+}
+
+func serialHex(n *big.Int) string {
+	if n == nil {
+		return ""
+	}
+	return fmt.Sprintf("%X", n.Bytes())
 }
 
 // requestInfo collects what the access log line reports about a request.

@@ -2,14 +2,17 @@ package server_test
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -279,5 +282,71 @@ func TestOffered(t *testing.T) {
 	a := server.Agent{Name: "validator", Methods: []skill.Method{{Name: "validate_document"}, {Name: "get_validation_rules"}}}
 	if got := a.Offered(); !slices.Equal(got, []string{"list_skills", "get_health", "validate_document", "get_validation_rules", "GET /metrics"}) {
 		t.Fatalf("offered %v", got)
+	}
+}
+
+// TestPeerCheckOnOpenConnections: a certificate that may no longer be used
+// (revoked, expired since the handshake) is refused on the connection it
+// opened, on every route, with 401 and the connection closed.
+func TestPeerCheckOnOpenConnections(t *testing.T) {
+	var refuse atomic.Pointer[error]
+	f := start(t, func(o *server.Options) {
+		o.PeerCheck = func(chain []*x509.Certificate) error {
+			if len(chain) == 0 || chain[0].Subject.CommonName != "orchestrator.ca-a2a.local" {
+				return errors.New("PeerCheck called without the client's chain")
+			}
+			if e := refuse.Load(); e != nil {
+				return *e
+			}
+			return nil
+		}
+	})
+	ping := `{"jsonrpc":"2.0","method":"list_skills","id":1}`
+	for _, tc := range []struct {
+		err    error
+		reason string
+	}{
+		{certload.ErrRevoked, "client certificate has been revoked"},
+		{certload.ErrExpired, "client certificate has expired"},
+		{certload.ErrUntrusted, "client certificate is no longer trusted"},
+	} {
+		t.Run(tc.reason, func(t *testing.T) {
+			refuse.Store(nil)
+			f.client.Transport.(*http.Transport).CloseIdleConnections()
+			var conns []bool // Reused, per request
+			send := func(method, path, body string) *http.Response {
+				t.Helper()
+				req, _ := http.NewRequest(method, f.url+path, strings.NewReader(body))
+				req.Header.Set("Authorization", "Bearer "+f.token)
+				req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+					GotConn: func(i httptrace.GotConnInfo) { conns = append(conns, i.Reused) },
+				}))
+				resp, err := f.client.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				resp.Body = io.NopCloser(strings.NewReader(string(b)))
+				return resp
+			}
+			if r := send(http.MethodPost, "/message", ping); r.StatusCode != 200 {
+				t.Fatalf("before: %d", r.StatusCode)
+			}
+			refuse.Store(&tc.err)
+			r := send(http.MethodPost, "/message", ping)
+			body, _ := io.ReadAll(r.Body)
+			if r.StatusCode != 401 || !strings.Contains(string(body), `"code":-32010`) || !strings.Contains(string(body), tc.reason) ||
+				!strings.HasPrefix(r.Header.Get("WWW-Authenticate"), `Bearer realm="ca-a2a"`) {
+				t.Fatalf("after: %d %s %v", r.StatusCode, body, r.Header)
+			}
+			if !r.Close || len(conns) != 2 || !conns[1] {
+				t.Fatalf("refused on a reused connection (%v) and closed (%v), want both", conns, r.Close)
+			}
+			// Every route, not only the token-protected one.
+			if r := send(http.MethodGet, "/health", ""); r.StatusCode != 401 || conns[2] {
+				t.Fatalf("/health: %d, reused %v", r.StatusCode, conns[2])
+			}
+		})
 	}
 }
