@@ -6,9 +6,14 @@
 //
 // Environment: CERTS_DIR (./certs), IDP_HOST (keycloak.ca-a2a.local),
 // IDP_PORT (8443), IDP_LISTEN_HOST (127.0.0.1), IDP_STATE_DIR (./.local/idp),
-// IDP_CLIENTS (lambda,orchestrator), IDP_TOKEN_TTL (300 seconds).
+// IDP_CLIENTS (lambda,orchestrator), IDP_TOKEN_TTL (300 seconds),
+// IDP_RELOAD_INTERVAL (1000 ms).
+//
+// It trusts the CA bundle (ca/ca-bundle.pem: the current CA, plus the next
+// one during a rotation) and re-reads it, and its own certificate and key,
+// when they change, as the agents do: a CA rotation needs no restart.
 import { X509Certificate, generateKeyPairSync, randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import path from 'node:path';
 import Provider from 'oidc-provider';
@@ -21,6 +26,7 @@ const listenHost = env('IDP_LISTEN_HOST', '127.0.0.1');
 const stateDir = env('IDP_STATE_DIR', './.local/idp');
 const clients = env('IDP_CLIENTS', 'lambda,orchestrator').split(',').map((c) => c.trim()).filter(Boolean);
 const tokenTTL = Number(env('IDP_TOKEN_TTL', '300'));
+const reloadInterval = Number(env('IDP_RELOAD_INTERVAL', '1000'));
 const audience = 'ca-a2a-agents';
 const resource = 'urn:ca-a2a:agents';
 const prefix = '/realms/ca-a2a';
@@ -29,6 +35,7 @@ const CLIENT_AUTH_EKU = '1.3.6.1.5.5.7.3.2';
 
 if (!Number.isInteger(port) || port < 1 || port > 65535) fail(`IDP_PORT ${port} is not a port`);
 if (!Number.isInteger(tokenTTL) || tokenTTL < 1) fail(`IDP_TOKEN_TTL ${tokenTTL} is not a positive number of seconds`);
+if (!Number.isInteger(reloadInterval) || reloadInterval < 10 || reloadInterval > 60000) fail(`IDP_RELOAD_INTERVAL ${reloadInterval} is not 10..60000 milliseconds`);
 for (const c of clients) if (!/^[a-z0-9][a-z0-9-]{0,62}$/.test(c)) fail(`invalid client name ${c}`);
 
 function fail(msg) {
@@ -145,14 +152,36 @@ const provider = new Provider(issuer, {
 provider.on('server_error', (ctx, err) => console.error(`idp: server error: ${err.message}`));
 provider.on('grant.error', (ctx, err) => console.error(`idp: token refused: ${err.error} (${err.error_description})`));
 
+// The TLS material: the provider's certificate and key, and the CA bundle
+// client certificates must chain to.
+const tlsFiles = {
+  cert: path.join(certsDir, 'agents/keycloak/keycloak-cert.pem'),
+  key: path.join(certsDir, 'agents/keycloak/keycloak-key.pem'),
+  ca: path.join(certsDir, 'ca/ca-bundle.pem'),
+};
+
+function tlsMaterial() {
+  return { cert: read(tlsFiles.cert), key: read(tlsFiles.key), ca: read(tlsFiles.ca), minVersion: 'TLSv1.2' };
+}
+
+// What identifies a version of the files without reading them.
+function tlsStamp() {
+  return Object.values(tlsFiles).map((f) => {
+    try {
+      const st = statSync(f);
+      return `${st.size}:${st.mtimeMs}:${st.ino}`;
+    } catch (err) {
+      return `missing:${err.code}`;
+    }
+  }).join('|');
+}
+
 const callback = provider.callback();
+let stamp = tlsStamp();
 const server = https.createServer({
-  cert: read(path.join(certsDir, 'agents/keycloak/keycloak-cert.pem')),
-  key: read(path.join(certsDir, 'agents/keycloak/keycloak-key.pem')),
-  ca: read(path.join(certsDir, 'ca/ca-cert.pem')),
+  ...tlsMaterial(),
   requestCert: true, // verified per request: discovery and JWKS are public
   rejectUnauthorized: false,
-  minVersion: 'TLSv1.2',
 }, (req, res) => {
   // Mount the provider under /realms/ca-a2a, as Keycloak's URLs are.
   if (req.url === prefix || req.url.startsWith(`${prefix}/`) || req.url.startsWith(`${prefix}?`)) {
@@ -169,6 +198,29 @@ const server = https.createServer({
 });
 server.headersTimeout = 10000;
 server.requestTimeout = 30000;
+
+// New connections get new material as soon as it is complete; connections
+// in flight keep theirs. A set that does not load (a key written before its
+// certificate) is reported and the previous one keeps serving; the same
+// files are tried again when they change.
+setInterval(() => {
+  const now = tlsStamp();
+  if (now === stamp) return;
+  stamp = now;
+  let material;
+  try {
+    material = {
+      cert: readFileSync(tlsFiles.cert), key: readFileSync(tlsFiles.key), ca: readFileSync(tlsFiles.ca), minVersion: 'TLSv1.2',
+    };
+    server.setSecureContext(material);
+  } catch (err) {
+    // The message names the file or the mismatch, never the contents.
+    console.error(`idp: TLS material not reloaded, the previous one keeps serving: ${err.code || err.message}`);
+    return;
+  }
+  const leaf = new X509Certificate(material.cert);
+  console.log(`idp: TLS material reloaded: certificate serial ${leaf.serialNumber} valid to ${leaf.validTo}; CA bundle ${tlsFiles.ca}`);
+}, reloadInterval).unref();
 
 server.on('error', (err) => fail(`cannot listen on ${listenHost}:${port}: ${err.code || err.message}`));
 server.listen(port, listenHost, () => {

@@ -49,7 +49,11 @@ type IdP struct {
 	ServerName string
 
 	stateDir string
+	out      *output
 }
+
+// Output returns what the provider printed so far (no tokens or keys).
+func (p *IdP) Output() string { return p.out.String() }
 
 // SigningKey returns the provider's signing key, for tests that need tokens
 // the provider would never issue (expired, unbound, for another audience)
@@ -83,6 +87,12 @@ func TokenTTL(d time.Duration) Option {
 // Clients sets the registered clients.
 func Clients(names ...string) Option {
 	return func(env *[]string) { *env = append(*env, "IDP_CLIENTS="+strings.Join(names, ",")) }
+}
+
+// ReloadInterval sets how often the provider looks for new TLS material
+// (its certificate and key, the CA bundle); at least 10 ms.
+func ReloadInterval(d time.Duration) Option {
+	return func(env *[]string) { *env = append(*env, "IDP_RELOAD_INTERVAL="+strconv.Itoa(int(d.Milliseconds()))) }
 }
 
 // StateDir keeps the signing key in dir instead of a fresh temporary
@@ -226,7 +236,7 @@ func run(t testing.TB, dir string, env []string) (*IdP, error) {
 			t.Logf("identity provider output:\n%s", out)
 		}
 	})
-	return &IdP{}, nil
+	return &IdP{out: out}, nil
 }
 
 // output collects the provider's stdout and stderr and signals its ready

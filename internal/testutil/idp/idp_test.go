@@ -37,8 +37,7 @@ func certs(t *testing.T) string {
 // while dialling 127.0.0.1.
 func client(t *testing.T, certsDir string, leaf *tls.Certificate) *http.Client {
 	t.Helper()
-	caPath, _ := certgen.CAPaths(certsDir)
-	caPEM, err := os.ReadFile(caPath)
+	caPEM, err := os.ReadFile(certgen.BundlePath(certsDir))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,5 +258,76 @@ func TestOptionsAndKeyReuse(t *testing.T) {
 	tok, _ := requestToken(t, client(t, dir, &leaf), second.TokenURL, "orchestrator").body["access_token"].(string)
 	if kid1 == "" || kid1 != kid2 || segment(t, tok, 0)["kid"] != kid1 {
 		t.Fatalf("signing key not reused: %q %q %v", kid1, kid2, segment(t, tok, 0)["kid"])
+	}
+}
+
+// TestReloadsTLSMaterial: the provider follows a CA rotation without a
+// restart: it trusts the next CA's leaves once the bundle holds it, serves
+// its re-issued certificate on new connections, and refuses the old CA's
+// leaves once it is retired.
+func TestReloadsTLSMaterial(t *testing.T) {
+	dir := certs(t)
+	p := idp.Start(t, dir, idp.ReloadInterval(20*time.Millisecond))
+	oldLambda := agentCert(t, dir, "lambda")
+	eventually := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 20s", what)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	tokenFor := func(leaf tls.Certificate) int {
+		c := client(t, dir, &leaf)
+		defer c.Transport.(*http.Transport).CloseIdleConnections()
+		return requestToken(t, c, p.TokenURL, "lambda").status
+	}
+
+	if err := certgen.RotateCA(certgen.RotateOptions{Dir: dir}); err != nil {
+		t.Fatal(err)
+	}
+	if err := certgen.Generate(certgen.Options{Dir: dir, Force: true, Agents: []string{"lambda", "keycloak"}}); err != nil {
+		t.Fatal(err)
+	}
+	nextCert, nextKey := certgen.NextCAPaths(dir)
+	next := pki.LoadCA(t, nextCert, nextKey).Cert
+	newLambda := agentCert(t, dir, "lambda")
+	eventually("a leaf of the next CA gets a token", func() bool { return tokenFor(newLambda) == http.StatusOK })
+	if got := tokenFor(oldLambda); got != http.StatusOK {
+		t.Fatalf("a leaf of the current CA during the overlap: %d", got)
+	}
+	eventually("the re-issued provider certificate is served", func() bool {
+		resp, err := client(t, dir, nil).Get(p.JWKSURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return slices.Equal(resp.TLS.PeerCertificates[0].AuthorityKeyId, next.SubjectKeyId)
+	})
+
+	if err := certgen.RetireCA(certgen.RetireOptions{Dir: dir, Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	eventually("a leaf of the retired CA is refused", func() bool { return tokenFor(oldLambda) != http.StatusOK })
+	if got := tokenFor(newLambda); got != http.StatusOK {
+		t.Fatalf("a leaf of the remaining CA: %d", got)
+	}
+
+	// A key that does not match its certificate is not loaded; the
+	// provider keeps serving what it had.
+	_, keyPath := certgen.LeafPaths(dir, "keycloak")
+	_, otherKey := certgen.LeafPaths(dir, "extractor")
+	data, err := os.ReadFile(otherKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyPath, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	eventually("the refusal in the provider's output", func() bool { return strings.Contains(p.Output(), "TLS material not reloaded") })
+	if got := tokenFor(newLambda); got != http.StatusOK {
+		t.Fatalf("after a refused reload: %d", got)
 	}
 }
