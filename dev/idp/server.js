@@ -150,7 +150,13 @@ const provider = new Provider(issuer, {
 });
 
 provider.on('server_error', (ctx, err) => console.error(`idp: server error: ${err.message}`));
-provider.on('grant.error', (ctx, err) => console.error(`idp: token refused: ${err.error} (${err.error_description})`));
+provider.on('grant.error', (ctx, err) => {
+  // Why TLS did not vouch for the client, when it did not: the OpenSSL
+  // verification code (UNABLE_TO_GET_ISSUER_CERT_LOCALLY, CERT_HAS_EXPIRED, ...).
+  const sock = ctx.req.socket;
+  const tls = sock.authorized ? '' : `; client certificate: ${sock.authorizationError?.code || sock.authorizationError || 'none'}`;
+  console.error(`idp: token refused: ${err.error} (${err.error_description}${tls})`);
+});
 
 // The TLS material: the provider's certificate and key, and the CA bundle
 // client certificates must chain to.

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -122,10 +123,12 @@ func (l Layout) AWSEnv() []string {
 // AgentEnv is the environment of a local agent.
 func (l Layout) AgentEnv(agent string, port int) []string {
 	cert, key := certgen.LeafPaths(l.CertsDir, agent)
-	ca, _ := certgen.CAPaths(l.CertsDir)
 	env := []string{
 		"AGENT_NAME=" + agent, fmt.Sprintf("AGENT_ADDR=127.0.0.1:%d", port),
-		"MTLS_CERT_PATH=" + cert, "MTLS_KEY_PATH=" + key, "MTLS_CA_CERT_PATH=" + ca,
+		// The bundle and the CRL, re-read when they change: a CA rotation
+		// or a revocation needs no restart (docs/operations.md).
+		"MTLS_CERT_PATH=" + cert, "MTLS_KEY_PATH=" + key, "MTLS_CA_CERT_PATH=" + certgen.BundlePath(l.CertsDir),
+		"MTLS_CRL_PATH=" + certgen.CRLPath(l.CertsDir),
 		"OIDC_ISSUER=" + l.Issuer(), "OIDC_JWKS_URL=" + l.JWKSURL(), "OIDC_TOKEN_URL=" + l.TokenURL(),
 		"DOCUMENTS_URL=file://" + l.Documents(),
 		"LOG_LEVEL=info",
@@ -256,16 +259,21 @@ func WaitHTTP(ctx context.Context, client *http.Client, url string, want int, ti
 	return fmt.Errorf("%s not ready after %s: %v", url, timeout, last)
 }
 
-// Certs generates the certificates when missing.
+// Certs generates the certificates, and an empty CRL, when missing.
 func (l Layout) Certs() error {
-	return certgen.Generate(certgen.Options{Dir: l.CertsDir})
+	if err := certgen.Generate(certgen.Options{Dir: l.CertsDir}); err != nil {
+		return err
+	}
+	if _, err := os.Stat(certgen.CRLPath(l.CertsDir)); !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return certgen.RefreshCRL(certgen.CRLOptions{Dir: l.CertsDir})
 }
 
 // Source loads one certgen identity.
 func (l Layout) Source(name string) (certload.Source, error) {
 	cert, key := certgen.LeafPaths(l.CertsDir, name)
-	ca, _ := certgen.CAPaths(l.CertsDir)
-	src, _, err := certload.Load(certload.Config{CertPath: cert, KeyPath: key, CAPath: ca}, certload.Options{PollInterval: time.Hour})
+	src, _, err := certload.Load(certload.Config{CertPath: cert, KeyPath: key, CAPath: certgen.BundlePath(l.CertsDir)}, certload.Options{PollInterval: time.Hour})
 	return src, err
 }
 

@@ -1,6 +1,8 @@
 // Package stack runs the whole system on loopback for end-to-end tests:
-// certgen certificates, the real local identity provider, and the four
-// agents in-process through agentsvc.Run, each on its own 127.0.0.1 port.
+// certgen certificates (with a CRL), the real local identity provider, and
+// the four agents in-process through agentsvc.Run, each on its own
+// 127.0.0.1 port. Agents trust the CA bundle and apply the CRL file, both
+// re-read every PollInterval, as local runs do.
 package stack
 
 import (
@@ -24,6 +26,11 @@ import (
 
 // Agents in start order: the orchestrator's peers first.
 var Agents = append(agentapi.Peers(), agentapi.Orchestrator)
+
+// PollInterval is how often the agents and the identity provider look at
+// their certificate, CA bundle and CRL files: short, so that tests see a
+// rotation or a revocation quickly.
+const PollInterval = 100 * time.Millisecond
 
 // Stack is a running system.
 type Stack struct {
@@ -71,10 +78,13 @@ func Start(t testing.TB, opts ...Option) *Stack {
 	if err := certgen.Generate(certgen.Options{Dir: s.CertsDir}); err != nil {
 		t.Fatal(err)
 	}
+	if err := certgen.RefreshCRL(certgen.CRLOptions{Dir: s.CertsDir}); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.MkdirAll(s.DocsDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	s.IdP = idp.Start(t, s.CertsDir)
+	s.IdP = idp.Start(t, s.CertsDir, idp.ReloadInterval(PollInterval))
 	ports := map[string]int{}
 	for _, a := range Agents {
 		ports[a] = loopback.Port(t)
@@ -82,10 +92,10 @@ func Start(t testing.TB, opts ...Option) *Stack {
 	}
 	for _, a := range Agents {
 		cert, key := certgen.LeafPaths(s.CertsDir, a)
-		ca, _ := certgen.CAPaths(s.CertsDir)
 		env := map[string]string{
 			"AGENT_NAME": a, "AGENT_ADDR": fmt.Sprintf("127.0.0.1:%d", ports[a]),
-			"MTLS_CERT_PATH": cert, "MTLS_KEY_PATH": key, "MTLS_CA_CERT_PATH": ca,
+			"MTLS_CERT_PATH": cert, "MTLS_KEY_PATH": key, "MTLS_CA_CERT_PATH": certgen.BundlePath(s.CertsDir),
+			"MTLS_CRL_PATH": certgen.CRLPath(s.CertsDir),
 			"OIDC_ISSUER": s.IdP.Issuer, "OIDC_JWKS_URL": s.IdP.JWKSURL, "OIDC_TOKEN_URL": s.IdP.TokenURL,
 			"OIDC_SERVER_NAME": idp.ServerName,
 			"EXTRACTOR_URL":    s.URLs["extractor"], "VALIDATOR_URL": s.URLs["validator"],
@@ -125,6 +135,7 @@ func (s *Stack) StartAgent(agent string) {
 	if err != nil {
 		s.t.Fatalf("%s config: %v", agent, err)
 	}
+	cfg.PollInterval = PollInterval
 	buf := &syncbuf.Buffer{}
 	log := slog.New(slog.NewJSONHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ctx, cancel := context.WithCancel(context.Background())
@@ -181,9 +192,9 @@ func (s *Stack) PutDocument(t testing.TB, key string, data []byte) {
 	}
 }
 
-// Leaf returns the certificate and key paths of agent, and the CA path.
+// Leaf returns the certificate and key paths of agent, and the path of
+// the CA bundle.
 func (s *Stack) Leaf(agent string) (cert, key, ca string) {
 	cert, key = certgen.LeafPaths(s.CertsDir, agent)
-	ca, _ = certgen.CAPaths(s.CertsDir)
-	return cert, key, ca
+	return cert, key, certgen.BundlePath(s.CertsDir)
 }
