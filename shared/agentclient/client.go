@@ -18,13 +18,13 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"golang.org/x/oauth2"
 
 	"github.com/ca-a2a/ca-a2a/shared/agentapi"
-	"github.com/ca-a2a/ca-a2a/shared/binding"
 	"github.com/ca-a2a/ca-a2a/shared/certload"
 	"github.com/ca-a2a/ca-a2a/shared/jsonrpc"
 )
@@ -72,74 +72,125 @@ type Observer interface {
 // and reuse it: it keeps connections alive and resumes TLS sessions.
 type Client struct {
 	cfg    Config
-	peers  map[string]*peer
+	urls   map[string]string
 	nextID atomic.Int64
-	// rotation watches the certificate the transports were built for.
-	rotation certload.Rotation
-	// revs is the CRL the transports' connections were checked against.
-	revs atomic.Pointer[certload.Revocations]
+
+	mu  sync.Mutex // serialises the switch to a new generation
+	gen atomic.Pointer[generation]
 }
 
-// peer is one agent's URL and the transport that reaches it. The transport
-// is replaced when the caller's certificate rotates.
-type peer struct {
-	url string
-	tr  atomic.Pointer[http.Transport]
-	mk  func() *http.Transport
+// generation is everything the client's connections depend on: the
+// caller's certificate and CA bundle (one certload.Bundle) and the CRL in
+// force. Its transports present exactly that certificate and verify peers
+// against exactly those CAs and that CRL, and its TLS sessions are its own:
+// a resumed session carries the certificates of the handshake that made it,
+// so a session made with another certificate, or before the CAs or the CRL
+// changed, must never be resumed. When any of them changes, the next call
+// starts a new generation; the old one's connections close once idle.
+type generation struct {
+	bundle     *certload.Bundle
+	revs       *certload.Revocations
+	transports map[string]*http.Transport
 }
-
-func (p *peer) client() *http.Client { return &http.Client{Transport: p.tr.Load()} }
 
 // New returns a Client for the peers of cfg.
 func New(cfg Config) (*Client, error) {
 	if cfg.Certificate == nil || cfg.Tokens == nil {
 		return nil, errors.New("agentclient: certificate and token source are required")
 	}
-	c := &Client{cfg: cfg, peers: make(map[string]*peer, len(cfg.Peers))}
-	if cfg.CRL != nil {
-		c.revs.Store(cfg.CRL.Revocations())
-	}
-	// One session cache for all peers: reconnecting resumes the TLS session.
-	// A resumed session carries the certificate it was made with, so the
-	// cache is keyed by the current certificate: after a rotation no
-	// session of the old one is resumed.
-	sessions := certKeyedCache{src: cfg.Certificate, inner: tls.NewLRUClientSessionCache(256)}
+	c := &Client{cfg: cfg, urls: make(map[string]string, len(cfg.Peers))}
 	for name, url := range cfg.Peers {
 		if !strings.HasPrefix(url, "https://") {
 			return nil, fmt.Errorf("agentclient: %s URL must be https: %q", name, url)
 		}
-		tlsCfg := certload.ClientConfig(cfg.Certificate, agentapi.AuthorizeAgent(name), certload.ClientOptions{
+		c.urls[name] = strings.TrimRight(url, "/")
+	}
+	c.current()
+	return c, nil
+}
+
+// current returns the generation of the certificate, CAs and CRL in force,
+// starting a new one when they changed (comparing pointers: a source
+// publishes a new value only on a change).
+func (c *Client) current() *generation {
+	b, revs := c.cfg.Certificate.Bundle(), c.revocations()
+	if g := c.gen.Load(); g != nil && g.bundle == b && g.revs == revs {
+		return g
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old := c.gen.Load()
+	if old != nil && old.bundle == b && old.revs == revs {
+		return old
+	}
+	g := c.newGeneration(b, revs)
+	c.gen.Store(g)
+	if old != nil {
+		// A busy connection of the old generation goes back to its idle
+		// pool, which nothing draws from any more, and closes after
+		// IdleConnTimeout.
+		for _, tr := range old.transports {
+			tr.CloseIdleConnections()
+		}
+	}
+	return g
+}
+
+func (c *Client) revocations() *certload.Revocations {
+	if c.cfg.CRL == nil {
+		return nil
+	}
+	return c.cfg.CRL.Revocations()
+}
+
+func (c *Client) newGeneration(b *certload.Bundle, revs *certload.Revocations) *generation {
+	g := &generation{bundle: b, revs: revs, transports: make(map[string]*http.Transport, len(c.urls))}
+	pinned := certload.NewStatic(b)
+	var crl certload.CRLSource
+	if c.cfg.CRL != nil {
+		crl = pinnedCRL{revs}
+	}
+	// One session cache for all peers: reconnecting resumes the TLS session.
+	sessions := tls.NewLRUClientSessionCache(256)
+	for name := range c.urls {
+		tlsCfg := certload.ClientConfig(pinned, agentapi.AuthorizeAgent(name), certload.ClientOptions{
 			ServerName:   agentapi.DNSName(name),
-			SkipVerify:   cfg.SkipVerify,
+			SkipVerify:   c.cfg.SkipVerify,
 			SessionCache: sessions,
-			CRL:          cfg.CRL,
+			CRL:          crl,
 		})
-		if cfg.HandshakeCounter != nil {
+		if counter := c.cfg.HandshakeCounter; counter != nil {
 			inner := tlsCfg.VerifyConnection
 			tlsCfg.VerifyConnection = func(cs tls.ConnectionState) error {
-				cfg.HandshakeCounter.Add(1)
+				counter.Add(1)
 				return inner(cs)
 			}
 		}
-		p := &peer{url: strings.TrimRight(url, "/"), mk: func() *http.Transport {
-			return &http.Transport{
-				TLSClientConfig:     tlsCfg,
-				DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-				TLSHandshakeTimeout: 10 * time.Second,
-				MaxIdleConnsPerHost: 32,
-				IdleConnTimeout:     90 * time.Second,
-			}
-		}}
-		p.tr.Store(p.mk())
-		c.peers[name] = p
+		g.transports[name] = &http.Transport{
+			TLSClientConfig:     tlsCfg,
+			DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			TLSHandshakeTimeout: 10 * time.Second,
+			MaxIdleConnsPerHost: 32,
+			IdleConnTimeout:     90 * time.Second,
+		}
 	}
-	return c, nil
+	return g
+}
+
+// pinnedCRL is a CRLSource that never changes: a generation's.
+type pinnedCRL struct{ r *certload.Revocations }
+
+func (p pinnedCRL) Revocations() *certload.Revocations { return p.r }
+
+// client returns an HTTP client for agent in the current generation.
+func (c *Client) client(agent string) *http.Client {
+	return &http.Client{Transport: c.current().transports[agent]}
 }
 
 // Close releases idle connections.
 func (c *Client) Close() {
-	for _, p := range c.peers {
-		p.tr.Load().CloseIdleConnections()
+	for _, tr := range c.gen.Load().transports {
+		tr.CloseIdleConnections()
 	}
 }
 
@@ -169,18 +220,16 @@ func (c *Client) Call(ctx context.Context, agent, method string, params, result 
 }
 
 func (c *Client) call(ctx context.Context, agent, method string, params, result any) error {
-	p, ok := c.peers[agent]
-	if !ok {
+	if _, ok := c.urls[agent]; !ok {
 		return &CallError{Agent: agent, Method: method, RPC: jsonrpc.Errorf(jsonrpc.CodeInternalError, "unknown agent %q", agent)}
 	}
-	c.dropConnectionsOnRotation()
 	body, err := c.encode(method, params)
 	if err != nil {
 		return &CallError{Agent: agent, Method: method, RPC: jsonrpc.InvalidParams("cannot encode params"), Cause: err}
 	}
 	retriedAuth, retriedDial := false, false
 	for {
-		resp, err := c.send(ctx, p, body)
+		resp, err := c.send(ctx, agent, body)
 		if err != nil {
 			if !retriedDial && isDialError(err) && ctx.Err() == nil {
 				retriedDial = true
@@ -202,19 +251,24 @@ type response struct {
 	body   []byte
 }
 
-func (c *Client) send(ctx context.Context, p *peer, body []byte) (*response, error) {
+// send posts body to agent with a token. The token is taken before the
+// connection (the generation) is chosen: a token source and this client
+// follow the same certificate source, so the token is bound to the
+// generation's certificate or to a newer one, and then the 401 and its
+// retry pick that newer generation.
+func (c *Client) send(ctx context.Context, agent string, body []byte) (*response, error) {
 	tok, err := tokenWithin(ctx, c.cfg.Tokens)
 	if err != nil {
 		return nil, fmt.Errorf("agentclient: token: %w", err)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url+"/message", bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.urls[agent]+"/message", bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
-	resp, err := p.client().Do(req)
+	resp, err := c.client(agent).Do(req)
 	if err != nil {
 		return nil, err
 	}
@@ -295,43 +349,6 @@ func decodeResponse(agent, method string, resp *response, result any) error {
 	return nil
 }
 
-// dropConnectionsOnRotation retires every connection when the caller's
-// certificate rotated: they present the old certificate, to which a fresh
-// token is not bound; and when the CRL changed: a peer it now revokes must
-// be refused, which only a new handshake does. New transports serve from
-// now on.
-func (c *Client) dropConnectionsOnRotation() {
-	_, rotated := c.rotation.Check(c.cfg.Certificate)
-	if c.cfg.CRL != nil {
-		if now := c.cfg.CRL.Revocations(); c.revs.Swap(now) != now {
-			rotated = true
-		}
-	}
-	if !rotated {
-		return
-	}
-	for _, p := range c.peers {
-		// A busy connection of the old transport goes back to its idle
-		// pool, which nothing draws from any more, and closes after
-		// IdleConnTimeout.
-		p.tr.Swap(p.mk()).CloseIdleConnections()
-	}
-}
-
-// certKeyedCache prefixes session cache keys with the thumbprint of the
-// current certificate.
-type certKeyedCache struct {
-	src   certload.Source
-	inner tls.ClientSessionCache
-}
-
-func (c certKeyedCache) key(k string) string {
-	return binding.Thumbprint(c.src.Bundle().Leaf()) + "|" + k
-}
-
-func (c certKeyedCache) Get(k string) (*tls.ClientSessionState, bool) { return c.inner.Get(c.key(k)) }
-func (c certKeyedCache) Put(k string, cs *tls.ClientSessionState)     { c.inner.Put(c.key(k), cs) }
-
 func isDialError(err error) bool {
 	var op *net.OpError
 	return errors.As(err, &op) && op.Op == "dial"
@@ -365,15 +382,15 @@ func (e *CallError) Unwrap() []error {
 // Health probes agent's GET /health over mTLS (no token needed) and returns
 // nil when it answers 200.
 func (c *Client) Health(ctx context.Context, agent string) error {
-	p, ok := c.peers[agent]
+	url, ok := c.urls[agent]
 	if !ok {
 		return fmt.Errorf("agentclient: unknown agent %q", agent)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.url+"/health", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/health", nil)
 	if err != nil {
 		return err
 	}
-	resp, err := p.client().Do(req)
+	resp, err := c.client(agent).Do(req)
 	if err != nil {
 		return fmt.Errorf("agentclient: %s unreachable: %w", agent, err)
 	}

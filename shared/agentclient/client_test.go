@@ -371,3 +371,85 @@ func TestObserverSeesEveryCall(t *testing.T) {
 		t.Fatalf("observed %v, want %v", rec.calls, want)
 	}
 }
+
+// swapSource is a certificate Source the test switches.
+type swapSource struct {
+	b atomic.Pointer[certload.Bundle]
+}
+
+func (s *swapSource) Bundle() *certload.Bundle { return s.b.Load() }
+
+// fixedToken is a token source with one token.
+type fixedToken struct{ tok string }
+
+func (f fixedToken) Token() (*oauth2.Token, error) { return &oauth2.Token{AccessToken: f.tok}, nil }
+func (fixedToken) Invalidate()                     {}
+
+// TestNoSessionAcrossTrustChanges: a resumed TLS session carries the
+// server certificate of the handshake that made it. After the caller's CA
+// bundle changed (the old CA retired), such a session must not be resumed,
+// or the call fails against a server that long since presents a
+// certificate of the remaining CA.
+func TestNoSessionAcrossTrustChanges(t *testing.T) {
+	f := newFixture(t)
+	next := pki.NewCA(t, "CA") // the same name, another key: a rotation
+	both := append(append([]byte(nil), f.ca.PEM...), next.PEM...)
+	bundle := func(l *pki.Leaf, caPEM []byte) *certload.Bundle {
+		t.Helper()
+		s, err := certload.FromPEM(l.CertPEM, l.KeyPEM, caPEM, certload.Origin{}, certload.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.Bundle()
+	}
+	server := &swapSource{}
+	server.b.Store(bundle(f.ca.Issue(t, "validator"), both))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := binding.NewVerifier(binding.Config{Issuer: tokens.Issuer, Audience: tokens.Audience,
+		Keys: f.idp.KeySet(t, binding.KeySetOptions{}), BindingEnabled: true, BindingRequired: true, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: v.Middleware(http.HandlerFunc(echo), tokens.Refuse),
+		TLSConfig:         certload.ServerConfig(server, agentapi.AuthorizeAny(), certload.ServerOptions{RequireClientCert: true}),
+		ReadHeaderTimeout: 5 * time.Second, ErrorLog: log.New(io.Discard, "", 0)}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.ServeTLS(ln, "", "") }()
+	t.Cleanup(func() { _ = srv.Close(); <-done })
+
+	callerLeaf := next.Issue(t, "orchestrator")
+	caller := &swapSource{}
+	caller.b.Store(bundle(callerLeaf, both))
+	var handshakes atomic.Int64
+	c, err := agentclient.New(agentclient.Config{Certificate: caller, Peers: map[string]string{"validator": "https://" + ln.Addr().String()},
+		Tokens: fixedToken{f.idp.Mint(t, f.idp.EC, tokens.Claims(callerLeaf.Cert), nil)}, HandshakeCounter: &handshakes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	call := func() error {
+		var got map[string]string
+		return c.Call(t.Context(), "validator", "list_skills", nil, &got)
+	}
+	for range 2 { // a session, then a resumed one
+		if err := call(); err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+	}
+	if handshakes.Load() != 2 {
+		t.Fatalf("%d handshakes", handshakes.Load())
+	}
+	// The server moves to the next CA, then the caller drops the old one.
+	server.b.Store(bundle(next.Issue(t, "validator"), both))
+	caller.b.Store(bundle(callerLeaf, next.PEM))
+	for i := range 3 {
+		if err := call(); err != nil {
+			t.Fatalf("call %d after the old CA was retired: %v", i, err)
+		}
+		c.Close()
+	}
+}

@@ -121,13 +121,21 @@ func New(cfg Config) (*Source, error) {
 	if s.log == nil {
 		s.log = slog.Default()
 	}
-	if s.client == nil {
-		if cfg.ServerName == "" {
-			return nil, errors.New("tokensource: the token endpoint's server name is required")
-		}
-		s.client = ProviderClient(cfg.Certificate, cfg.ServerName, ProviderClientOptions{Timeout: 15 * time.Second, CRL: cfg.CRL})
+	if s.client == nil && cfg.ServerName == "" {
+		return nil, errors.New("tokensource: the token endpoint's server name is required")
 	}
 	return s, nil
+}
+
+// clientFor returns the HTTP client that fetches tokens for bundle b: one
+// that presents b's certificate and nothing else, so that the token it
+// gets is bound to the certificate checkBound expects even when the
+// source rotates during the request.
+func (s *Source) clientFor(b *certload.Bundle) *http.Client {
+	if s.cfg.HTTPClient != nil {
+		return s.cfg.HTTPClient
+	}
+	return ProviderClient(certload.NewStatic(b), s.cfg.ServerName, ProviderClientOptions{Timeout: 15 * time.Second, CRL: s.cfg.CRL})
 }
 
 // Token returns a valid token bound to the current certificate, from the
@@ -148,23 +156,28 @@ func (s *Source) current() oauth2.TokenSource {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	b, rotated := s.rotation.Check(s.cfg.Certificate)
-	if rotated {
-		// A rotated certificate invalidates the cached token: it is bound
-		// to the old one. Kept-alive connections still present the old
-		// certificate, so the next token must come over a new one.
-		s.client.CloseIdleConnections()
+	if rotated || s.client == nil {
+		// A rotated certificate (or CA bundle) invalidates the cached
+		// token: it is bound to the old one. Kept-alive connections still
+		// present the old certificate, so the next token comes over a new
+		// connection of a client pinned to the new one.
+		if s.client != nil {
+			s.client.CloseIdleConnections()
+		}
+		s.client = s.clientFor(b)
 		s.reuse = nil
 	}
 	if s.reuse == nil {
-		s.reuse = oauth2.ReuseTokenSourceWithExpiry(nil, &boundSource{s: s, thumb: binding.Thumbprint(b.Leaf())}, s.cfg.ExpiryMargin)
+		s.reuse = oauth2.ReuseTokenSourceWithExpiry(nil, &boundSource{s: s, client: s.client, thumb: binding.Thumbprint(b.Leaf())}, s.cfg.ExpiryMargin)
 	}
 	return s.reuse
 }
 
 // boundSource fetches one token and checks its binding.
 type boundSource struct {
-	s     *Source
-	thumb string
+	s      *Source
+	client *http.Client // presents the certificate of thumb
+	thumb  string
 }
 
 func (b *boundSource) Token() (*oauth2.Token, error) {
@@ -174,7 +187,7 @@ func (b *boundSource) Token() (*oauth2.Token, error) {
 		TokenURL:  s.cfg.TokenURL,
 		AuthStyle: oauth2.AuthStyleInParams, // client_id in the body, no secret
 	}
-	ctx := context.WithValue(context.Background(), oauth2.HTTPClient, s.client)
+	ctx := context.WithValue(context.Background(), oauth2.HTTPClient, b.client)
 	var lastErr error
 	backoff := 200 * time.Millisecond
 	for attempt := 1; attempt <= s.cfg.Attempts; attempt++ {
