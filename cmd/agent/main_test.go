@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -47,13 +50,20 @@ func TestStartupRefusals(t *testing.T) {
 	expiredCert, expiredKey, _ := pki.WriteFiles(t, t.TempDir(), ca.Issue(t, "archivist", pki.Validity(now.Add(-48*time.Hour), now.Add(-time.Hour))), ca.PEM)
 	rogue := pki.NewCA(t, "CA A2A Root CA")
 	rogueCert, rogueKey, _ := pki.WriteFiles(t, t.TempDir(), rogue.Issue(t, "archivist"), rogue.PEM)
+	if err := certgen.RefreshCRL(certgen.CRLOptions{Dir: dir}); err != nil {
+		t.Fatal(err)
+	}
+	rogueCRL, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{Number: big.NewInt(1), ThisUpdate: now, NextUpdate: now.Add(time.Hour)}, rogue.Cert, rogue.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
 	badPolicy := filepath.Join(t.TempDir(), "policy.json")
 	if err := os.WriteFile(badPolicy, []byte(`{"agents":{"archivist":{"drop_table":["lambda"]}}}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
 
 	good := map[string]string{"AGENT_NAME": "archivist", "AGENT_ADDR": "127.0.0.1:0", "MTLS_CERT_PATH": cert, "MTLS_KEY_PATH": key,
-		"MTLS_CA_CERT_PATH": caPath, "OIDC_JWKS_URL": "https://127.0.0.1:1/certs", "ARCHIVE_DSN": "sqlite://" + filepath.Join(t.TempDir(), "a.db")}
+		"MTLS_CA_CERT_PATH": certgen.BundlePath(dir), "MTLS_CRL_PATH": certgen.CRLPath(dir), "OIDC_JWKS_URL": "https://127.0.0.1:1/certs", "ARCHIVE_DSN": "sqlite://" + filepath.Join(t.TempDir(), "a.db")}
 	tests := map[string]struct {
 		set  map[string]string
 		want string
@@ -70,6 +80,12 @@ func TestStartupRefusals(t *testing.T) {
 			"ARCHIVE_DB_PASSWORD": "db-s3cret"}, "only sslmode=verify-full"},
 		"archive password twice": {map[string]string{"ARCHIVE_DSN": "postgres://archivist:db-s3cret@db.internal/archive",
 			"ARCHIVE_DB_PASSWORD": "db-s3cret"}, "set only one"},
+		// ca-a2a/crl holds a random placeholder until certgen crl and
+		// publish have run.
+		"the CRL secret's placeholder": {map[string]string{"MTLS_CRL": "Zm9vYmFyPlaceholder0123456789"}, "revocation list (MTLS_CRL_PATH, MTLS_CRL): certload: no CRL found in MTLS_CRL"},
+		"a CRL of another CA":          {map[string]string{"MTLS_CRL": string(pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: rogueCRL}))}, "CRL is not signed by a trusted CA"},
+		"a missing CRL file":           {map[string]string{"MTLS_CRL_PATH": filepath.Join(t.TempDir(), "crl.pem")}, "no such file"},
+		"JWKS refresh out of range":    {map[string]string{"JWKS_REFRESH_INTERVAL": "1s"}, "JWKS_REFRESH_INTERVAL must be a duration"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
