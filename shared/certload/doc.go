@@ -16,4 +16,15 @@
 // and key usage are checked here, who the peer must be is the caller's
 // decision (an agent name for agents, a host name for the identity
 // provider).
+//
+// Revocation: ParseCRLs verifies a CRL file against the CAs of a bundle,
+// and CRLWatcher keeps the list of MTLS_CRL_PATH or MTLS_CRL current (the
+// file re-read when it changes, the list checked again when the CA bundle
+// changes, a list that does not verify refused while the previous one stays
+// in force). The tls.Config builders refuse a revoked peer when given a
+// CRLSource; CheckPeer repeats the checks that can change while a
+// connection is open (validity, CA still trusted, revocation) cheaply
+// enough for every request. The CAs of a rotation share one name;
+// certificates and lists are matched to their CA by key identifier and
+// signature, never by name alone.
 package certload

@@ -96,7 +96,7 @@ func Start(t testing.TB, opts ...Option) *Stack {
 			"AGENT_NAME": a, "AGENT_ADDR": fmt.Sprintf("127.0.0.1:%d", ports[a]),
 			"MTLS_CERT_PATH": cert, "MTLS_KEY_PATH": key, "MTLS_CA_CERT_PATH": certgen.BundlePath(s.CertsDir),
 			"MTLS_CRL_PATH": certgen.CRLPath(s.CertsDir),
-			"OIDC_ISSUER": s.IdP.Issuer, "OIDC_JWKS_URL": s.IdP.JWKSURL, "OIDC_TOKEN_URL": s.IdP.TokenURL,
+			"OIDC_ISSUER":   s.IdP.Issuer, "OIDC_JWKS_URL": s.IdP.JWKSURL, "OIDC_TOKEN_URL": s.IdP.TokenURL,
 			"OIDC_SERVER_NAME": idp.ServerName,
 			"EXTRACTOR_URL":    s.URLs["extractor"], "VALIDATOR_URL": s.URLs["validator"],
 			"ARCHIVIST_URL": s.URLs["archivist"], "ORCHESTRATOR_URL": s.URLs["orchestrator"],
