@@ -109,7 +109,7 @@ func BenchmarkCheckPeer(b *testing.B) {
 	leaf := ca.Issue(b, "lambda")
 	var serials []*big.Int
 	for i := range 1000 {
-		serials = append(serials, big.NewInt(int64(i+1)<<64))
+		serials = append(serials, new(big.Int).Lsh(big.NewInt(int64(i+1)), 64))
 	}
 	o := ca.Issue(b, "orchestrator")
 	src, err := certload.FromPEM(o.CertPEM, o.KeyPEM, ca.PEM, origin(), certload.Options{})
