@@ -61,8 +61,7 @@ type CRLWatcher struct {
 
 	current atomic.Pointer[Revocations]
 
-	mu     sync.Mutex // serialises reloads; guards what follows
-	stamp  fileStamp
+	mu     sync.Mutex          // serialises reloads; guards what follows
 	raw    []byte              // the contents last read
 	cas    []*x509.Certificate // the CAs raw was last checked against
 	warned *Revocations        // the list last reported stale
@@ -157,20 +156,16 @@ func (w *CRLWatcher) Reload() (bool, error) {
 	fresh := w.current.Load() == nil
 	rawChanged := false
 	if w.cfg.Path != "" {
-		st, err := os.Stat(w.cfg.Path)
+		// Read at every poll and compared, not judged by size and
+		// modification time: two lists of one size written within one
+		// tick of the file system's clock must not look alike. A CRL is
+		// small (and bounded by MaxCRLBytes).
+		data, err := readBounded(w.cfg.Path, MaxCRLBytes)
 		if err != nil {
 			return false, fmt.Errorf("certload: CRL %s: %w", w.cfg.Path, err)
 		}
-		stamp := fileStamp{size: st.Size(), modTime: st.ModTime()}
-		if fresh || stamp != w.stamp {
-			data, err := readBounded(w.cfg.Path, MaxCRLBytes)
-			if err != nil {
-				return false, fmt.Errorf("certload: CRL %s: %w", w.cfg.Path, err)
-			}
-			w.stamp = stamp
-			rawChanged = !bytes.Equal(data, w.raw)
-			w.raw = data
-		}
+		rawChanged = !bytes.Equal(data, w.raw)
+		w.raw = data
 	}
 	cas := w.src.Bundle().CACerts
 	casChanged := !slices.EqualFunc(cas, w.cas, (*x509.Certificate).Equal)
