@@ -417,6 +417,9 @@ func TestRevocation(t *testing.T) {
 		if !strings.Contains(s.Log("orchestrator"), `"msg":"client certificate refused on an open connection"`) {
 			t.Error("no log line for the refusal on the open connection")
 		}
+		for _, a := range stack.Agents {
+			eventually(t, a+" refuses the revoked client at the handshake", func() bool { return agentRefuses(t, s, a, "lambda") })
+		}
 		// The unrevoked client keeps its connection and its calls.
 		if a := asOrchestrator.call(t, s.URLs["validator"]); a.err != nil || a.status != 200 || !a.reused {
 			t.Fatalf("unrevoked client: %+v", a)
