@@ -285,7 +285,8 @@ func TestCARotationUnderLoad(t *testing.T) {
 	}
 	body, _ := io.ReadAll(r.Body)
 	r.Body.Close()
-	if !reused || r.StatusCode != 401 || !r.Close || !strings.Contains(string(body), "no longer trusted") {
+	if !reused || r.StatusCode != 401 || !r.Close || !strings.Contains(string(body), "no longer trusted") ||
+		!strings.Contains(string(body), `"reason":"certificate_untrusted"`) {
 		t.Fatalf("kept-alive connection of the old CA: reused %v, %d %s, closed %v", reused, r.StatusCode, body, r.Close)
 	}
 }
@@ -408,7 +409,8 @@ func TestRevocation(t *testing.T) {
 			refused = asLambda.call(t, s.URLs["orchestrator"])
 			return refused.status == 401
 		})
-		if !refused.reused || !refused.shut || !strings.Contains(refused.body, "client certificate has been revoked") || !strings.Contains(refused.body, `"code":-32010`) {
+		if !refused.reused || !refused.shut || !strings.Contains(refused.body, "client certificate has been revoked") || !strings.Contains(refused.body, `"code":-32010`) ||
+			!strings.Contains(refused.body, `"reason":"certificate_revoked"`) {
 			t.Fatalf("refusal on the kept-alive connection: %+v", refused)
 		}
 		if a := asLambda.call(t, s.URLs["orchestrator"]); a.err == nil || a.reused {
@@ -508,7 +510,8 @@ func TestCertificateExpiresOnAnOpenConnection(t *testing.T) {
 		time.Sleep(50 * time.Millisecond) // until the certificate has expired
 	}
 	a := k.call(t, s.URLs["orchestrator"])
-	if !a.reused || a.status != 401 || !a.shut || !strings.Contains(a.body, "client certificate has expired") {
+	if !a.reused || a.status != 401 || !a.shut || !strings.Contains(a.body, "client certificate has expired") ||
+		!strings.Contains(a.body, `"reason":"certificate_expired"`) {
 		t.Fatalf("after expiry, on the open connection: %+v", a)
 	}
 	if a := k.call(t, s.URLs["orchestrator"]); a.err == nil {

@@ -9,11 +9,12 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/ca-a2a/ca-a2a/shared/agentapi"
+	"github.com/ca-a2a/ca-a2a/shared/certload"
 )
 
 // TestEveryCodeHasARow keeps the table and the contract's list in step:
 // every row names a code of agentapi.Reasons, and every code is produced
-// by a row, by the agent server (body size, authorization) or is reserved.
+// by a row or by the agent server (body size, authorization).
 func TestEveryCodeHasARow(t *testing.T) {
 	produced := map[string]bool{}
 	for _, r := range refusals {
@@ -25,8 +26,7 @@ func TestEveryCodeHasARow(t *testing.T) {
 		}
 		produced[r.code] = true
 	}
-	elsewhere := []string{agentapi.ReasonBodyTooLarge, agentapi.ReasonMethodForbidden, // agentsvc/runtime/server
-		agentapi.ReasonCertificateRevoked, agentapi.ReasonCertificateExpired} // reserved
+	elsewhere := []string{agentapi.ReasonBodyTooLarge, agentapi.ReasonMethodForbidden} // agentsvc/runtime/server
 	for _, code := range agentapi.Reasons() {
 		if !produced[code] && !slices.Contains(elsewhere, code) {
 			t.Errorf("code %s has no row", code)
@@ -43,6 +43,10 @@ func TestCodeOfWrappedErrors(t *testing.T) {
 		code string
 	}{
 		{fmt.Errorf("x: %w", ErrNoToken), agentapi.ReasonMissingToken},
+		{fmt.Errorf("x: %w", certload.ErrRevoked), agentapi.ReasonCertificateRevoked},
+		{fmt.Errorf("x: %w", certload.ErrExpired), agentapi.ReasonCertificateExpired},
+		{fmt.Errorf("x: %w", certload.ErrNotYetValid), agentapi.ReasonCertificateExpired},
+		{fmt.Errorf("x: %w", certload.ErrUntrusted), agentapi.ReasonCertificateUntrusted},
 		{ErrNoClientCert, agentapi.ReasonBindingMismatch},
 		{ErrNoIdentity, agentapi.ReasonMethodForbidden},
 		{fmt.Errorf("%w: %w", ErrInvalidToken, fmt.Errorf("%w: %w", jwt.ErrTokenUnverifiable, ErrHeaderRefused)), agentapi.ReasonHeaderRefused},

@@ -17,26 +17,23 @@ const ExpiryWarning = 30 * 24 * time.Hour
 
 // certExpiry is one certificate the agent depends on.
 type certExpiry struct {
-	label    string // "serving", or "ca:<subject CN>"
+	label    string // "serving", or "ca:<subject CN>#<serial>"
 	cert     *x509.Certificate
 	notAfter time.Time
 }
 
 // certificates lists the serving certificate, then each CA of the bundle.
-// A CA is labelled by its common name; two CAs with the same name (certgen
-// never makes them) are told apart by serial number.
+// A CA is labelled by its common name and serial number (upper-case hex, as
+// openssl x509 -serial prints it): during a CA rotation the current and the
+// next CA carry the same name, and only the serial tells them apart. A
+// bundle holds at most two CAs, so the label set stays small.
 func certificates(b *certload.Bundle) []certExpiry {
 	if b == nil {
 		return nil
 	}
 	out := []certExpiry{{label: "serving", cert: b.Leaf(), notAfter: b.Leaf().NotAfter}}
-	seen := map[string]bool{}
 	for _, ca := range b.CACerts {
-		label := "ca:" + ca.Subject.CommonName
-		if seen[label] {
-			label = fmt.Sprintf("%s:%X", label, ca.SerialNumber)
-		}
-		seen[label] = true
+		label := fmt.Sprintf("ca:%s#%X", ca.Subject.CommonName, ca.SerialNumber)
 		out = append(out, certExpiry{label: label, cert: ca, notAfter: ca.NotAfter})
 	}
 	return out
@@ -53,7 +50,7 @@ func DaysLeft(notAfter, now time.Time) float64 {
 type expiryCollector struct{ src certload.Source }
 
 var expiryDesc = prometheus.NewDesc("ca_a2a_certificate_expiry_timestamp_seconds",
-	"NotAfter of the serving certificate (cert=\"serving\") and of each trusted CA (cert=\"ca:<subject CN>\"), in Unix seconds.",
+	"NotAfter of the serving certificate (cert=\"serving\") and of each trusted CA (cert=\"ca:<subject CN>#<serial>\"), in Unix seconds.",
 	[]string{"cert"}, nil)
 
 func (c *expiryCollector) Describe(ch chan<- *prometheus.Desc) { ch <- expiryDesc }

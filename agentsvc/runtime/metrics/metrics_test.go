@@ -3,6 +3,7 @@ package metrics_test
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -49,6 +50,22 @@ func certs(t *testing.T, days int) certload.Source {
 	return src
 }
 
+// caLabel is the cert label of a CA: its name and serial, since the two
+// CAs of a rotation share their name.
+func caLabel(ca *x509.Certificate) string {
+	return fmt.Sprintf("ca:%s#%X", ca.Subject.CommonName, ca.SerialNumber)
+}
+
+// caLabels are the cert labels of src: serving and each CA, sorted.
+func caLabels(src certload.Source) []string {
+	out := []string{"serving"}
+	for _, ca := range src.Bundle().CACerts {
+		out = append(out, caLabel(ca))
+	}
+	sort.Strings(out)
+	return out
+}
+
 type family struct {
 	typ    dto.MetricType
 	labels []string
@@ -57,7 +74,8 @@ type family struct {
 // TestSeriesPinned pins every ca_a2a_* family an agent exposes: name, type
 // and label names. Dashboards and the README name them.
 func TestSeriesPinned(t *testing.T) {
-	m := metrics.New(metrics.Options{Agent: "extractor", Certificate: certs(t, 365)})
+	src := certs(t, 365)
+	m := metrics.New(metrics.Options{Agent: "extractor", Certificate: src})
 	m.SetMethods([]string{"list_skills", "get_health", "extract_document"})
 	m.EnablePeerCalls()
 	m.SetWorkers(func() metrics.Workers { return metrics.Workers{Busy: 1, Total: 4, Killed: 2} })
@@ -131,7 +149,7 @@ func TestSeriesPinned(t *testing.T) {
 		{"ca_a2a_peer_calls_total", "peer", sorted("orchestrator", "extractor", "validator", "archivist", "other")},
 		{"ca_a2a_peer_calls_total", "code", codes},
 		{"ca_a2a_jwks_refreshes_total", "result", sorted("ok", "failed")},
-		{"ca_a2a_certificate_expiry_timestamp_seconds", "cert", sorted("serving", "ca:CA A2A Root CA", "ca:CA A2A Root CA G2")},
+		{"ca_a2a_certificate_expiry_timestamp_seconds", "cert", caLabels(src)},
 	}
 	for _, c := range checks {
 		if got := values(c.name, c.label); !slices.Equal(got, c.want) {
@@ -214,8 +232,9 @@ func TestCertificateExpiry(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := src.Bundle()
-	if exp["serving"] != float64(b.Leaf().NotAfter.Unix()) || len(exp) != 3 ||
-		exp["ca:CA A2A Root CA"] != float64(b.CACerts[0].NotAfter.Unix()) || exp["ca:CA A2A Root CA G2"] != float64(b.CACerts[1].NotAfter.Unix()) {
+	labels := caLabels(src)
+	if exp["serving"] != float64(b.Leaf().NotAfter.Unix()) || len(exp) != 3 || len(labels) != 3 ||
+		exp[caLabel(b.CACerts[0])] != float64(b.CACerts[0].NotAfter.Unix()) || exp[caLabel(b.CACerts[1])] != float64(b.CACerts[1].NotAfter.Unix()) {
 		t.Fatalf("expiry gauges %v", exp)
 	}
 
