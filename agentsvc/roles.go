@@ -14,6 +14,7 @@ import (
 	"github.com/ca-a2a/ca-a2a/agentsvc/runtime/server"
 	"github.com/ca-a2a/ca-a2a/agentsvc/storage/archive"
 	"github.com/ca-a2a/ca-a2a/agentsvc/storage/documents"
+	"github.com/ca-a2a/ca-a2a/internal/sandbox"
 	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 	"github.com/ca-a2a/ca-a2a/shared/agentclient"
 	"github.com/ca-a2a/ca-a2a/shared/certload"
@@ -38,13 +39,29 @@ func build(ctx context.Context, cfg *config.Config, src certload.Source, crl cer
 		if err != nil {
 			return agent, noop, err
 		}
-		ex := extractor.New(store, extractor.Options{Logger: log})
+		// The sandbox needs sandbox.Main at the start of the binary
+		// (cmd/agent, and TestMain of tests that run an extractor); without
+		// it NewPool refuses and the agent does not start.
+		pool, err := sandbox.NewPool(sandbox.Config{
+			Workers: cfg.Extract.Workers, Timeout: cfg.Extract.Timeout, MemoryLimit: cfg.Extract.MemoryLimit,
+			MaxDocumentBytes: cfg.Extract.MaxBytes, MaxOutputBytes: agentapi.MaxExtractedDataBytes,
+		})
+		if err != nil {
+			return agent, noop, err
+		}
+		log.Info("extractor: parses run in sandboxed workers", "workers", cfg.Extract.Workers, "timeout", cfg.Extract.Timeout.String(),
+			"memory_limit", cfg.Extract.MemoryLimit, "max_bytes", cfg.Extract.MaxBytes)
+		ex := extractor.New(store, pool, extractor.Options{Logger: log})
 		agent.Methods = ex.Methods()
 		m.SetWorkers(func() metrics.Workers {
-			busy, total := ex.Workers()
-			return metrics.Workers{Busy: busy, Total: total}
+			st := ex.Stats()
+			return metrics.Workers{Busy: st.Busy, Total: st.Total, Killed: st.KilledSinceStart}
 		})
 		agent.Checks["documents"] = store.Ping
+		agent.DetailedChecks = map[string]server.DetailedCheck{"extract_workers": func(context.Context) (any, error) {
+			st := ex.Stats()
+			return agentapi.ExtractWorkers{Busy: st.Busy, Total: st.Total, KilledSinceStart: st.KilledSinceStart}, nil
+		}}
 		return agent, noop, nil
 	case agentapi.Validator:
 		agent.Methods = validator.New(validator.Options{}).Methods()

@@ -270,11 +270,22 @@ func (h *Handler) process(ctx context.Context, objs []agentapi.ProcessDocumentPa
 		start := time.Now()
 		var res agentapi.ProcessResult
 		err := h.Orchestrator.Call(ctx, agentapi.Orchestrator, agentapi.MethodProcessDocument, o, &res)
+		// Retry unless the orchestrator's answer says the document is
+		// done with: processed, or failed permanently (then archived as
+		// failed, so acknowledging it loses nothing). Anything else,
+		// including a failure the answer does not classify, is retried.
 		switch {
 		case err != nil:
 			errs[i] = err
-		case res.Status != agentapi.StatusArchived && res.Status != agentapi.StatusRejected:
-			errs[i] = fmt.Errorf("lambda: document %s %s", res.DocumentID, res.Status)
+		case res.Status == agentapi.StatusArchived || res.Status == agentapi.StatusRejected:
+		case res.Status == agentapi.StatusFailed && res.Failure == agentapi.FailurePermanent:
+			stage, st := failedStage(res.Stages)
+			h.log().Warn("document failed permanently; acknowledged", "bucket", o.Bucket, "s3_key", o.S3Key, "document_id", res.DocumentID,
+				"stage", stage, "code", st.Code, "error", st.Message)
+			return
+		default:
+			stage, st := failedStage(res.Stages)
+			errs[i] = &jsonrpc.Error{Code: st.Code, Message: fmt.Sprintf("lambda: document %s %s at %s (%s): %s", res.DocumentID, res.Status, stage, res.Failure, st.Message)}
 		}
 		if errs[i] != nil {
 			h.logFailure(o, errs[i])
@@ -287,6 +298,19 @@ func (h *Handler) process(ctx context.Context, objs []agentapi.ProcessDocumentPa
 		h.logFailure(objs[i], err)
 	})
 	return errs
+}
+
+// failedStage returns the first stage that failed, in pipeline order.
+func failedStage(st agentapi.Stages) (string, agentapi.Stage) {
+	for _, s := range []struct {
+		name  string
+		stage *agentapi.Stage
+	}{{agentapi.StageExtraction, st.Extraction}, {agentapi.StageValidation, st.Validation}, {agentapi.StageArchive, st.Archive}} {
+		if s.stage != nil && s.stage.Status == agentapi.StageFailed {
+			return s.name, *s.stage
+		}
+	}
+	return "unknown stage", agentapi.Stage{}
 }
 
 func (h *Handler) logFailure(o agentapi.ProcessDocumentParams, err error) {

@@ -2,6 +2,11 @@
 // (docs/configuration.md). "agent healthcheck [--strict]" probes the running
 // agent's /health over mTLS and exits 0 when the agent answers (the ECS
 // container health check); --strict also fails when it reports degraded.
+//
+// The same binary is the extractor's parse worker: the extractor re-executes
+// it with a hidden argument, and sandbox.Main turns that process into a
+// worker before anything else runs (it has no environment, so no
+// configuration is read).
 package main
 
 import (
@@ -15,9 +20,15 @@ import (
 
 	"github.com/ca-a2a/ca-a2a/agentsvc"
 	"github.com/ca-a2a/ca-a2a/agentsvc/runtime/config"
+	"github.com/ca-a2a/ca-a2a/internal/sandbox"
 )
 
 func main() {
+	sandbox.Main()
+	if err := harden(); err != nil {
+		fmt.Fprintln(os.Stderr, "agent: refusing to start:", err)
+		os.Exit(2)
+	}
 	cfg, err := config.Load(os.Getenv)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "agent: refusing to start:", err)

@@ -43,8 +43,24 @@ type HealthReport struct {
 }
 
 // CheckResult is the outcome of one health check. Error is a short, safe
-// message; the details go to the agent's log.
+// message; the cause goes to the agent's log. Details are figures of the
+// agent's own that some checks report (extract_workers: ExtractWorkers).
 type CheckResult struct {
-	Status string `json:"status"`
-	Error  string `json:"error,omitempty"`
+	Status  string `json:"status"`
+	Error   string `json:"error,omitempty"`
+	Details any    `json:"details,omitempty"`
+}
+
+// ExtractWorkers are the details of the extractor's health check
+// extract_workers. The check stays ok when every worker is busy: a full
+// pool makes requests wait (then -32002), it is not a fault.
+type ExtractWorkers struct {
+	// Busy is the number of worker slots in use (a document admitted, or
+	// a worker running).
+	Busy int `json:"busy"`
+	// Total is EXTRACT_WORKERS.
+	Total int `json:"total"`
+	// KilledSinceStart counts the workers killed by a limit (time, memory,
+	// CPU, output) since the agent started.
+	KilledSinceStart uint64 `json:"killed_since_start"`
 }

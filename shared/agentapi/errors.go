@@ -17,6 +17,27 @@ const (
 	// CodeForbidden travels with HTTP 403 for a single call (inside a batch,
 	// with HTTP 200): the caller may not call the method.
 	CodeForbidden = -32011
-	// CodeTooLarge travels with HTTP 413: the request body is over 1 MiB.
+	// CodeTooLarge: over the hop limit (MaxBodyBytes). With HTTP 413 the
+	// request body was; with HTTP 200 the result would be (an extraction
+	// whose data cannot travel on). Permanent: the same input fails again.
 	CodeTooLarge = -32012
 )
+
+// MaxBodyBytes is the hop limit: the largest request body an agent reads
+// (413, CodeTooLarge). Results that are passed on to another agent (the
+// extractor's data) are bounded by it as well. The server's body limit and
+// the extractor's output limit are this one constant.
+const MaxBodyBytes = 1 << 20
+
+// Permanent reports whether a peer's error code says the input itself is at
+// fault, so that retrying cannot help: -32602 (a document that cannot be
+// parsed, unsupported, over a limit, a bad key) and CodeTooLarge. Every
+// other code (a peer down or busy, a refused token, an internal error) is
+// transient: the same input may succeed later.
+func Permanent(code int) bool {
+	return code == codeInvalidParams || code == CodeTooLarge
+}
+
+// codeInvalidParams is JSON-RPC's -32602 (jsonrpc.CodeInvalidParams); it is
+// repeated here because agentapi imports no other package of the project.
+const codeInvalidParams = -32602

@@ -29,6 +29,24 @@ type ExtractResult[D any] struct {
 	ExtractedData D `json:"extracted_data"`
 }
 
+// MaxExtractedDataBytes bounds the encoded extracted_data of one document:
+// the hop limit less 64 KiB kept for what travels with it (the result's
+// other members, the validator's and the archivist's params, the JSON-RPC
+// envelope), so that data the extractor returns can always be passed on.
+// Extraction stops with CodeTooLarge as soon as the data would pass it.
+const MaxExtractedDataBytes = MaxBodyBytes - 64<<10
+
+// ExtractFailure is the data of an extract_document error about a document
+// that was read but cannot be extracted (-32602, CodeTooLarge): what the
+// orchestrator needs to key and describe the failed document. The hash lets
+// a failed document keep the id a successful one would have had.
+type ExtractFailure struct {
+	DocumentType string `json:"document_type"`
+	FileName     string `json:"file_name"`
+	FileSize     int64  `json:"file_size"`
+	SHA256       string `json:"sha256"`
+}
+
 // PDFData is the text of a PDF, page by page.
 type PDFData struct {
 	Pages     []Page `json:"pages"`

@@ -14,10 +14,29 @@ type ProcessResult struct {
 	S3Key      string `json:"s3_key"`
 	Bucket     string `json:"bucket,omitempty"`
 	// Status is StatusArchived, StatusRejected or StatusFailed.
-	Status     string `json:"status"`
+	Status string `json:"status"`
+	// Failure classifies a failed run (Status StatusFailed): FailurePermanent
+	// when the document can never be processed and is archived as failed,
+	// FailureTransient when a retry may succeed and nothing was archived.
+	// It is empty otherwise. A caller must treat anything but
+	// FailurePermanent as transient, so that nothing is dropped.
+	Failure    string `json:"failure,omitempty"`
 	Stages     Stages `json:"stages"`
 	DurationMS int64  `json:"duration_ms"`
 }
+
+// Classes of a failed run (ProcessResult.Failure).
+const (
+	// FailurePermanent: a stage refused the document itself (Permanent
+	// says which codes do); the document is archived with status failed,
+	// its stage and the cause, and redelivering it changes nothing. The
+	// Lambda acknowledges it.
+	FailurePermanent = "permanent"
+	// FailureTransient: a peer was down, busy or too slow; nothing was
+	// archived. The Lambda reports it for retry (then the dead-letter
+	// queue).
+	FailureTransient = "transient"
+)
 
 // Pipeline stages, as named in Stages and in a failed document's record.
 const (

@@ -305,7 +305,9 @@ func tokenWithin(ctx context.Context, ts TokenSource) (*oauth2.Token, error) {
 }
 
 func (c *Client) encode(method string, params any) ([]byte, error) {
-	raw, err := json.Marshal(params)
+	// jsonrpc.Marshal: extracted data passed on as json.RawMessage keeps
+	// the size the extractor counted.
+	raw, err := jsonrpc.Marshal(params)
 	if err != nil {
 		return nil, err
 	}
@@ -313,7 +315,7 @@ func (c *Client) encode(method string, params any) ([]byte, error) {
 		raw = nil
 	}
 	id := strconv.AppendInt(nil, c.nextID.Add(1), 10)
-	return json.Marshal(jsonrpc.Request{JSONRPC: jsonrpc.Version, Method: method, Params: raw, ID: id})
+	return jsonrpc.Marshal(jsonrpc.Request{JSONRPC: jsonrpc.Version, Method: method, Params: raw, ID: id})
 }
 
 func decodeResponse(agent, method string, resp *response, result any) error {

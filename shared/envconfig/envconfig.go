@@ -12,6 +12,7 @@ package envconfig
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net/url"
 	"strconv"
 	"strings"
@@ -88,6 +89,55 @@ func (r *Reader) Duration(name string, def, lo, hi time.Duration) time.Duration 
 		return def
 	}
 	return d
+}
+
+// Size units Bytes accepts: powers of 1024, spelled as IEC prefixes so that
+// nobody reads 256MiB as 256 000 000 bytes.
+var sizeUnits = []struct {
+	suffix string
+	factor int64
+}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"B", 1}}
+
+// Bytes returns name as a size, a whole number with an optional unit B, KiB,
+// MiB or GiB ("256MiB", "1GiB", "4096"), from lo to hi bytes, or def when
+// unset.
+func (r *Reader) Bytes(name string, def, lo, hi int64) int64 {
+	v := strings.TrimSpace(r.getenv(name))
+	if v == "" {
+		return def
+	}
+	n, ok := ParseBytes(v)
+	if !ok || n < lo || n > hi {
+		r.Failf("%s must be a size from %s to %s (such as %s), got %q", name, FormatBytes(lo), FormatBytes(hi), FormatBytes(def), v)
+		return def
+	}
+	return n
+}
+
+// ParseBytes reads a size written as Bytes accepts it.
+func ParseBytes(s string) (int64, bool) {
+	factor := int64(1)
+	for _, u := range sizeUnits {
+		if num, ok := strings.CutSuffix(s, u.suffix); ok {
+			s, factor = strings.TrimSpace(num), u.factor
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 || n > math.MaxInt64/factor {
+		return 0, false
+	}
+	return n * factor, true
+}
+
+// FormatBytes writes n in the largest unit that divides it ("256MiB").
+func FormatBytes(n int64) string {
+	for _, u := range sizeUnits {
+		if n != 0 && n%u.factor == 0 {
+			return strconv.FormatInt(n/u.factor, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10) + "B"
 }
 
 // HTTPSURL checks that value, the setting of name, is an absolute https URL

@@ -76,6 +76,23 @@ func CodeOf(err error) int {
 	return CodeInternalError
 }
 
+// Marshal encodes v as json.Marshal does, but leaves '<', '>' and '&' as they
+// are instead of escaping them as \u003c, \u003e and \u0026, in v and in
+// every json.RawMessage it holds. Agents answer application/json, never HTML,
+// and the escaping would let a message grow up to sixfold past the size its
+// producer counted (the extractor bounds its data to the hop limit). Both
+// the server and the client encode with it.
+func Marshal(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	// Encode ends the value with a newline; Marshal does not.
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+}
+
 // DecodeParams unmarshals params into v, refusing unknown fields and
 // trailing data, and maps any failure to -32602.
 func DecodeParams(params json.RawMessage, v any) error {

@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"encoding/csv"
 	"errors"
+	"fmt"
 	"io"
 	"unicode/utf8"
-
-	"github.com/ca-a2a/ca-a2a/shared/agentapi"
-	"github.com/ca-a2a/ca-a2a/shared/jsonrpc"
 )
 
 const (
@@ -27,58 +25,86 @@ var delimiters = []rune{',', ';', '\t'}
 
 var utf8BOM = []byte("\xef\xbb\xbf")
 
-// ExtractCSV parses data: a UTF-8 BOM is dropped, the delimiter detected,
-// the first record is the header and the rest are rows, which may be ragged.
-// Every error is a *jsonrpc.Error.
-func ExtractCSV(data []byte) (*agentapi.CSVData, error) {
+var (
+	errEmpty   = errors.New("empty document")
+	errNotText = errors.New("unsupported document type: content is not text")
+	errNotUTF8 = errors.New("malformed CSV: not valid UTF-8")
+)
+
+// writeCSV writes the extracted_data of a CSV (agentapi.CSVData) to out, row
+// by row as the records are read: a UTF-8 BOM is dropped, the delimiter
+// detected, the first record is the header and the rest are rows, which may
+// be ragged. It runs in a worker process; an error is the reason the
+// document cannot be parsed, or the writer's refusal to pass the output
+// limit.
+func writeCSV(data []byte, out io.Writer) error {
 	data = bytes.TrimPrefix(data, utf8BOM)
 	if len(bytes.TrimSpace(data)) == 0 {
-		return nil, errEmpty
+		return errEmpty
 	}
 	if bytes.IndexByte(data, 0) >= 0 {
-		return nil, jsonrpc.InvalidParams("unsupported document type: content is not text")
+		return errNotText
 	}
 	if !utf8.Valid(data) {
-		return nil, jsonrpc.InvalidParams("malformed CSV: not valid UTF-8")
+		return errNotUTF8
 	}
 	delim := detectDelimiter(data)
 	// Every field but a record's first follows a delimiter, and every
 	// record but the first follows a newline: this bounds the fields before
 	// encoding/csv builds a record, which it does whole, however long.
 	if bytes.Count(data, []byte(string(delim)))+bytes.Count(data, []byte("\n"))+1 > maxCells {
-		return nil, jsonrpc.InvalidParams("CSV has more than %d fields", maxCells)
+		return fmt.Errorf("CSV has more than %d fields", maxCells)
 	}
 	r := csv.NewReader(bytes.NewReader(data))
 	r.Comma = delim
 	r.FieldsPerRecord = -1
+	// Each record is written before the next is read.
+	r.ReuseRecord = true
 	header, err := r.Read()
 	if err != nil {
-		return nil, csvError(err)
+		return csvError(err)
 	}
-	out := &agentapi.CSVData{Delimiter: string(delim), Headers: header, ColumnCount: len(header), Rows: [][]string{}}
+	columns := len(header)
+	j := newJSONWriter(out)
+	j.raw(`{"headers":`)
+	j.strs(header)
+	j.raw(`,"rows":[`)
+	rows := 0
 	for {
 		rec, err := r.Read()
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			return nil, csvError(err)
+			return csvError(err)
 		}
-		if len(out.Rows) == maxRows {
-			return nil, jsonrpc.InvalidParams("CSV has more than %d rows", maxRows)
+		if rows == maxRows {
+			return fmt.Errorf("CSV has more than %d rows", maxRows)
 		}
-		out.Rows = append(out.Rows, rec)
+		if rows > 0 {
+			j.raw(",")
+		}
+		rows++
+		if j.strs(rec); j.err != nil {
+			return j.err
+		}
 	}
-	out.RowCount = len(out.Rows)
-	return out, nil
+	j.raw(`],"row_count":`)
+	j.int(rows)
+	j.raw(`,"column_count":`)
+	j.int(columns)
+	j.raw(`,"delimiter":`)
+	j.str(string(delim))
+	j.raw("}")
+	return j.flush()
 }
 
 func csvError(err error) error {
 	var pe *csv.ParseError
 	if errors.As(err, &pe) {
-		return jsonrpc.InvalidParams("malformed CSV at line %d: %v", pe.Line, pe.Err)
+		return fmt.Errorf("malformed CSV at line %d: %v", pe.Line, pe.Err)
 	}
-	return jsonrpc.InvalidParams("malformed CSV")
+	return errors.New("malformed CSV")
 }
 
 // detectDelimiter picks the candidate under which the first lines agree

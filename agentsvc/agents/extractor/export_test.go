@@ -1,21 +1,26 @@
 package extractor
 
-import (
-	"context"
-
-	"github.com/ca-a2a/ca-a2a/shared/agentapi"
-)
-
-// SetLimits lowers the PDF budgets for a test and restores them after.
-func SetLimits(decoded int64, text int) (restore func()) {
-	d, t := maxDecodedBytes, maxTextBytes
-	maxDecodedBytes, maxTextBytes = decoded, text
-	return func() { maxDecodedBytes, maxTextBytes = d, t }
+// SetDecodedLimit lowers the PDF decompression budget for a test and
+// restores it after. It applies to Parse in the test process only: workers
+// are fresh processes with the default.
+func SetDecodedLimit(decoded int64) (restore func()) {
+	d := maxDecodedBytes
+	maxDecodedBytes = decoded
+	return func() { maxDecodedBytes = d }
 }
 
-// SetPDFParser replaces the PDF parse run in a worker, for a test.
-func SetPDFParser(f func(ctx context.Context, key string, data []byte) (*agentapi.ExtractResult[any], error)) (restore func()) {
-	old := parsePDF
-	parsePDF = f
-	return func() { parsePDF = old }
+// JSONString writes s as jsonWriter.str does, through chunks of the given
+// writer, for tests of the encoder.
+var JSONString = func(s string) ([]byte, error) {
+	var b cappedBuffer
+	b.max = 1 << 40
+	j := newJSONWriter(&b)
+	j.str(s)
+	if err := j.flush(); err != nil {
+		return nil, err
+	}
+	return b.buf.Bytes(), nil
 }
+
+// WriteCSV is the worker's CSV parse, for tests of the output bound.
+var WriteCSV = writeCSV

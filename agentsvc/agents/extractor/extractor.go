@@ -3,10 +3,24 @@
 // header and rows of a CSV (encoding/csv, delimiter detected among ',', ';'
 // and tab). The type comes from the key's extension and must agree with the
 // content.
+//
+// Every byte of a document is hostile (docs/threat-model.md, Hostile
+// documents). The agent never parses one: each parse runs in a sandbox
+// worker process (internal/sandbox) under memory, CPU, time and output
+// limits, and writes the final JSON of extracted_data, which the agent
+// passes on as it is. The agent keeps the JSON-RPC side: the key check, the
+// store read (admitted to the worker pool first, so the documents held at
+// once are bounded), the hash, and the mapping of every outcome to an answer
+// (docs/contract.md, Extractor):
+//
+//	malformed document, or a worker killed by a limit   -32602 "document could not be parsed: <cause>"  permanent
+//	extracted data over the hop limit                   -32012                                         permanent
+//	no worker free before the request's deadline        -32002 "extractor busy"                        transient
+//	the request's own deadline ended the parse          -32002                                         transient
+//	the worker could not be set up                      -32603                                         internal
 package extractor
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -14,64 +28,44 @@ import (
 	"errors"
 	"log/slog"
 	"path"
-	"runtime"
 	"strings"
-	"time"
 
 	"github.com/ca-a2a/ca-a2a/agentsvc/runtime/skill"
 	"github.com/ca-a2a/ca-a2a/agentsvc/storage/documents"
+	"github.com/ca-a2a/ca-a2a/internal/sandbox"
 	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 	"github.com/ca-a2a/ca-a2a/shared/jsonrpc"
 )
 
-// DefaultTimeout bounds one extract_document call when Options sets none.
-const DefaultTimeout = 60 * time.Second
-
 // Options configure an Extractor. The zero value is usable.
 type Options struct {
-	// MaxBytes bounds a document (default documents.DefaultMaxBytes, 20 MiB).
-	MaxBytes int64
-	// Timeout bounds one extract_document call, reading included
-	// (default DefaultTimeout); the caller's deadline applies too.
-	Timeout time.Duration
-	// PDFWorkers bounds the PDFs parsed at once (default GOMAXPROCS).
-	PDFWorkers int
 	// Logger receives the causes that callers do not see (a store
-	// failure, a parse abandoned at the deadline). Nil discards them.
+	// failure, a worker's standard error). Nil discards them.
 	Logger *slog.Logger
 }
 
 // Extractor offers extract_document and list_supported_formats.
 type Extractor struct {
 	store documents.Store
-	opts  Options
-	// pdfSlots holds one token per PDF being parsed. The PDF library is
-	// not known to end on every input: a parse that outlives its request is
-	// left to finish, and keeps its slot, so at most PDFWorkers such
-	// parses can run; beyond that PDFs are refused as unavailable rather
-	// than piling up.
-	pdfSlots chan struct{}
+	pool  *sandbox.Pool
+	log   *slog.Logger
+	// maxBytes bounds a document: the pool's MaxDocumentBytes.
+	maxBytes int64
 }
 
-// New returns an Extractor reading from store.
-func New(store documents.Store, opts Options) *Extractor {
-	if opts.MaxBytes <= 0 {
-		opts.MaxBytes = documents.DefaultMaxBytes
+// New returns an Extractor reading from store and parsing in pool's
+// workers. The pool's MaxOutputBytes should be
+// agentapi.MaxExtractedDataBytes, so that what it returns can travel on.
+func New(store documents.Store, pool *sandbox.Pool, opts Options) *Extractor {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
-	if opts.Timeout <= 0 {
-		opts.Timeout = DefaultTimeout
-	}
-	if opts.PDFWorkers <= 0 {
-		opts.PDFWorkers = runtime.GOMAXPROCS(0)
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
-	return &Extractor{store: store, opts: opts, pdfSlots: make(chan struct{}, opts.PDFWorkers)}
+	return &Extractor{store: store, pool: pool, log: log, maxBytes: pool.Config().MaxDocumentBytes}
 }
 
-// Workers reports the PDF parse slots in use and their number (metrics).
-func (e *Extractor) Workers() (busy, total int) { return len(e.pdfSlots), cap(e.pdfSlots) }
+// Stats are the worker pool's counters (/health check extract_workers).
+func (e *Extractor) Stats() sandbox.Stats { return e.pool.Stats() }
 
 // Methods returns the extractor's methods.
 func (e *Extractor) Methods() []skill.Method {
@@ -80,6 +74,13 @@ func (e *Extractor) Methods() []skill.Method {
 		{Name: agentapi.MethodListSupportedFormats, Description: "The document formats this extractor reads and its size limit.", Handler: e.listFormats},
 	}
 }
+
+var (
+	errInvalidKey  = jsonrpc.InvalidParams("s3_key is not a valid object key")
+	errUnsupported = jsonrpc.InvalidParams("unsupported document type: want .pdf or .csv")
+	errBusy        = jsonrpc.Errorf(agentapi.CodeUnavailable, "extractor busy: try again later")
+	errInternal    = jsonrpc.Errorf(jsonrpc.CodeInternalError, "internal error")
+)
 
 func (e *Extractor) extractDocument(ctx context.Context, params json.RawMessage) (any, error) {
 	var p agentapi.ExtractParams
@@ -95,82 +96,93 @@ func (e *Extractor) extractDocument(ctx context.Context, params json.RawMessage)
 	if kind == "" {
 		return nil, errUnsupported
 	}
-	ctx, cancel := context.WithTimeout(ctx, e.opts.Timeout)
-	defer cancel()
-	obj, err := e.store.Get(ctx, p.S3Key, e.opts.MaxBytes)
+	// A slot, and room in the pool's byte budget, before the document is
+	// read: documents held in memory at once are bounded by count and by
+	// bytes (EXTRACT_WORKERS × EXTRACT_MAX_BYTES).
+	adm, err := e.pool.Admit(ctx, e.maxBytes)
 	if err != nil {
-		return nil, e.mapStoreError(ctx, p.S3Key, err)
-	}
-	if kind != agentapi.DocumentTypePDF {
-		return Extract(ctx, p.S3Key, obj.Data)
-	}
-	return e.extractPDFBounded(ctx, p.S3Key, obj.Data)
-}
-
-// parsePDF is Extract; tests replace it with a parse that does not end.
-var parsePDF = Extract
-
-// extractPDFBounded runs Extract in a worker slot and waits for it at most
-// until ctx ends.
-func (e *Extractor) extractPDFBounded(ctx context.Context, key string, data []byte) (*agentapi.ExtractResult[any], error) {
-	select {
-	case e.pdfSlots <- struct{}{}:
-	case <-ctx.Done():
-		e.opts.Logger.WarnContext(ctx, "extractor: no PDF worker free before the deadline", "s3_key", key, "workers", cap(e.pdfSlots))
+		e.log.WarnContext(ctx, "extractor: no worker free before the deadline", "s3_key", p.S3Key, "workers", e.pool.Config().Workers)
 		return nil, errBusy
 	}
-	type outcome struct {
-		res *agentapi.ExtractResult[any]
-		err error
+	defer adm.Release()
+	obj, err := e.store.Get(ctx, p.S3Key, e.maxBytes)
+	if err != nil {
+		return nil, e.storeError(ctx, p.S3Key, err)
 	}
-	done := make(chan outcome, 1)
-	parse := parsePDF
-	go func() {
-		defer func() { <-e.pdfSlots }()
-		res, err := parse(ctx, key, data)
-		done <- outcome{res, err}
-	}()
-	select {
-	case o := <-done:
-		return o.res, o.err
-	case <-ctx.Done():
-		// Extract stops between pages once ctx ends; one still running
-		// is stuck inside the library.
-		e.opts.Logger.ErrorContext(ctx, "extractor: PDF parse still running at the deadline; its worker stays busy until it ends", "s3_key", key, "size", len(data))
-		return nil, jsonrpc.Errorf(agentapi.CodeUnavailable, "extraction did not finish in time")
+	sum := sha256.Sum256(obj.Data)
+	doc := agentapi.ExtractFailure{DocumentType: kind, FileName: path.Base(p.S3Key), FileSize: int64(len(obj.Data)), SHA256: hex.EncodeToString(sum[:])}
+	data, err := adm.Run(ctx, kind, obj.Data)
+	if err != nil {
+		return nil, e.runError(ctx, p.S3Key, doc, err)
 	}
+	// The worker writes JSON; it is checked, not re-encoded. A worker
+	// whose parser was subverted could write anything.
+	if len(data) == 0 || data[0] != '{' || !json.Valid(data) {
+		e.log.ErrorContext(ctx, "extractor: worker wrote data that is not a JSON object", "s3_key", p.S3Key, "bytes", len(data))
+		return nil, permanent(jsonrpc.InvalidParams("document could not be parsed: malformed worker output"), doc)
+	}
+	return &agentapi.ExtractResult[json.RawMessage]{DocumentType: doc.DocumentType, FileName: doc.FileName,
+		FileSize: doc.FileSize, SHA256: doc.SHA256, ExtractedData: data}, nil
 }
 
-var (
-	errInvalidKey  = jsonrpc.InvalidParams("s3_key is not a valid object key")
-	errUnsupported = jsonrpc.InvalidParams("unsupported document type: want .pdf or .csv")
-	errEmpty       = jsonrpc.InvalidParams("empty document")
-	errBusy        = jsonrpc.Errorf(agentapi.CodeUnavailable, "extractor busy: try again later")
-)
+// runError maps the outcome of a worker to the answer: the one place where
+// the extractor decides permanent (-32602, -32012) against transient
+// (-32002). The worker's standard error goes to the log only: it is derived
+// from the document.
+func (e *Extractor) runError(ctx context.Context, key string, doc agentapi.ExtractFailure, err error) error {
+	var re *sandbox.RunError
+	if !errors.As(err, &re) {
+		if ctx.Err() != nil {
+			// The caller left or its deadline passed before the worker
+			// started: nothing is known about the document.
+			return jsonrpc.Errorf(agentapi.CodeUnavailable, "extraction did not finish before the request's deadline")
+		}
+		e.log.ErrorContext(ctx, "extractor: worker not run", "s3_key", key, "error", err.Error())
+		return errInternal
+	}
+	attrs := []any{"s3_key", key, "size", doc.FileSize, "outcome", re.Cause(), "exit", re.Exit}
+	if re.Stderr != "" {
+		attrs = append(attrs, "stderr", truncate(re.Stderr, maxLoggedStderr))
+	}
+	switch {
+	case errors.Is(err, sandbox.ErrSetup):
+		e.log.ErrorContext(ctx, "extractor: worker could not be set up", append(attrs, "error", err.Error())...)
+		return errInternal
+	case errors.Is(err, sandbox.ErrTimeLimit) && errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, context.Canceled):
+		// The request's deadline came before EXTRACT_TIMEOUT: the
+		// document did not get its full time, so this says nothing about
+		// it. Transient: a retry with a longer deadline may succeed.
+		e.log.WarnContext(ctx, "extractor: parse cut short by the request's deadline", attrs...)
+		return jsonrpc.Errorf(agentapi.CodeUnavailable, "extraction did not finish before the request's deadline")
+	case errors.Is(err, sandbox.ErrOutputTooLarge):
+		e.log.InfoContext(ctx, "extractor: extracted data over the hop limit", attrs...)
+		return permanent(jsonrpc.Errorf(agentapi.CodeTooLarge, "extracted data larger than %d bytes: over the 1 MiB hop limit", agentapi.MaxExtractedDataBytes), doc)
+	case errors.Is(err, sandbox.ErrMalformedDocument):
+		e.log.InfoContext(ctx, "extractor: document refused", attrs...)
+	default:
+		// A limit (time, memory, CPU), a crash or malformed output: the
+		// document did it, and will do it again.
+		e.log.WarnContext(ctx, "extractor: worker killed", attrs...)
+	}
+	return permanent(jsonrpc.InvalidParams("document could not be parsed: %s", re.Cause()), doc)
+}
 
-// Extract extracts data, stored under key, by the type the key's extension
-// names. Every error is a *jsonrpc.Error.
-func Extract(ctx context.Context, key string, data []byte) (*agentapi.ExtractResult[any], error) {
-	kind := TypeOf(key)
-	if kind == "" {
-		return nil, errUnsupported
+// maxLoggedStderr bounds the worker's standard error in one log line.
+const maxLoggedStderr = 2 << 10
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
 	}
-	if len(bytes.TrimSpace(data)) == 0 {
-		return nil, errEmpty
-	}
-	sum := sha256.Sum256(data)
-	res := &agentapi.ExtractResult[any]{DocumentType: kind, FileName: path.Base(key), FileSize: int64(len(data)), SHA256: hex.EncodeToString(sum[:])}
-	var err error
-	switch kind {
-	case agentapi.DocumentTypePDF:
-		res.ExtractedData, err = extractPDF(ctx, data)
-	case agentapi.DocumentTypeCSV:
-		res.ExtractedData, err = ExtractCSV(data)
-	}
-	if err != nil {
-		return nil, err
-	}
-	return res, nil
+	return strings.ToValidUTF8(s[:n], "") + "…"
+}
+
+// permanent attaches what the orchestrator needs to archive the failed
+// document under the id a successful extraction would have had.
+func permanent(e *jsonrpc.Error, doc agentapi.ExtractFailure) *jsonrpc.Error {
+	e.Data = doc
+	return e
 }
 
 // TypeOf returns the document type key's extension names (case-insensitive),
@@ -185,18 +197,18 @@ func TypeOf(key string) string {
 	return ""
 }
 
-// mapStoreError chooses the code a caller sees. The store's own message
-// may hold a path or a bucket error: it is logged, not passed on.
-func (e *Extractor) mapStoreError(ctx context.Context, key string, err error) error {
+// storeError chooses the code a caller sees. The store's own message may
+// hold a path or a bucket error: it is logged, not passed on.
+func (e *Extractor) storeError(ctx context.Context, key string, err error) error {
 	switch {
 	case errors.Is(err, documents.ErrInvalidKey):
 		return errInvalidKey
 	case errors.Is(err, documents.ErrNotFound):
 		return jsonrpc.Errorf(agentapi.CodeNotFound, "document not found")
 	case errors.Is(err, documents.ErrTooLarge):
-		return jsonrpc.InvalidParams("document larger than the %d-byte limit", e.opts.MaxBytes)
+		return jsonrpc.InvalidParams("document larger than the %d-byte limit", e.maxBytes)
 	default:
-		e.opts.Logger.WarnContext(ctx, "extractor: document store failed", "s3_key", key, "error", err.Error())
+		e.log.WarnContext(ctx, "extractor: document store failed", "s3_key", key, "error", err.Error())
 		return jsonrpc.Errorf(agentapi.CodeUnavailable, "document store unavailable")
 	}
 }
@@ -206,7 +218,7 @@ func (e *Extractor) listFormats(_ context.Context, params json.RawMessage) (any,
 		return nil, err
 	}
 	return agentapi.FormatsResult{Formats: []agentapi.Format{
-		{Type: agentapi.DocumentTypePDF, Extensions: []string{".pdf"}, MIMEType: "application/pdf", MaxBytes: e.opts.MaxBytes},
-		{Type: agentapi.DocumentTypeCSV, Extensions: []string{".csv"}, MIMEType: "text/csv", MaxBytes: e.opts.MaxBytes},
+		{Type: agentapi.DocumentTypePDF, Extensions: []string{".pdf"}, MIMEType: "application/pdf", MaxBytes: e.maxBytes},
+		{Type: agentapi.DocumentTypeCSV, Extensions: []string{".csv"}, MIMEType: "text/csv", MaxBytes: e.maxBytes},
 	}}, nil
 }

@@ -21,32 +21,77 @@ import (
 	"github.com/ca-a2a/ca-a2a/agentsvc/agents/extractor"
 	"github.com/ca-a2a/ca-a2a/agentsvc/agents/extractor/pdftest"
 	"github.com/ca-a2a/ca-a2a/agentsvc/storage/documents"
+	"github.com/ca-a2a/ca-a2a/internal/sandbox"
 	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 	"github.com/ca-a2a/ca-a2a/shared/jsonrpc"
 )
 
-// The extractor parses PDFs in goroutines: none may outlive a test.
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// The test binary is its own parse worker: the pool re-executes it, and
+// sandbox.Main turns that process into the worker of the kinds the
+// extractor registered.
+func TestMain(m *testing.M) {
+	sandbox.Main()
+	goleak.VerifyTestMain(m)
+}
 
-func method(t *testing.T, e *extractor.Extractor, name string) func(params string) (any, error) {
+// hang bounds every wait: a hang fails, nothing asserts a speed.
+const hang = 60 * time.Second
+
+func pool(t *testing.T, cfg sandbox.Config) *sandbox.Pool {
+	t.Helper()
+	if cfg.MaxOutputBytes == 0 {
+		cfg.MaxOutputBytes = agentapi.MaxExtractedDataBytes
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = hang
+	}
+	p, err := sandbox.NewPool(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func method(t *testing.T, e *extractor.Extractor, name string) func(ctx context.Context, params string) (any, error) {
 	t.Helper()
 	for _, m := range e.Methods() {
 		if m.Name == name {
-			return func(params string) (any, error) { return m.Handler(t.Context(), json.RawMessage(params)) }
+			return func(ctx context.Context, params string) (any, error) { return m.Handler(ctx, json.RawMessage(params)) }
 		}
 	}
 	t.Fatalf("no method %s", name)
 	return nil
 }
 
-func extract(t *testing.T, e *extractor.Extractor, key string) (*agentapi.ExtractResult[any], error) {
+type result = agentapi.ExtractResult[json.RawMessage]
+
+func extractCtx(ctx context.Context, t *testing.T, e *extractor.Extractor, key string) (*result, error) {
 	t.Helper()
 	params, _ := json.Marshal(agentapi.ExtractParams{S3Key: key})
-	out, err := method(t, e, "extract_document")(string(params))
+	out, err := method(t, e, "extract_document")(ctx, string(params))
 	if err != nil {
 		return nil, err
 	}
-	return out.(*agentapi.ExtractResult[any]), nil
+	return out.(*result), nil
+}
+
+func extract(t *testing.T, e *extractor.Extractor, key string) (*result, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), hang)
+	defer cancel()
+	return extractCtx(ctx, t, e, key)
+}
+
+// decode reads extracted_data into the type the validator reads, strictly.
+func decode[T any](t *testing.T, raw json.RawMessage) *T {
+	t.Helper()
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	var v T
+	if err := dec.Decode(&v); err != nil {
+		t.Fatalf("extracted_data %.200s: %v", raw, err)
+	}
+	return &v
 }
 
 var (
@@ -97,20 +142,19 @@ func TestExtractDocument(t *testing.T) {
 		"bad-quotes.csv":       []byte("a,b\n\"x,y\n"),
 	}
 	store, base := docStore(t, files)
-	e := extractor.New(store, extractor.Options{MaxBytes: 4096})
+	e := extractor.New(store, pool(t, sandbox.Config{Workers: 2, MaxDocumentBytes: 4096}), extractor.Options{})
 
-	sum := sha256.Sum256(invoice)
 	res, err := extract(t, e, "incoming/invoice.pdf")
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := &agentapi.ExtractResult[any]{
-		DocumentType: "pdf", FileName: "invoice.pdf", FileSize: int64(len(invoice)), SHA256: hex.EncodeToString(sum[:]),
-		ExtractedData: &agentapi.PDFData{PageCount: 2, Pages: []agentapi.Page{
-			{Number: 1, Text: "Invoice 2026-001\nCustomer: ACME"}, {Number: 2, Text: "Total: 7500.00 EUR"}}},
+	if res.DocumentType != "pdf" || res.FileName != "invoice.pdf" || res.FileSize != int64(len(invoice)) || res.SHA256 != hexSum(string(invoice)) {
+		t.Fatalf("invoice: %+v", res)
 	}
-	if !reflect.DeepEqual(res, want) {
-		t.Fatalf("invoice:\n got %+v %+v\nwant %+v %+v", res, res.ExtractedData, want, want.ExtractedData)
+	wantPDF := &agentapi.PDFData{PageCount: 2, Pages: []agentapi.Page{
+		{Number: 1, Text: "Invoice 2026-001\nCustomer: ACME"}, {Number: 2, Text: "Total: 7500.00 EUR"}}}
+	if got := decode[agentapi.PDFData](t, res.ExtractedData); !reflect.DeepEqual(got, wantPDF) {
+		t.Fatalf("invoice data %+v, want %+v", got, wantPDF)
 	}
 	res, err = extract(t, e, "tx.csv")
 	if err != nil {
@@ -118,10 +162,10 @@ func TestExtractDocument(t *testing.T) {
 	}
 	wantCSV := &agentapi.CSVData{Delimiter: ";", Headers: []string{"date", "label", "amount", "currency"},
 		Rows: [][]string{{"2026-01-02", "coffee", "3,50", "EUR"}, {"2026-01-03", "train", "42,00", "EUR"}}, RowCount: 2, ColumnCount: 4}
-	if res.DocumentType != "csv" || !reflect.DeepEqual(res.ExtractedData, wantCSV) {
-		t.Fatalf("csv: %+v %+v", res, res.ExtractedData)
+	if got := decode[agentapi.CSVData](t, res.ExtractedData); res.DocumentType != "csv" || !reflect.DeepEqual(got, wantCSV) {
+		t.Fatalf("csv: %+v %+v", res, got)
 	}
-	if res, err := extract(t, e, "tab.CSV"); err != nil || res.ExtractedData.(*agentapi.CSVData).Delimiter != "\t" {
+	if res, err := extract(t, e, "tab.CSV"); err != nil || decode[agentapi.CSVData](t, res.ExtractedData).Delimiter != "\t" {
 		t.Fatalf("tab.CSV: %v", err)
 	}
 	if res, err := extract(t, e, "UPPER.PDF"); err != nil || res.DocumentType != "pdf" {
@@ -132,30 +176,31 @@ func TestExtractDocument(t *testing.T) {
 		key     string
 		code    int
 		message string
+		read    bool // the document was read: the error carries its hash
 	}{
-		{"corrupt.pdf", jsonrpc.CodeInvalidParams, "corrupt or unreadable PDF"},
-		{"truncated.pdf", jsonrpc.CodeInvalidParams, "corrupt or unreadable PDF"},
-		{"fake.pdf", jsonrpc.CodeInvalidParams, "unsupported document type"},
-		{"pdf-in-csv.csv", jsonrpc.CodeInvalidParams, "unsupported document type"},
-		{"empty.csv", jsonrpc.CodeInvalidParams, "empty document"},
-		{"blank.pdf", jsonrpc.CodeInvalidParams, "empty document"},
-		{"latin1.csv", jsonrpc.CodeInvalidParams, "not valid UTF-8"},
-		{"notes.txt", jsonrpc.CodeInvalidParams, "unsupported document type"},
-		{"noext", jsonrpc.CodeInvalidParams, "unsupported document type"},
-		{"big.csv", jsonrpc.CodeInvalidParams, "larger than the 4096-byte limit"},
-		{"bad-quotes.csv", jsonrpc.CodeInvalidParams, "malformed CSV"},
-		{"missing.pdf", agentapi.CodeNotFound, "document not found"},
-		{"link.csv", jsonrpc.CodeInvalidParams, "not a valid object key"},
-		{"../secret.csv", jsonrpc.CodeInvalidParams, "not a valid object key"},
-		{"incoming/../../secret.csv", jsonrpc.CodeInvalidParams, "not a valid object key"},
-		{"/etc/passwd", jsonrpc.CodeInvalidParams, "not a valid object key"},
-		{filepath.Join(base, "secret.csv"), jsonrpc.CodeInvalidParams, "not a valid object key"},
-		{`..\secret.csv`, jsonrpc.CodeInvalidParams, "not a valid object key"},
-		{"a\x00.csv", jsonrpc.CodeInvalidParams, "not a valid object key"},
-		{"./tx.csv", jsonrpc.CodeInvalidParams, "not a valid object key"},
-		{"%2e%2e/secret.csv", jsonrpc.CodeInvalidParams, "not a valid object key"},
-		{"incoming%2f%2e%2e%2f%2e%2e%2fsecret.csv", jsonrpc.CodeInvalidParams, "not a valid object key"},
-		{"", jsonrpc.CodeInvalidParams, "not a valid object key"},
+		{"corrupt.pdf", jsonrpc.CodeInvalidParams, "document could not be parsed: corrupt or unreadable PDF", true},
+		{"truncated.pdf", jsonrpc.CodeInvalidParams, "document could not be parsed: corrupt or unreadable PDF", true},
+		{"fake.pdf", jsonrpc.CodeInvalidParams, "unsupported document type", true},
+		{"pdf-in-csv.csv", jsonrpc.CodeInvalidParams, "unsupported document type", true},
+		{"empty.csv", jsonrpc.CodeInvalidParams, "empty document", true},
+		{"blank.pdf", jsonrpc.CodeInvalidParams, "empty document", true},
+		{"latin1.csv", jsonrpc.CodeInvalidParams, "not valid UTF-8", true},
+		{"bad-quotes.csv", jsonrpc.CodeInvalidParams, "malformed CSV", true},
+		{"notes.txt", jsonrpc.CodeInvalidParams, "unsupported document type", false},
+		{"noext", jsonrpc.CodeInvalidParams, "unsupported document type", false},
+		{"big.csv", jsonrpc.CodeInvalidParams, "larger than the 4096-byte limit", false},
+		{"missing.pdf", agentapi.CodeNotFound, "document not found", false},
+		{"link.csv", jsonrpc.CodeInvalidParams, "not a valid object key", false},
+		{"../secret.csv", jsonrpc.CodeInvalidParams, "not a valid object key", false},
+		{"incoming/../../secret.csv", jsonrpc.CodeInvalidParams, "not a valid object key", false},
+		{"/etc/passwd", jsonrpc.CodeInvalidParams, "not a valid object key", false},
+		{filepath.Join(base, "secret.csv"), jsonrpc.CodeInvalidParams, "not a valid object key", false},
+		{`..\secret.csv`, jsonrpc.CodeInvalidParams, "not a valid object key", false},
+		{"a\x00.csv", jsonrpc.CodeInvalidParams, "not a valid object key", false},
+		{"./tx.csv", jsonrpc.CodeInvalidParams, "not a valid object key", false},
+		{"%2e%2e/secret.csv", jsonrpc.CodeInvalidParams, "not a valid object key", false},
+		{"incoming%2f%2e%2e%2f%2e%2e%2fsecret.csv", jsonrpc.CodeInvalidParams, "not a valid object key", false},
+		{"", jsonrpc.CodeInvalidParams, "not a valid object key", false},
 	}
 	for _, tc := range failures {
 		res, err := extract(t, e, tc.key)
@@ -166,13 +211,20 @@ func TestExtractDocument(t *testing.T) {
 		if strings.Contains(err.Error(), base) || strings.Contains(err.Error(), "/tmp") {
 			t.Errorf("%q: error leaks a path: %v", tc.key, err)
 		}
+		data, _ := err.(*jsonrpc.Error).Data.(agentapi.ExtractFailure)
+		if read := data.SHA256 != ""; read != tc.read || read && (data.SHA256 != hexSum(string(files[tc.key])) || data.FileName != filepath.Base(tc.key)) {
+			t.Errorf("%q: error data %+v, want the document's hash: %v", tc.key, data, tc.read)
+		}
 	}
 
 	badParams := []string{`{"s3_key":"tx.csv","path":"/etc"}`, `{"s3_key":7}`, `[]`, `{}`}
 	for _, p := range badParams {
-		if _, err := method(t, e, "extract_document")(p); jsonrpc.CodeOf(err) != jsonrpc.CodeInvalidParams {
+		if _, err := method(t, e, "extract_document")(t.Context(), p); jsonrpc.CodeOf(err) != jsonrpc.CodeInvalidParams {
 			t.Errorf("params %s: %v", p, err)
 		}
+	}
+	if st := e.Stats(); st.Busy != 0 || st.Total != 2 || st.KilledSinceStart != 0 {
+		t.Errorf("stats after ordinary documents: %+v", st)
 	}
 }
 
@@ -190,6 +242,7 @@ func (s *stubStore) Get(context.Context, string, int64) (*documents.Object, erro
 
 func TestStoreErrors(t *testing.T) {
 	const cause = "dial tcp 10.0.0.1:443: i/o timeout /srv/docs"
+	p := pool(t, sandbox.Config{Workers: 1})
 	tests := []struct {
 		err    error
 		code   int
@@ -204,7 +257,7 @@ func TestStoreErrors(t *testing.T) {
 	for _, tc := range tests {
 		var logs bytes.Buffer
 		store := &stubStore{err: tc.err}
-		e := extractor.New(store, extractor.Options{Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+		e := extractor.New(store, p, extractor.Options{Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
 		_, err := extract(t, e, "a.csv")
 		if jsonrpc.CodeOf(err) != tc.code {
 			t.Errorf("store error %v: got %v, want code %d", tc.err, err, tc.code)
@@ -218,7 +271,7 @@ func TestStoreErrors(t *testing.T) {
 	}
 	// Unsupported types and bad keys are refused before the store is asked.
 	store := &stubStore{err: documents.ErrUnavailable}
-	e := extractor.New(store, extractor.Options{})
+	e := extractor.New(store, p, extractor.Options{})
 	for _, key := range []string{"a.docx", "a", "../a.csv", "/a.pdf"} {
 		if _, err := extract(t, e, key); jsonrpc.CodeOf(err) != jsonrpc.CodeInvalidParams {
 			t.Errorf("%q: %v", key, err)
@@ -227,11 +280,14 @@ func TestStoreErrors(t *testing.T) {
 	if n := store.gets.Load(); n != 0 {
 		t.Errorf("store read %d times for refused keys", n)
 	}
+	if st := p.Stats(); st.Busy != 0 {
+		t.Errorf("slots held after store errors: %+v", st)
+	}
 }
 
 func TestListSupportedFormats(t *testing.T) {
-	e := extractor.New(&stubStore{}, extractor.Options{})
-	out, err := method(t, e, "list_supported_formats")("")
+	e := extractor.New(&stubStore{}, pool(t, sandbox.Config{}), extractor.Options{})
+	out, err := method(t, e, "list_supported_formats")(t.Context(), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,97 +297,58 @@ func TestListSupportedFormats(t *testing.T) {
 	if string(b) != want {
 		t.Fatalf("got  %s\nwant %s", b, want)
 	}
-	if _, err := method(t, e, "list_supported_formats")(`{"x":1}`); jsonrpc.CodeOf(err) != jsonrpc.CodeInvalidParams {
+	if _, err := method(t, e, "list_supported_formats")(t.Context(), `{"x":1}`); jsonrpc.CodeOf(err) != jsonrpc.CodeInvalidParams {
 		t.Fatalf("unknown field: %v", err)
 	}
 }
 
-// TestResultJSON pins the wire names the orchestrator and validator read.
+// TestResultJSON pins the wire bytes the orchestrator and the validator
+// read, as the worker writes them and as the in-process Parse does.
 func TestResultJSON(t *testing.T) {
-	res, err := extractor.Extract(t.Context(), "d/x.csv", []byte("a,b\n1,2\n"))
+	csvDoc := "a,b\n1,<&>\n"
+	pdfDoc := pdftest.BuildInfo(map[string]string{"Title": "T <1>", "Author": "A"}, "x & y")
+	store, _ := docStore(t, map[string][]byte{"d/x.csv": []byte(csvDoc), "d/x.pdf": pdfDoc})
+	e := extractor.New(store, pool(t, sandbox.Config{Workers: 1}), extractor.Options{})
+	res, err := extract(t, e, "d/x.csv")
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := json.Marshal(res)
-	want := `{"document_type":"csv","file_name":"x.csv","file_size":8,"sha256":"` + hexSum("a,b\n1,2\n") +
-		`","extracted_data":{"headers":["a","b"],"rows":[["1","2"]],"row_count":1,"column_count":2,"delimiter":","}}`
+	b, _ := jsonrpc.Marshal(res)
+	want := `{"document_type":"csv","file_name":"x.csv","file_size":10,"sha256":"` + hexSum(csvDoc) +
+		`","extracted_data":{"headers":["a","b"],"rows":[["1","<&>"]],"row_count":1,"column_count":2,"delimiter":","}}`
 	if string(b) != want {
 		t.Fatalf("got  %s\nwant %s", b, want)
 	}
-	pdf, _ := extractor.ExtractPDF(pdftest.Build("x"))
-	b, _ = json.Marshal(pdf)
-	if string(b) != `{"pages":[{"number":1,"text":"x"}],"page_count":1}` {
-		t.Fatalf("pdf json %s", b)
+	res, err = extract(t, e, "d/x.pdf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantPDF := `{"pages":[{"number":1,"text":"x & y"}],"page_count":1,"metadata":{"author":"A","title":"T <1>"}}`
+	if string(res.ExtractedData) != wantPDF {
+		t.Fatalf("pdf data %s\nwant %s", res.ExtractedData, wantPDF)
+	}
+	// The same bytes as encoding/json (without HTML escaping) writes for
+	// the types the validator decodes into.
+	for kind, doc := range map[string][]byte{"csv": []byte(csvDoc), "pdf": pdfDoc} {
+		raw, err := extractor.Parse(kind, doc, agentapi.MaxExtractedDataBytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v any = &agentapi.CSVData{}
+		if kind == "pdf" {
+			v = &agentapi.PDFData{}
+		}
+		if err := json.Unmarshal(raw, v); err != nil {
+			t.Fatal(err)
+		}
+		again, _ := jsonrpc.Marshal(v)
+		if !bytes.Equal(raw, again) {
+			t.Errorf("%s: streamed %s\nencoding/json %s", kind, raw, again)
+		}
 	}
 }
 
 func hexSum(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(sum[:])
-}
-
-// TestPDFWorkers: a PDF parse that outlives its request keeps its worker
-// slot; with every slot taken PDFs are refused as unavailable (-32002),
-// CSVs still work, and a slot comes back when its parse ends.
-func TestPDFWorkers(t *testing.T) {
-	release := make(chan struct{})
-	var running atomic.Int32
-	defer extractor.SetPDFParser(func(ctx context.Context, key string, data []byte) (*agentapi.ExtractResult[any], error) {
-		running.Add(1)
-		defer running.Add(-1)
-		if bytes.Contains(data, []byte("stuck")) {
-			<-release // a parse that ignores ctx, as a looping library would
-		}
-		return extractor.Extract(ctx, key, data)
-	})()
-	store, _ := docStore(t, map[string][]byte{
-		"stuck.pdf": pdftest.Build("stuck"),
-		"ok.pdf":    pdftest.Build("fine"),
-		"ok.csv":    []byte("a,b\n1,2\n"),
-	})
-	var logs bytes.Buffer
-	e := extractor.New(store, extractor.Options{PDFWorkers: 1, Timeout: 100 * time.Millisecond,
-		Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
-
-	steps := []struct {
-		key     string
-		code    int // 0: success
-		message string
-	}{
-		{"ok.pdf", 0, ""},
-		{"stuck.pdf", agentapi.CodeUnavailable, "did not finish in time"},
-		{"ok.pdf", agentapi.CodeUnavailable, "extractor busy"}, // the stuck parse holds the only slot
-		{"ok.csv", 0, ""},
-	}
-	for _, s := range steps {
-		res, err := extract(t, e, s.key)
-		if s.code == 0 {
-			if err != nil || res == nil {
-				t.Fatalf("%s: %v", s.key, err)
-			}
-			continue
-		}
-		if jsonrpc.CodeOf(err) != s.code || !strings.Contains(err.Error(), s.message) {
-			t.Fatalf("%s: %v, want %d %q", s.key, err, s.code, s.message)
-		}
-	}
-	if !strings.Contains(logs.String(), "still running at the deadline") || !strings.Contains(logs.String(), "stuck.pdf") {
-		t.Errorf("the stuck parse was not logged: %s", logs.String())
-	}
-
-	close(release)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		_, err := extract(t, e, "ok.pdf")
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("slot never came back: %v", err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if n := running.Load(); n != 0 {
-		t.Fatalf("%d parses still running", n)
-	}
 }

@@ -2,20 +2,20 @@ package extractor
 
 import (
 	"bytes"
-	"context"
+	"errors"
+	"fmt"
 	"io"
 	"strings"
 
 	"github.com/ledongthuc/pdf"
-
-	"github.com/ca-a2a/ca-a2a/shared/agentapi"
-	"github.com/ca-a2a/ca-a2a/shared/jsonrpc"
 )
 
 // Bounds on the work one PDF may cause. The library trusts the document: it
 // loops forever on some cyclic structures, inflates streams without limit
-// and buffers a page's text in memory. Every structure it would walk is
-// checked here first.
+// and buffers a page's text in memory. The worker's limits end whatever
+// gets past these checks (a cyclic cross-reference chain, a huge table);
+// the checks turn the known cases into a clear reason instead of a killed
+// worker. The text is bounded by the output limit.
 const (
 	// MaxPages bounds the pages read from one PDF.
 	MaxPages = 2000
@@ -30,84 +30,108 @@ const (
 	maxMetadataBytes = 1024
 )
 
-// Variables so that tests can lower them.
+// maxDecodedBytes bounds the decompressed size of the content and
+// ToUnicode streams interpreted for one document: a few KiB of Flate data
+// can inflate to GiBs. A variable so that tests can lower it.
+var maxDecodedBytes int64 = 128 << 20
+
 var (
-	// maxDecodedBytes bounds the decompressed size of the content and
-	// ToUnicode streams interpreted for one document: a few KiB of Flate
-	// data can inflate to GiBs.
-	maxDecodedBytes int64 = 128 << 20
-	// maxTextBytes bounds the text extracted from one document.
-	maxTextBytes = 16 << 20
+	errNotPDF     = errors.New("unsupported document type: content is not a PDF")
+	errCorruptPDF = errors.New("corrupt or unreadable PDF")
+	errNoPages    = errors.New("corrupt or unreadable PDF: no pages")
+	errCyclicTree = errors.New("corrupt or unreadable PDF: page tree too deep or cyclic")
 )
 
-var errCorruptPDF = jsonrpc.InvalidParams("corrupt or unreadable PDF")
-
 // metadataKeys maps the document information dictionary's entries to the
-// names extracted_data.metadata uses.
+// names extracted_data.metadata uses, in the order they are written (sorted,
+// as encoding/json writes a map).
 var metadataKeys = []struct{ pdf, json string }{
-	{"Title", "title"},
 	{"Author", "author"},
-	{"Subject", "subject"},
-	{"Keywords", "keywords"},
-	{"Creator", "creator"},
-	{"Producer", "producer"},
 	{"CreationDate", "creation_date"},
+	{"Creator", "creator"},
+	{"Keywords", "keywords"},
 	{"ModDate", "mod_date"},
+	{"Producer", "producer"},
+	{"Subject", "subject"},
+	{"Title", "title"},
 }
 
-// ExtractPDF returns the text of each page of data. Every error is a
-// *jsonrpc.Error.
-func ExtractPDF(data []byte) (*agentapi.PDFData, error) {
-	return extractPDF(context.Background(), data)
-}
-
-func extractPDF(ctx context.Context, data []byte) (out *agentapi.PDFData, err error) {
+// writePDF writes the extracted_data of a PDF (agentapi.PDFData) to out,
+// page by page as the text is extracted. It runs in a worker process; an
+// error is the reason the document cannot be parsed, or the writer's refusal
+// to pass the output limit.
+func writePDF(data []byte, out io.Writer) (err error) {
 	if !bytes.HasPrefix(data, []byte("%PDF-")) {
-		return nil, jsonrpc.InvalidParams("unsupported document type: content is not a PDF")
+		return errNotPDF
 	}
-	// The PDF library panics on many malformed inputs: a corrupt document
-	// is the caller's mistake, not a reason to crash the agent.
+	// The PDF library panics on many malformed inputs: report the document
+	// as corrupt rather than the worker as crashed.
 	defer func() {
 		if recover() != nil {
-			out, err = nil, errCorruptPDF
+			err = errCorruptPDF
 		}
 	}()
 	r, err := pdf.NewReader(bytes.NewReader(data), int64(len(data)))
 	if err != nil {
-		return nil, errCorruptPDF
+		return errCorruptPDF
 	}
 	leaves, err := pageLeaves(r.Trailer().Key("Root").Key("Pages"))
 	if err != nil {
-		return nil, err
+		return err
 	}
-	n := len(leaves)
-	if n < 1 {
-		return nil, jsonrpc.InvalidParams("corrupt or unreadable PDF: no pages")
+	if len(leaves) < 1 {
+		return errNoPages
 	}
-	out = &agentapi.PDFData{PageCount: n, Pages: make([]agentapi.Page, 0, n), Metadata: metadata(r.Trailer().Key("Info"))}
-	decoded, textBytes := int64(0), 0
+	meta := metadata(r.Trailer().Key("Info"))
+	j := newJSONWriter(out)
+	j.raw(`{"pages":[`)
+	decoded := int64(0)
 	for i, leaf := range leaves {
-		if ctx.Err() != nil {
-			return nil, jsonrpc.Errorf(agentapi.CodeUnavailable, "extraction interrupted: %v", ctx.Err())
-		}
 		// Inflate what GetPlainText will interpret, within the budget,
 		// before the library does it without one.
 		if decoded += pageStreamBytes(leaf, maxDecodedBytes-decoded); decoded > maxDecodedBytes {
-			return nil, jsonrpc.InvalidParams("PDF content exceeds %d bytes once decompressed", maxDecodedBytes)
+			return fmt.Errorf("PDF content exceeds %d bytes once decompressed", maxDecodedBytes)
 		}
 		t, err := pdf.Page{V: leaf}.GetPlainText(nil)
 		if err != nil {
-			return nil, jsonrpc.InvalidParams("corrupt or unreadable PDF: page %d", i+1)
+			return fmt.Errorf("corrupt or unreadable PDF: page %d", i+1)
 		}
-		// Fonts without a usable encoding yield raw bytes; JSON needs
-		// UTF-8.
-		text := strings.TrimSpace(strings.ToValidUTF8(t, "\uFFFD"))
-		if textBytes += len(text); textBytes > maxTextBytes {
-			return nil, jsonrpc.InvalidParams("PDF text exceeds %d bytes", maxTextBytes)
+		if i > 0 {
+			j.raw(",")
 		}
-		out.Pages = append(out.Pages, agentapi.Page{Number: i + 1, Text: text})
+		j.raw(`{"number":`)
+		j.int(i + 1)
+		j.raw(`,"text":`)
+		// Fonts without a usable encoding yield raw bytes: each run
+		// becomes one U+FFFD (the validator counts them).
+		j.str(strings.TrimSpace(strings.ToValidUTF8(t, "\uFFFD")))
+		j.raw("}")
+		if j.err != nil {
+			return j.err
+		}
 	}
-	return out, nil
+	j.raw(`],"page_count":`)
+	j.int(len(leaves))
+	if len(meta) > 0 {
+		j.raw(`,"metadata":{`)
+		n := 0
+		for _, k := range metadataKeys {
+			v, ok := meta[k.json]
+			if !ok {
+				continue
+			}
+			if n > 0 {
+				j.raw(",")
+			}
+			n++
+			j.str(k.json)
+			j.raw(":")
+			j.str(v)
+		}
+		j.raw("}")
+	}
+	j.raw("}")
+	return j.flush()
 }
 
 // pageLeaves returns the page objects under the page tree root, in order.
@@ -116,20 +140,19 @@ func extractPDF(ctx context.Context, data []byte) (out *agentapi.PDFData, err er
 func pageLeaves(root pdf.Value) ([]pdf.Value, error) {
 	var leaves []pdf.Value
 	nodes := 0
-	errCyclic := jsonrpc.InvalidParams("corrupt or unreadable PDF: page tree too deep or cyclic")
 	var walk func(v pdf.Value, depth int) error
 	walk = func(v pdf.Value, depth int) error {
 		nodes++
 		if depth > maxTreeDepth || nodes > maxTreeNodes {
-			return errCyclic
+			return errCyclicTree
 		}
 		switch v.Key("Type").Name() {
 		case "Page":
 			if len(leaves) == MaxPages {
-				return jsonrpc.InvalidParams("PDF has more than %d pages", MaxPages)
+				return fmt.Errorf("PDF has more than %d pages", MaxPages)
 			}
 			if !parentChainEnds(v) {
-				return errCyclic
+				return errCyclicTree
 			}
 			leaves = append(leaves, v)
 		case "Pages":

@@ -3,7 +3,6 @@ package extractor_test
 import (
 	"bytes"
 	"compress/zlib"
-	"context"
 	"fmt"
 	"reflect"
 	"strings"
@@ -12,8 +11,18 @@ import (
 	"github.com/ca-a2a/ca-a2a/agentsvc/agents/extractor"
 	"github.com/ca-a2a/ca-a2a/agentsvc/agents/extractor/pdftest"
 	"github.com/ca-a2a/ca-a2a/shared/agentapi"
-	"github.com/ca-a2a/ca-a2a/shared/jsonrpc"
 )
+
+// parsePDF runs the worker's PDF parse in this process. Only documents known
+// to end quickly go through it; hostile ones go through workers.
+func parsePDF(t *testing.T, doc []byte) (*agentapi.PDFData, error) {
+	t.Helper()
+	raw, err := extractor.Parse("pdf", doc, agentapi.MaxExtractedDataBytes)
+	if err != nil {
+		return nil, err
+	}
+	return decode[agentapi.PDFData](t, raw), nil
+}
 
 func TestExtractPDF(t *testing.T) {
 	pages := []string{
@@ -22,7 +31,7 @@ func TestExtractPDF(t *testing.T) {
 		"Parentheses (kept) and back\\slash",
 		"Accents: café, élève",
 	}
-	d, err := extractor.ExtractPDF(pdftest.Build(pages...))
+	d, err := parsePDF(t, pdftest.Build(pages...))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,6 +59,7 @@ func TestExtractPDFErrors(t *testing.T) {
 		{"truncated", good[:len(good)/2], "corrupt or unreadable PDF"},
 		{"xref offsets wrong", bytes.Replace(good, []byte("startxref\n"), []byte("startxref\n1"), 1), "corrupt or unreadable PDF"},
 		{"zero pages", pdftest.Build(), "no pages"},
+		{"blank", []byte(" \n"), "empty document"},
 		// Same-length edits keep the xref offsets right. The library's
 		// Reader.Page loops forever on these.
 		{"page tree lists itself", bytes.Replace(good, []byte("/Kids [4 0 R 6 0 R]"), []byte("/Kids [2 0 R 6 0 R]"), 1), "page tree too deep or cyclic"},
@@ -61,11 +71,15 @@ func TestExtractPDFErrors(t *testing.T) {
 		{"pages are each other's parent", noResources(bytes.Replace(bytes.Replace(good,
 			[]byte("/Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> /Contents 5"), []byte("/Parent 6 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> /Contents 5"), 1),
 			[]byte("/Parent 2 0 R"), []byte("/Parent 4 0 R"), 1)), "page tree too deep or cyclic"},
+		// The library's own depth limit turns these into a panic the
+		// parse recovers.
+		{"nested arrays", pdftest.NestedArrays(100_000), "corrupt or unreadable PDF"},
+		{"nested dictionaries", pdftest.NestedDicts(100_000), "corrupt or unreadable PDF"},
 	}
 	for _, tc := range tests {
-		_, err := extractor.ExtractPDF(tc.in)
-		if jsonrpc.CodeOf(err) != jsonrpc.CodeInvalidParams || !strings.Contains(err.Error(), tc.message) {
-			t.Errorf("%s: %v, want -32602 with %q", tc.name, err, tc.message)
+		_, err := parsePDF(t, tc.in)
+		if err == nil || !strings.Contains(err.Error(), tc.message) {
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.message)
 		}
 	}
 }
@@ -77,7 +91,7 @@ func noResources(b []byte) []byte {
 }
 
 func TestExtractPDFMetadata(t *testing.T) {
-	d, err := extractor.ExtractPDF(pdftest.BuildInfo(map[string]string{
+	d, err := parsePDF(t, pdftest.BuildInfo(map[string]string{
 		"Title": "Invoice 2026-001", "Author": "ACME (Paris)", "Producer": "pdftest", "Subject": "  ",
 		"CreationDate": "D:20260102150405+01'00'", "Trapped": "ignored",
 	}, "hello"))
@@ -88,7 +102,7 @@ func TestExtractPDFMetadata(t *testing.T) {
 	if !reflect.DeepEqual(d.Metadata, want) {
 		t.Fatalf("metadata %v, want %v", d.Metadata, want)
 	}
-	if d, _ := extractor.ExtractPDF(pdftest.Build("x")); d.Metadata != nil {
+	if d, _ := parsePDF(t, pdftest.Build("x")); d.Metadata != nil {
 		t.Fatalf("metadata without an Info dictionary: %v", d.Metadata)
 	}
 }
@@ -121,69 +135,41 @@ func bombPDF(t *testing.T, pages, inflated int) []byte {
 	)
 }
 
-// TestPDFBudgets: the inflated content and the extracted text are bounded
-// per document, shared streams counted at each use, before the library
-// inflates anything without a bound.
+// TestPDFBudgets: the inflated content is bounded per document, shared
+// streams counted at each use, before the library inflates anything without
+// a bound; the text is bounded by the output limit.
 func TestPDFBudgets(t *testing.T) {
+	defer extractor.SetDecodedLimit(1 << 20)()
 	tests := []struct {
 		name     string
-		pages    int
-		inflated int
-		text     int // text budget; the inflation budget is 1 MiB
+		in       []byte
+		maxOut   int64
 		message  string
+		wantText bool
 	}{
-		{"small stream, one page", 1, 100 << 10, 1 << 20, ""},
-		{"stream inflating past the budget", 1, 4 << 20, 1 << 20, "exceeds 1048576 bytes once decompressed"},
-		{"small stream shared by many pages", 20, 100 << 10, 4 << 20, "exceeds 1048576 bytes once decompressed"},
-		{"text past the budget", 3, 100 << 10, 256 << 10, "PDF text exceeds 262144 bytes"},
+		{"small stream, one page", bombPDF(t, 1, 100<<10), 1 << 20, "", true},
+		{"stream inflating past the budget", bombPDF(t, 1, 4<<20), 1 << 20, "exceeds 1048576 bytes once decompressed", false},
+		{"small stream shared by many pages", bombPDF(t, 20, 100<<10), 4 << 20, "exceeds 1048576 bytes once decompressed", false},
+		{"text past the output limit", bombPDF(t, 3, 100<<10), 256 << 10, "output too large", false},
+		{"a GiB of Flate", pdftest.FlateBomb(1 << 30), 1 << 20, "exceeds 1048576 bytes once decompressed", false},
 	}
 	for _, tc := range tests {
-		restore := extractor.SetLimits(1<<20, tc.text)
-		defer restore()
-		in := bombPDF(t, tc.pages, tc.inflated)
-		if len(in) > 64<<10 {
-			t.Fatalf("%s: the bomb is %d bytes", tc.name, len(in))
+		if len(tc.in) > 4<<20 {
+			t.Fatalf("%s: the bomb is %d bytes", tc.name, len(tc.in))
 		}
-		d, err := extractor.ExtractPDF(in)
+		raw, err := extractor.Parse("pdf", tc.in, tc.maxOut)
 		if tc.message == "" {
-			if err != nil || d.PageCount != tc.pages || !strings.HasPrefix(d.Pages[0].Text, "AAAA") {
+			if err != nil {
 				t.Errorf("%s: %v", tc.name, err)
+				continue
+			}
+			if d := decode[agentapi.PDFData](t, raw); !strings.HasPrefix(d.Pages[0].Text, "AAAA") {
+				t.Errorf("%s: text %.20q", tc.name, d.Pages[0].Text)
 			}
 			continue
 		}
-		if jsonrpc.CodeOf(err) != jsonrpc.CodeInvalidParams || !strings.Contains(err.Error(), tc.message) {
-			t.Errorf("%s: %v, want -32602 with %q", tc.name, err, tc.message)
+		if err == nil || !strings.Contains(err.Error(), tc.message) {
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.message)
 		}
 	}
-}
-
-func TestExtractCancelled(t *testing.T) {
-	ctx, cancel := context.WithCancel(t.Context())
-	cancel()
-	_, err := extractor.Extract(ctx, "a.pdf", pdftest.Build("a", "b"))
-	if jsonrpc.CodeOf(err) != agentapi.CodeUnavailable {
-		t.Fatalf("cancelled extraction: %v", err)
-	}
-}
-
-func FuzzExtractPDF(f *testing.F) {
-	f.Add(pdftest.Build("Invoice", "Total: 7500.00 EUR"))
-	f.Add(pdftest.Build())
-	f.Add([]byte("%PDF-1.4\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF"))
-	f.Add([]byte("%PDF-1.7\nxref\n0 1\n0000000000 65535 f \ntrailer\n<< /Size 1 /Root 1 0 R >>\nstartxref\n9\n%%EOF\n"))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		if len(data) > 1<<16 {
-			return
-		}
-		d, err := extractor.ExtractPDF(data) // must not panic
-		if err != nil {
-			if jsonrpc.CodeOf(err) != jsonrpc.CodeInvalidParams {
-				t.Fatalf("error %v is not -32602", err)
-			}
-			return
-		}
-		if d.PageCount != len(d.Pages) || d.PageCount < 1 {
-			t.Fatalf("inconsistent pages: %d vs %d", d.PageCount, len(d.Pages))
-		}
-	})
 }

@@ -6,8 +6,10 @@
 // redelivered event finds the document already archived and archives
 // nothing twice. A failing stage never hangs the call: every peer call is
 // bounded by the request deadline, and the result names the stage that
-// failed and the code the peer returned. Nothing is archived for a document
-// whose pipeline failed.
+// failed and the code the peer returned. A permanent failure (the document
+// itself was refused: -32602, -32012) is archived with status failed, its
+// stage and cause; a transient one (a peer down, busy or too slow) archives
+// nothing, so that a retry can succeed (docs/contract.md, Orchestrator).
 package orchestrator
 
 import (
@@ -18,6 +20,7 @@ import (
 	"encoding/json"
 	"errors"
 	"path"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -110,12 +113,13 @@ func (o *Orchestrator) checkKey(p *agentapi.ProcessDocumentParams) error {
 }
 
 // Process runs the pipeline for one document. It never returns an error:
-// a failure is a result with status failed and the failing stage named.
+// a failure is a result with status failed, the failing stage named and the
+// failure classified (ProcessResult.Failure). A permanent failure is
+// archived as failed; a transient one archives nothing.
 func (o *Orchestrator) Process(ctx context.Context, p agentapi.ProcessDocumentParams) agentapi.ProcessResult {
 	start := o.now()
 	res := agentapi.ProcessResult{S3Key: p.S3Key, Bucket: p.Bucket, DocumentID: DocumentID(p.Bucket, p.S3Key, "")}
-	finish := func(status string) agentapi.ProcessResult {
-		res.Status = status
+	finish := func() agentapi.ProcessResult {
 		res.DurationMS = o.now().Sub(start).Milliseconds()
 		return res
 	}
@@ -125,31 +129,44 @@ func (o *Orchestrator) Process(ctx context.Context, p agentapi.ProcessDocumentPa
 	var ex agentapi.ExtractResult[json.RawMessage]
 	if err := o.peers.Call(ctx, agentapi.Extractor, agentapi.MethodExtractDocument, agentapi.ExtractParams{S3Key: p.S3Key}, &ex); err != nil {
 		res.Stages.Extraction = failed(err)
-		return finish(agentapi.StatusFailed)
+		doc := extractFailure(err, p.S3Key)
+		// A document that was read keeps the id a successful
+		// extraction would have given it.
+		res.DocumentID = DocumentID(p.Bucket, p.S3Key, doc.SHA256)
+		o.fail(ctx, &res, agentapi.StageExtraction, res.Stages.Extraction, doc)
+		return finish()
 	}
 	res.DocumentID = DocumentID(p.Bucket, p.S3Key, ex.SHA256)
 	res.Stages.Extraction = &agentapi.Stage{Status: agentapi.StageOK, Details: map[string]any{
 		"document_type": ex.DocumentType, "file_name": ex.FileName, "file_size": ex.FileSize, "sha256": ex.SHA256}}
+	doc := agentapi.ExtractFailure{DocumentType: ex.DocumentType, FileName: ex.FileName, FileSize: ex.FileSize, SHA256: ex.SHA256}
 
 	// A redelivered event: the same content under the same key is already
-	// archived; report it without running the pipeline again.
+	// archived (failed included); report it without running the pipeline
+	// again.
 	var existing agentapi.Document
 	err := o.peers.Call(ctx, agentapi.Archivist, agentapi.MethodGetDocument, agentapi.DocumentIDParams{DocumentID: res.DocumentID}, &existing)
 	switch {
 	case err == nil:
 		res.Stages.Validation = &agentapi.Stage{Status: agentapi.StageSkipped, Message: "already archived"}
 		res.Stages.Archive = &agentapi.Stage{Status: agentapi.StageOK, Details: map[string]any{"created": false}}
-		return finish(existing.Status)
+		res.Status = existing.Status
+		if existing.Status == agentapi.StatusFailed {
+			res.Failure = agentapi.FailurePermanent
+		}
+		return finish()
 	case jsonrpc.CodeOf(err) != agentapi.CodeNotFound:
 		res.Stages.Archive = failed(err)
-		return finish(agentapi.StatusFailed)
+		o.fail(ctx, &res, agentapi.StageArchive, res.Stages.Archive, doc)
+		return finish()
 	}
 
 	var val agentapi.ValidationReport
 	if err := o.peers.Call(ctx, agentapi.Validator, agentapi.MethodValidateDocument, agentapi.ValidateParams{
 		DocumentType: ex.DocumentType, ExtractedData: ex.ExtractedData}, &val); err != nil {
 		res.Stages.Validation = failed(err)
-		return finish(agentapi.StatusFailed)
+		o.fail(ctx, &res, agentapi.StageValidation, res.Stages.Validation, doc)
+		return finish()
 	}
 	res.Stages.Validation = &agentapi.Stage{Status: agentapi.StageOK, Details: map[string]any{"score": val.Score, "passed": val.Passed}}
 
@@ -167,10 +184,82 @@ func (o *Orchestrator) Process(ctx context.Context, p agentapi.ProcessDocumentPa
 		ExtractedData: ex.ExtractedData, Validation: validation,
 	}, &arc); err != nil {
 		res.Stages.Archive = failed(err)
-		return finish(agentapi.StatusFailed)
+		o.fail(ctx, &res, agentapi.StageArchive, res.Stages.Archive, doc)
+		return finish()
 	}
 	res.Stages.Archive = &agentapi.Stage{Status: agentapi.StageOK, Details: map[string]any{"created": arc.Created}}
-	return finish(arc.Status)
+	res.Status = arc.Status
+	return finish()
+}
+
+// fail ends a run whose stage failed with st. A permanent failure
+// (agentapi.Permanent: the peer refused the document itself) is archived
+// with status failed, the stage and the peer's message, without extracted
+// data, so that get_document and search_documents show it and a
+// redelivery finds it; archive_document never overwrites a record, so a
+// document is recorded once whatever the deliveries. A transient failure
+// archives nothing: the caller retries. When the failure cannot be recorded
+// the run is transient too, or it would be lost.
+func (o *Orchestrator) fail(ctx context.Context, res *agentapi.ProcessResult, stage string, st *agentapi.Stage, doc agentapi.ExtractFailure) {
+	res.Status, res.Failure = agentapi.StatusFailed, agentapi.FailureTransient
+	if !agentapi.Permanent(st.Code) {
+		return
+	}
+	var arc agentapi.ArchiveResult
+	err := o.peers.Call(ctx, agentapi.Archivist, agentapi.MethodArchiveDocument, agentapi.ArchiveParams{
+		DocumentID: res.DocumentID, S3Key: res.S3Key, Bucket: res.Bucket, DocumentType: doc.DocumentType,
+		FileName: doc.FileName, SHA256: doc.SHA256, Status: agentapi.StatusFailed, Stage: stage, Error: cause(st.Message),
+	}, &arc)
+	if err != nil {
+		if stage != agentapi.StageArchive {
+			res.Stages.Archive = failed(err)
+		}
+		return
+	}
+	if stage != agentapi.StageArchive {
+		res.Stages.Archive = &agentapi.Stage{Status: agentapi.StageOK, Details: map[string]any{"created": arc.Created}}
+	}
+	// The record's status: failed, unless someone has moved it since
+	// (update_document_status), which then stands.
+	res.Status, res.Failure = arc.Status, ""
+	if arc.Status == agentapi.StatusFailed {
+		res.Failure = agentapi.FailurePermanent
+	}
+}
+
+// maxCause is the archivist's limit on a failed document's error.
+const maxCause = 4096
+
+func cause(msg string) string {
+	if len(msg) > maxCause {
+		msg = strings.ToValidUTF8(msg[:maxCause], "")
+	}
+	return msg
+}
+
+var sha256Hex = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// extractFailure reads what the extractor said about a document it read but
+// could not extract (agentapi.ExtractFailure in the error's data), keeping
+// only well-formed values; the file name defaults to the key's last segment.
+func extractFailure(err error, key string) agentapi.ExtractFailure {
+	out := agentapi.ExtractFailure{FileName: path.Base(key)}
+	var rpc *jsonrpc.Error
+	if !errors.As(err, &rpc) || rpc.Data == nil {
+		return out
+	}
+	raw, mErr := json.Marshal(rpc.Data)
+	var d agentapi.ExtractFailure
+	if mErr != nil || json.Unmarshal(raw, &d) != nil {
+		return out
+	}
+	if sha256Hex.MatchString(d.SHA256) {
+		out.SHA256, out.FileSize = d.SHA256, d.FileSize
+	}
+	if d.DocumentType == agentapi.DocumentTypePDF || d.DocumentType == agentapi.DocumentTypeCSV {
+		out.DocumentType = d.DocumentType
+	}
+	return out
 }
 
 func failed(err error) *agentapi.Stage {
@@ -225,7 +314,7 @@ func (o *Orchestrator) processBatch(ctx context.Context, params json.RawMessage)
 	}, func(i int, _ error) {
 		k := selected[i]
 		results[i] = agentapi.ProcessResult{S3Key: k, Bucket: o.opts.Bucket, DocumentID: DocumentID(o.opts.Bucket, k, ""), Status: agentapi.StatusFailed,
-			Stages: agentapi.Stages{Extraction: &agentapi.Stage{Status: agentapi.StageFailed, Code: agentapi.CodeUnavailable, Message: "deadline exceeded before the document was processed"}}}
+			Failure: agentapi.FailureTransient, Stages: agentapi.Stages{Extraction: &agentapi.Stage{Status: agentapi.StageFailed, Code: agentapi.CodeUnavailable, Message: "deadline exceeded before the document was processed"}}}
 	})
 	for _, r := range results {
 		switch r.Status {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ca-a2a/ca-a2a/agentsvc/storage/archive"
+	"github.com/ca-a2a/ca-a2a/internal/sandbox"
 	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 	"github.com/ca-a2a/ca-a2a/shared/binding"
 	"github.com/ca-a2a/ca-a2a/shared/certload"
@@ -67,6 +68,24 @@ type Config struct {
 	// for changes (0: certload.DefaultPollInterval). Not an environment
 	// variable: tests shorten it.
 	PollInterval time.Duration
+
+	// Extract are the extractor's limits (EXTRACT_*); read by every agent,
+	// used by the extractor only.
+	Extract Extract
+}
+
+// Extract are the limits of the extractor's sandboxed parses
+// (docs/configuration.md, Extractor).
+type Extract struct {
+	// Workers is the number of parses running at once (EXTRACT_WORKERS).
+	Workers int
+	// Timeout is the wall-clock limit of one parse (EXTRACT_TIMEOUT).
+	Timeout time.Duration
+	// MemoryLimit is the address space one parse may add to what its
+	// worker process holds when it starts (EXTRACT_MEMORY_LIMIT).
+	MemoryLimit int64
+	// MaxBytes bounds a document read (EXTRACT_MAX_BYTES).
+	MaxBytes int64
 }
 
 // JWKS_REFRESH_INTERVAL bounds: at least the unknown-kid refresh limit's
@@ -75,6 +94,21 @@ type Config struct {
 const (
 	MinJWKSRefresh = 30 * time.Second
 	MaxJWKSRefresh = 24 * time.Hour
+)
+
+// Defaults and bounds of the EXTRACT_* settings.
+const (
+	DefaultExtractWorkers     = sandbox.DefaultWorkers
+	DefaultExtractTimeout     = sandbox.DefaultTimeout
+	DefaultExtractMemoryLimit = sandbox.DefaultMemoryLimit
+	DefaultExtractMaxBytes    = sandbox.DefaultMaxDocumentBytes
+	maxExtractWorkers         = 64
+	// A parse must end well inside the 100 s a call may take, or every
+	// slow document would end by the request deadline (a transient
+	// failure, retried) instead of by the limit (a permanent one).
+	maxExtractTimeout     = 90 * time.Second
+	maxExtractMemoryLimit = 64 << 30
+	maxExtractMaxBytes    = 1 << 30
 )
 
 // Load reads the configuration through getenv (os.Getenv). It returns every
@@ -128,6 +162,17 @@ func Load(getenv func(string) string) (*Config, error) {
 	// The message names the variable and never echoes a password.
 	if err := c.Archive.Validate(); err != nil {
 		env.Failf("%s", strings.TrimPrefix(err.Error(), "archivist: "))
+	}
+	c.Extract = Extract{
+		Workers:     env.Int("EXTRACT_WORKERS", DefaultExtractWorkers, 1, maxExtractWorkers),
+		Timeout:     env.Duration("EXTRACT_TIMEOUT", DefaultExtractTimeout, time.Second, maxExtractTimeout),
+		MemoryLimit: env.Bytes("EXTRACT_MEMORY_LIMIT", DefaultExtractMemoryLimit, sandbox.MinMemoryLimit, maxExtractMemoryLimit),
+		MaxBytes:    env.Bytes("EXTRACT_MAX_BYTES", DefaultExtractMaxBytes, 1, maxExtractMaxBytes),
+	}
+	// A worker holds the document and its result inside its memory limit.
+	if held := c.Extract.MaxBytes + agentapi.MaxExtractedDataBytes; held >= c.Extract.MemoryLimit {
+		env.Failf("EXTRACT_MEMORY_LIMIT (%s) must exceed EXTRACT_MAX_BYTES (%s) plus the %s result a worker holds with it",
+			envconfig.FormatBytes(c.Extract.MemoryLimit), envconfig.FormatBytes(c.Extract.MaxBytes), envconfig.FormatBytes(agentapi.MaxExtractedDataBytes))
 	}
 	if err := c.LogLevel.UnmarshalText([]byte(env.String("LOG_LEVEL", "info"))); err != nil {
 		env.Failf("LOG_LEVEL %q is not debug, info, warn or error", env.Raw("LOG_LEVEL"))

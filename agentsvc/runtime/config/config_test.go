@@ -27,7 +27,8 @@ func TestDefaults(t *testing.T) {
 		c.JWKSURL != agentapi.DefaultIssuer+"/protocol/openid-connect/certs" || c.TokenURL != agentapi.DefaultIssuer+"/protocol/openid-connect/token" ||
 		c.ClientID != "archivist" || c.PeerURLs["extractor"] != "https://extractor.ca-a2a.local:8002" ||
 		c.DocumentsURL != "file://./data/documents" || c.Archive.DSN != "sqlite://./data/archive.db" || len(c.Warnings()) != 0 ||
-		c.JWKSRefresh != 10*time.Minute || c.CRL.Path != "crl" || c.CRL.PEM != "" || c.PollInterval != 0 {
+		c.JWKSRefresh != 10*time.Minute || c.CRL.Path != "crl" || c.CRL.PEM != "" || c.PollInterval != 0 ||
+		c.Extract != (Extract{Workers: 4, Timeout: 20 * time.Second, MemoryLimit: 256 << 20, MaxBytes: 20 << 20}) {
 		t.Fatalf("defaults: %+v", c)
 	}
 }
@@ -54,6 +55,13 @@ func TestRefusals(t *testing.T) {
 		"JWKS refresh too often":         {map[string]string{"JWKS_REFRESH_INTERVAL": "5s"}, "JWKS_REFRESH_INTERVAL must be a duration from 30s to 24h0m0s"},
 		"JWKS refresh too rare":          {map[string]string{"JWKS_REFRESH_INTERVAL": "48h"}, "JWKS_REFRESH_INTERVAL must be a duration"},
 		"JWKS refresh not a duration":    {map[string]string{"JWKS_REFRESH_INTERVAL": "600"}, "JWKS_REFRESH_INTERVAL must be a duration"},
+		"no extract workers":             {map[string]string{"EXTRACT_WORKERS": "0"}, "EXTRACT_WORKERS must be 1..64"},
+		"extract timeout without unit":   {map[string]string{"EXTRACT_TIMEOUT": "20"}, "EXTRACT_TIMEOUT must be a duration from 1s to 1m30s"},
+		"extract timeout too long":       {map[string]string{"EXTRACT_TIMEOUT": "5m"}, "EXTRACT_TIMEOUT must be"},
+		"memory limit in MB":             {map[string]string{"EXTRACT_MEMORY_LIMIT": "256MB"}, "EXTRACT_MEMORY_LIMIT must be a size from 128MiB"},
+		"memory limit below the floor":   {map[string]string{"EXTRACT_MEMORY_LIMIT": "64MiB"}, "EXTRACT_MEMORY_LIMIT must be a size from 128MiB"},
+		"max bytes not a size":           {map[string]string{"EXTRACT_MAX_BYTES": "lots"}, "EXTRACT_MAX_BYTES must be a size"},
+		"documents fill the memory":      {map[string]string{"EXTRACT_MAX_BYTES": "200MiB", "EXTRACT_MEMORY_LIMIT": "200MiB"}, "EXTRACT_MEMORY_LIMIT (200MiB) must exceed EXTRACT_MAX_BYTES (200MiB)"},
 	}
 	for name, tc := range tests {
 		kv := base()
@@ -138,6 +146,18 @@ func TestRevocationAndKeySettings(t *testing.T) {
 	}
 	if w := strings.Join(c.Warnings(), "\n"); !strings.Contains(w, "no MTLS_CRL_PATH or MTLS_CRL") {
 		t.Errorf("no warning without a CRL: %q", w)
+	}
+}
+
+func TestExtractSettings(t *testing.T) {
+	kv := base()
+	kv["EXTRACT_WORKERS"], kv["EXTRACT_TIMEOUT"], kv["EXTRACT_MEMORY_LIMIT"], kv["EXTRACT_MAX_BYTES"] = "2", "3s", "1GiB", "512KiB"
+	c, err := Load(env(kv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (Extract{Workers: 2, Timeout: 3 * time.Second, MemoryLimit: 1 << 30, MaxBytes: 512 << 10}); c.Extract != want {
+		t.Fatalf("extract settings %+v, want %+v", c.Extract, want)
 	}
 }
 

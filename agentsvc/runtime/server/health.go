@@ -41,18 +41,23 @@ func (s *Server) Health(ctx context.Context) (int, agentapi.HealthReport) {
 	}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
+	run := func(name string, check DetailedCheck) {
+		details, err := check(ctx)
+		res := agentapi.CheckResult{Status: agentapi.CheckOK, Details: details}
+		if err != nil {
+			// The cause goes to the log; callers learn only which check fails.
+			res.Status, res.Error = agentapi.CheckFailing, "unavailable"
+			s.log.Warn("health check failing", "check", name, "error", err)
+		}
+		mu.Lock()
+		report.Checks[name] = res
+		mu.Unlock()
+	}
 	for name, check := range s.opts.Agent.Checks {
-		wg.Go(func() {
-			res := agentapi.CheckResult{Status: agentapi.CheckOK}
-			if err := check(ctx); err != nil {
-				// The details go to the log; callers learn only which check fails.
-				res = agentapi.CheckResult{Status: agentapi.CheckFailing, Error: "unavailable"}
-				s.log.Warn("health check failing", "check", name, "error", err)
-			}
-			mu.Lock()
-			report.Checks[name] = res
-			mu.Unlock()
-		})
+		wg.Go(func() { run(name, func(ctx context.Context) (any, error) { return nil, check(ctx) }) })
+	}
+	for name, check := range s.opts.Agent.DetailedChecks {
+		wg.Go(func() { run(name, check) })
 	}
 	wg.Wait()
 	code := http.StatusOK

@@ -22,11 +22,11 @@ import (
 func (s *Server) serveMessage(w http.ResponseWriter, r *http.Request) {
 	auth, _ := binding.FromContext(r.Context())
 	infoOf(r.Context()).caller = auth.Caller
-	if r.ContentLength > MaxBodyBytes {
+	if r.ContentLength > agentapi.MaxBodyBytes {
 		s.refuseCall(w, r, http.StatusRequestEntityTooLarge, agentapi.ReasonBodyTooLarge, tooLarge())
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, agentapi.MaxBodyBytes))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
@@ -160,7 +160,7 @@ func (s *Server) dispatch(ctx context.Context, info *requestInfo, caller string,
 	if rpcErr != nil {
 		return s.reply(req, nil, rpcErr), http.StatusOK, rt.metric, rpcErr.Code
 	}
-	data, err := json.Marshal(result)
+	data, err := jsonrpc.Marshal(result)
 	if err != nil {
 		log().Error("result does not encode", "error", err)
 		if !inBatch {
@@ -278,7 +278,7 @@ func codeOf(e *jsonrpc.Error) int {
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	data, err := json.Marshal(v)
+	data, err := jsonrpc.Marshal(v)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, errInternal)
 		return

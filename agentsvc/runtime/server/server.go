@@ -27,9 +27,9 @@ import (
 	"github.com/ca-a2a/ca-a2a/shared/certload"
 )
 
-// Limits of docs/contract.md, HTTP routes.
+// Limits of docs/contract.md, HTTP routes. The body limit is the hop limit,
+// agentapi.MaxBodyBytes.
 const (
-	MaxBodyBytes      = 1 << 20
 	MaxHeaderBytes    = 64 << 10
 	ReadHeaderTimeout = 10 * time.Second
 	IdleTimeout       = 120 * time.Second
@@ -39,6 +39,12 @@ const (
 
 // HealthCheck reports whether one dependency works.
 type HealthCheck func(ctx context.Context) error
+
+// DetailedCheck is a HealthCheck that also reports figures of the agent's
+// own (the extractor's extract_workers: busy, total, killed_since_start),
+// shown as the check's "details" in /health and get_health, failing or
+// not. Details must not hold secrets or a dependency's error text.
+type DetailedCheck func(ctx context.Context) (details any, err error)
 
 // Agent is what an agent brings to the server.
 type Agent struct {
@@ -50,6 +56,8 @@ type Agent struct {
 	Methods []skill.Method
 	// Checks are run by /health and get_health.
 	Checks map[string]HealthCheck
+	// DetailedChecks are run with Checks; a name must not be in both.
+	DetailedChecks map[string]DetailedCheck
 }
 
 // Offered lists what the policy decides on for this agent: the methods it
@@ -131,6 +139,11 @@ func New(opts Options) (*Server, error) {
 		tasks: newTaskStore(opts.Tasks)}
 	if s.log == nil {
 		s.log = slog.Default()
+	}
+	for name := range opts.Agent.DetailedChecks {
+		if _, dup := opts.Agent.Checks[name]; dup {
+			return nil, errors.New("server: health check " + name + " defined twice")
+		}
 	}
 	// Calls are counted by what the policy authorizes: the method, or the
 	// skill a message/send runs; tasks/get is the one A2A envelope counted
