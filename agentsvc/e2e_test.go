@@ -112,36 +112,56 @@ func pipelineEndToEnd(t *testing.T, s *stack.Stack) {
 		t.Fatalf("%d documents archived, want 3", found.Total)
 	}
 
-	// A corrupt PDF fails at extraction with -32602 and archives nothing.
-	var bad agentapi.ProcessResult
-	if err := lambda.client.Call(ctx, "orchestrator", agentapi.MethodProcessDocument, agentapi.ProcessDocumentParams{S3Key: "incoming/corrupt.pdf"}, &bad); err != nil {
-		t.Fatal(err)
-	}
-	if bad.Status != "failed" || bad.Stages.Extraction.Code != jsonrpc.CodeInvalidParams {
-		t.Fatalf("corrupt PDF: %+v", bad)
-	}
-	// Extracted data over the 1 MiB hop limit: the validator refuses the
-	// body (413 -> -32012) and nothing is archived.
+	// Permanent failures (the document itself is refused) are archived
+	// with status failed, their stage and cause, once however often they
+	// are delivered.
 	var big strings.Builder
 	big.WriteString("id,name,comment\n")
 	for i := 0; big.Len() < 3<<19; i++ {
 		fmt.Fprintf(&big, "%d,row-%d,a comment long enough to make this row about sixty bytes\n", i, i)
 	}
 	s.PutDocument(t, "incoming/big.csv", []byte(big.String()))
-	var tooBig agentapi.ProcessResult
-	if err := lambda.client.Call(ctx, "orchestrator", agentapi.MethodProcessDocument, agentapi.ProcessDocumentParams{S3Key: "incoming/big.csv"}, &tooBig); err != nil {
+	permanent := []struct {
+		key, message string
+		code         int
+	}{
+		{"incoming/corrupt.pdf", "document could not be parsed: corrupt or unreadable PDF", jsonrpc.CodeInvalidParams},
+		// Extracted data over the 1 MiB hop limit: the extractor stops
+		// with -32012 before building it.
+		{"incoming/big.csv", "over the 1 MiB hop limit", agentapi.CodeTooLarge},
+		// A traversal key is refused before anything is read.
+		{"../certs/ca/ca-key.pem", "s3_key is not a valid object key", jsonrpc.CodeInvalidParams},
+	}
+	for _, tc := range permanent {
+		for delivery := range 2 {
+			var bad agentapi.ProcessResult
+			if err := lambda.client.Call(ctx, "orchestrator", agentapi.MethodProcessDocument, agentapi.ProcessDocumentParams{S3Key: tc.key}, &bad); err != nil {
+				t.Fatal(err)
+			}
+			if bad.Status != "failed" || bad.Failure != agentapi.FailurePermanent || bad.Stages.Extraction.Code != tc.code ||
+				!strings.Contains(bad.Stages.Extraction.Message, tc.message) || bad.Stages.Archive.Details["created"] != (delivery == 0) {
+				t.Fatalf("%s, delivery %d: %+v %+v", tc.key, delivery, bad, bad.Stages.Archive)
+			}
+			var doc agentapi.Document
+			if err := lambda.client.Call(ctx, "archivist", agentapi.MethodGetDocument, agentapi.DocumentIDParams{DocumentID: bad.DocumentID}, &doc); err != nil {
+				t.Fatalf("%s: the failed document is not archived: %v", tc.key, err)
+			}
+			if doc.Status != "failed" || doc.Stage != "extraction" || !strings.Contains(doc.Error, tc.message) || doc.S3Key != tc.key {
+				t.Fatalf("%s: archived as %+v", tc.key, doc.DocumentSummary)
+			}
+		}
+	}
+	var failedDocs agentapi.SearchResult
+	if err := lambda.client.Call(ctx, "archivist", agentapi.MethodSearchDocuments, agentapi.SearchParams{Status: "failed"}, &failedDocs); err != nil {
 		t.Fatal(err)
 	}
-	if tooBig.Status != "failed" || tooBig.Stages.Validation.Code != agentapi.CodeTooLarge {
-		t.Fatalf("oversized extraction: %+v", tooBig)
+	if failedDocs.Total != 3 || failedDocs.Documents[0].Stage != "extraction" || failedDocs.Documents[0].Error == "" {
+		t.Fatalf("search for failed documents: %+v", failedDocs)
 	}
-
-	// A traversal key is refused before anything is read.
-	if err := lambda.client.Call(ctx, "orchestrator", agentapi.MethodProcessDocument, agentapi.ProcessDocumentParams{S3Key: "../certs/ca/ca-key.pem"}, &bad); err != nil {
-		t.Fatal(err)
-	}
-	if bad.Status != "failed" || bad.Stages.Extraction.Code != jsonrpc.CodeInvalidParams {
-		t.Fatalf("traversal: %+v", bad)
+	// The extractor reports its workers; busy or not, it is healthy.
+	if code, body := rawGet(t, s, "orchestrator", "extractor", "/health"); code != 200 ||
+		!strings.Contains(body, `"extract_workers":{"status":"ok","details":{"busy":0,"total":4,"killed_since_start":0}}`) {
+		t.Fatalf("extractor health: %d %s", code, body)
 	}
 
 	var status map[string]any
@@ -158,6 +178,7 @@ func pipelineEndToEnd(t *testing.T, s *stack.Stack) {
 	if err := lambda.client.Call(ctx, "orchestrator", "process_batch", map[string]string{"prefix": "incoming/", "file_extension": "csv"}, &batch); err != nil {
 		t.Fatal(err)
 	}
+	// transactions archived, ragged rejected, big failed (permanently).
 	if batch.Total != 3 || batch.Archived != 1 || batch.Rejected != 1 || batch.Failed != 1 {
 		t.Fatalf("batch: %+v", batch)
 	}
@@ -176,20 +197,22 @@ func pipelineEndToEnd(t *testing.T, s *stack.Stack) {
 	}
 
 	// The agents counted what happened: the orchestrator its calls to
-	// each peer, the validator its refusals of the oversized body (big.csv,
-	// alone and again in the batch).
+	// each peer (big.csv stopped at the extractor with -32012, twice
+	// delivered and once in the batch); the validator never had to refuse
+	// an oversized body, since extraction bounds what travels on.
 	code, text := rawGet(t, s, "lambda", "orchestrator", "/metrics")
 	calls, err := metrics.Counts(strings.NewReader(text), "ca_a2a_peer_calls_total", "peer")
 	if code != 200 || err != nil || calls["extractor"] == 0 || calls["validator"] == 0 || calls["archivist"] == 0 ||
-		!strings.Contains(text, `ca_a2a_peer_calls_total{code="-32012",peer="validator"} 2`) {
+		!strings.Contains(text, `ca_a2a_peer_calls_total{code="-32012",peer="extractor"} 3`) ||
+		!strings.Contains(text, `ca_a2a_peer_calls_total{code="-32012",peer="validator"} 0`) {
 		t.Fatalf("orchestrator /metrics: %d %v %v\n%s", code, calls, err, text)
 	}
-	if _, text := rawGet(t, s, "lambda", "validator", "/metrics"); !strings.Contains(text, `ca_a2a_auth_refusals_total{reason="body_too_large"} 2`) {
+	if _, text := rawGet(t, s, "lambda", "validator", "/metrics"); !strings.Contains(text, `ca_a2a_auth_refusals_total{reason="body_too_large"} 0`) {
 		t.Fatalf("validator /metrics:\n%s", text)
 	}
 
-	// A peer goes down: the document fails at that stage, nothing is
-	// archived, and the orchestrator's health turns 503.
+	// A peer goes down: the document fails at that stage, transiently;
+	// nothing is archived, and the orchestrator's health turns 503.
 	s.StopAgent("validator")
 	s.PutDocument(t, "incoming/late.csv", []byte("x,y\n1,2\n"))
 	var down agentapi.ProcessResult
@@ -197,11 +220,12 @@ func pipelineEndToEnd(t *testing.T, s *stack.Stack) {
 	if err := lambda.client.Call(ctx, "orchestrator", agentapi.MethodProcessDocument, agentapi.ProcessDocumentParams{S3Key: "incoming/late.csv"}, &down); err != nil {
 		t.Fatal(err)
 	}
-	if down.Status != "failed" || down.Stages.Validation.Status != "failed" || down.Stages.Validation.Code != agentapi.CodeUnavailable || time.Since(start) > 20*time.Second {
+	if down.Status != "failed" || down.Failure != agentapi.FailureTransient || down.Stages.Validation.Status != "failed" ||
+		down.Stages.Validation.Code != agentapi.CodeUnavailable || time.Since(start) > 20*time.Second {
 		t.Fatalf("validator down: %+v", down)
 	}
-	if err := lambda.client.Call(ctx, "archivist", "search_documents", map[string]any{}, &found); err != nil || found.Total != 3 {
-		t.Fatalf("a failed pipeline archived something: %d %v", found.Total, err)
+	if err := lambda.client.Call(ctx, "archivist", "search_documents", map[string]any{}, &found); err != nil || found.Total != 6 {
+		t.Fatalf("a transient failure archived something: %d documents, want 3 processed and 3 failed: %v", found.Total, err)
 	}
 	time.Sleep(2100 * time.Millisecond) // health reports are cached for 2s
 	if code, body := rawGet(t, s, "lambda", "orchestrator", "/health"); code != 503 || !strings.Contains(body, `"peer:validator":{"status":"failing"`) {

@@ -285,6 +285,9 @@ func (h *Handler) process(ctx context.Context, objs []agentapi.ProcessDocumentPa
 			return
 		default:
 			stage, st := failedStage(res.Stages)
+			if st.Code == 0 {
+				st.Code = agentapi.CodeUnavailable
+			}
 			errs[i] = &jsonrpc.Error{Code: st.Code, Message: fmt.Sprintf("lambda: document %s %s at %s (%s): %s", res.DocumentID, res.Status, stage, res.Failure, st.Message)}
 		}
 		if errs[i] != nil {

@@ -24,8 +24,9 @@ import (
 )
 
 // fakeOrchestrator answers process_document from the key: ok* archived,
-// rejected* rejected, failed* a pipeline that failed, down* an unavailable
-// orchestrator. It records the calls and how many ran at once.
+// rejected* rejected, permanent* a permanent failure (archived as failed),
+// transient* a transient one, failed* a failure the answer does not
+// classify, down* an unavailable orchestrator. It records the calls and how many ran at once.
 type fakeOrchestrator struct {
 	mu      sync.Mutex
 	calls   []agentapi.ProcessDocumentParams
@@ -58,6 +59,12 @@ func (f *fakeOrchestrator) Call(ctx context.Context, agent, method string, param
 		res.Status = agentapi.StatusArchived
 	case strings.HasPrefix(p.S3Key, "rejected"):
 		res.Status = agentapi.StatusRejected
+	case strings.HasPrefix(p.S3Key, "permanent"):
+		res.Status, res.Failure = agentapi.StatusFailed, agentapi.FailurePermanent
+		res.Stages.Extraction = &agentapi.Stage{Status: agentapi.StageFailed, Code: jsonrpc.CodeInvalidParams, Message: "document could not be parsed: time limit"}
+	case strings.HasPrefix(p.S3Key, "transient"):
+		res.Status, res.Failure = agentapi.StatusFailed, agentapi.FailureTransient
+		res.Stages.Validation = &agentapi.Stage{Status: agentapi.StageFailed, Code: agentapi.CodeUnavailable, Message: "validator unavailable"}
 	case strings.HasPrefix(p.S3Key, "failed"):
 		res.Status = agentapi.StatusFailed
 	default:
@@ -110,6 +117,14 @@ func TestSQSPartialFailures(t *testing.T) {
 			message("pipeline-failed", `{"s3_key":"failed-1.pdf","bucket":"docs"}`),
 			message("removed", `{"Records":[{"eventSource":"aws:s3","eventName":"ObjectRemoved:Delete","s3":{"bucket":{"name":"docs"},"object":{"key":"gone.pdf"}}}]}`),
 		}, []string{"half", "poison", "pipeline-failed"}, []string{"docs/down-1.pdf", "docs/failed-1.pdf", "docs/ok-1.pdf", "docs/ok-2.pdf"}},
+		{"failures classified by the orchestrator", []events.SQSMessage{
+			message("permanent", `{"s3_key":"permanent-1.pdf","bucket":"docs"}`),
+			message("transient", `{"s3_key":"transient-1.pdf","bucket":"docs"}`),
+			message("unclassified", `{"s3_key":"failed-2.pdf","bucket":"docs"}`),
+			message("mixed", s3Notification("permanent-2.pdf", "transient-2.pdf")),
+			message("both-permanent", s3Notification("permanent-3.pdf", "ok-3.pdf")),
+		}, []string{"transient", "unclassified", "mixed"}, []string{"docs/failed-2.pdf", "docs/ok-3.pdf", "docs/permanent-1.pdf",
+			"docs/permanent-2.pdf", "docs/permanent-3.pdf", "docs/transient-1.pdf", "docs/transient-2.pdf"}},
 		{"every message fails", []events.SQSMessage{
 			message("a", `{"s3_key":"down-1.pdf"}`),
 			message("b", `{"s3_key":"down-2.pdf","extra":1}`),
@@ -183,13 +198,13 @@ func TestDeadlineSpent(t *testing.T) {
 // keys, so that Lambda's retry or on-failure destination applies.
 func TestS3DirectReportsFailedKeys(t *testing.T) {
 	var e events.S3Event
-	if err := json.Unmarshal([]byte(s3Notification("ok-1.pdf", "down-1.pdf", "failed-1.pdf")), &e); err != nil {
+	if err := json.Unmarshal([]byte(s3Notification("ok-1.pdf", "down-1.pdf", "failed-1.pdf", "permanent-1.pdf")), &e); err != nil {
 		t.Fatal(err)
 	}
 	h := &lambda.Handler{Orchestrator: &fakeOrchestrator{}, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	err := h.HandleS3(t.Context(), e)
-	if err == nil || !strings.Contains(err.Error(), "2 of 3 objects failed") || !strings.Contains(err.Error(), "down-1.pdf") ||
-		!strings.Contains(err.Error(), "failed-1.pdf") || strings.Contains(err.Error(), "ok-1.pdf") {
+	if err == nil || !strings.Contains(err.Error(), "2 of 4 objects failed") || !strings.Contains(err.Error(), "down-1.pdf") ||
+		!strings.Contains(err.Error(), "failed-1.pdf") || strings.Contains(err.Error(), "ok-1.pdf") || strings.Contains(err.Error(), "permanent-1.pdf") {
 		t.Fatalf("err = %v", err)
 	}
 	if err := h.HandleS3(t.Context(), events.S3Event{}); err != nil {

@@ -22,7 +22,10 @@ import (
 	"github.com/ca-a2a/ca-a2a/internal/testutil/stack"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/syncbuf"
 	"github.com/ca-a2a/ca-a2a/lambda"
+	"github.com/ca-a2a/ca-a2a/shared/agentapi"
+	"github.com/ca-a2a/ca-a2a/shared/agentclient"
 	"github.com/ca-a2a/ca-a2a/shared/certload"
+	"github.com/ca-a2a/ca-a2a/shared/tokensource"
 )
 
 type env struct {
@@ -237,6 +240,92 @@ func TestFailures(t *testing.T) {
 			t.Fatalf("err = %v", err)
 		}
 	})
+}
+
+// TestFailureClasses runs the real Lambda handler against the real agents:
+// a document that can never be extracted is archived as failed and
+// acknowledged (not in batchItemFailures, so not retried five times); a
+// document that fails because a peer is down is reported for retry and not
+// archived, and goes through once the peer is back.
+func TestFailureClasses(t *testing.T) {
+	e := setup(t)
+	rt := e.runtime(t)
+	e.stack.PutDocument(t, "incoming/corrupt.pdf", []byte("%PDF-1.7\ngarbage that no reader can parse"))
+	e.stack.PutDocument(t, "incoming/late.csv", []byte("x,y\n1,2\n"))
+	event, _ := json.Marshal(events.SQSEvent{Records: []events.SQSMessage{
+		{MessageId: "permanent-1", EventSource: "aws:sqs", Body: `{"s3_key":"incoming/corrupt.pdf"}`},
+		{MessageId: "transient-1", EventSource: "aws:sqs", Body: `{"s3_key":"incoming/late.csv"}`},
+	}})
+	archivist := archivistClient(t, e.stack)
+	search := func(status string) []agentapi.DocumentSummary {
+		t.Helper()
+		var found agentapi.SearchResult
+		if err := archivist.Call(t.Context(), agentapi.Archivist, agentapi.MethodSearchDocuments, agentapi.SearchParams{Status: status}, &found); err != nil {
+			t.Fatal(err)
+		}
+		return found.Documents
+	}
+
+	e.stack.StopAgent("validator")
+	for delivery := range 2 {
+		out, err := rt.Handler.Invoke(withDeadline(t, 30*time.Second), event)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := failures(t, out); len(got) != 1 || got[0] != "transient-1" {
+			t.Fatalf("delivery %d: batchItemFailures %v, want exactly [transient-1]\n%s", delivery, got, e.logs)
+		}
+		failed := search("failed")
+		if len(failed) != 1 || failed[0].S3Key != "incoming/corrupt.pdf" || failed[0].Stage != "extraction" ||
+			!strings.Contains(failed[0].Error, "document could not be parsed") {
+			t.Fatalf("delivery %d: failed documents %+v, want the corrupt PDF once", delivery, failed)
+		}
+		for _, status := range []string{"archived", "rejected"} {
+			if docs := search(status); len(docs) != 0 {
+				t.Fatalf("a transient failure archived something: %+v", docs)
+			}
+		}
+	}
+	for _, want := range []string{`"msg":"document failed permanently; acknowledged","bucket":"","s3_key":"incoming/corrupt.pdf"`,
+		`"stage":"extraction","code":-32602`, `"s3_key":"incoming/late.csv","code":-32002`} {
+		if !strings.Contains(e.logs.String(), want) {
+			t.Errorf("log lacks %s:\n%s", want, e.logs)
+		}
+	}
+
+	e.stack.StartAgent("validator")
+	out, err := rt.Handler.Invoke(withDeadline(t, 30*time.Second), event)
+	if err != nil || len(failures(t, out)) != 0 {
+		t.Fatalf("with the validator back: %v %v", failures(t, out), err)
+	}
+	if docs := search("archived"); len(docs) != 1 || docs[0].S3Key != "incoming/late.csv" {
+		t.Fatalf("the retried document: %+v", docs)
+	}
+	if failed := search("failed"); len(failed) != 1 {
+		t.Fatalf("failed documents after the retry: %+v", failed)
+	}
+}
+
+// archivistClient calls the archivist as the Lambda (which may search
+// documents), to see what was archived.
+func archivistClient(t *testing.T, s *stack.Stack) *agentclient.Client {
+	t.Helper()
+	cert, key, ca := s.Leaf("lambda")
+	src, closeFn, err := certload.Load(certload.Config{CertPath: cert, KeyPath: key, CAPath: ca}, certload.Options{PollInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { closeFn() })
+	ts, err := tokensource.New(tokensource.Config{TokenURL: s.IdP.TokenURL, ClientID: "lambda", Certificate: src, ServerName: "keycloak.ca-a2a.local"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := agentclient.New(agentclient.Config{Certificate: src, Tokens: ts, Peers: map[string]string{"archivist": s.URLs["archivist"]}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
 }
 
 func TestParseMessage(t *testing.T) {

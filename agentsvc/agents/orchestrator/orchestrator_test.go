@@ -3,6 +3,7 @@ package orchestrator
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -36,7 +37,7 @@ func (p *peers) Call(ctx context.Context, agent, method string, params, result a
 }
 
 func healthy() *peers {
-	archived := map[string]bool{}
+	archived := map[string]string{} // id -> status
 	var mu sync.Mutex
 	return &peers{fn: map[string]func(context.Context, map[string]any) (any, error){
 		"extractor.extract_document": func(context.Context, map[string]any) (any, error) {
@@ -48,8 +49,8 @@ func healthy() *peers {
 		"archivist.get_document": func(_ context.Context, p map[string]any) (any, error) {
 			mu.Lock()
 			defer mu.Unlock()
-			if archived[p["document_id"].(string)] {
-				return map[string]any{"status": "archived"}, nil
+			if status, ok := archived[p["document_id"].(string)]; ok {
+				return map[string]any{"status": status}, nil
 			}
 			return nil, jsonrpc.Errorf(agentapi.CodeNotFound, "document not found")
 		},
@@ -57,9 +58,12 @@ func healthy() *peers {
 			mu.Lock()
 			defer mu.Unlock()
 			id := p["document_id"].(string)
-			created := !archived[id]
-			archived[id] = true
-			return map[string]any{"document_id": id, "status": p["status"], "created": created}, nil
+			status, exists := archived[id]
+			if !exists {
+				status = p["status"].(string)
+				archived[id] = status
+			}
+			return map[string]any{"document_id": id, "status": status, "created": !exists}, nil
 		},
 	}}
 }
@@ -80,27 +84,72 @@ func TestProcess(t *testing.T) {
 	}
 }
 
+// TestStageFailures: a transient failure (a peer down or busy) archives
+// nothing; a permanent one (the peer refused the document: -32602, -32012)
+// is archived with status failed, its stage and the peer's message, once;
+// failing to record it makes the run transient.
 func TestStageFailures(t *testing.T) {
+	const sum = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 	for _, tc := range []struct {
 		fail, stage string
 		code        int
+		failure     string
+		data        any // the error's data
+		recordFails bool
+		wantID      string
 	}{
-		{"extractor.extract_document", "extraction", jsonrpc.CodeInvalidParams},
-		{"validator.validate_document", "validation", agentapi.CodeUnavailable},
-		{"archivist.archive_document", "archive", agentapi.CodeUnavailable},
-		{"archivist.get_document", "archive", agentapi.CodeUnavailable},
+		{fail: "extractor.extract_document", stage: "extraction", code: agentapi.CodeUnavailable, failure: "transient"},
+		{fail: "extractor.extract_document", stage: "extraction", code: jsonrpc.CodeInvalidParams, failure: "permanent",
+			wantID: DocumentID("", "a.csv", "")},
+		{fail: "extractor.extract_document", stage: "extraction", code: jsonrpc.CodeInvalidParams, failure: "permanent",
+			data: agentapi.ExtractFailure{DocumentType: "csv", FileName: "a.csv", FileSize: 9, SHA256: sum}, wantID: DocumentID("", "a.csv", sum)},
+		{fail: "extractor.extract_document", stage: "extraction", code: agentapi.CodeTooLarge, failure: "permanent",
+			data: map[string]any{"sha256": "../../etc", "document_type": "exe"}, wantID: DocumentID("", "a.csv", "")},
+		{fail: "extractor.extract_document", stage: "extraction", code: jsonrpc.CodeInvalidParams, failure: "transient", recordFails: true},
+		{fail: "validator.validate_document", stage: "validation", code: agentapi.CodeUnavailable, failure: "transient"},
+		{fail: "validator.validate_document", stage: "validation", code: agentapi.CodeTooLarge, failure: "permanent", wantID: DocumentID("", "a.csv", "abc")},
+		{fail: "validator.validate_document", stage: "validation", code: jsonrpc.CodeInvalidParams, failure: "permanent", wantID: DocumentID("", "a.csv", "abc")},
+		{fail: "validator.validate_document", stage: "validation", code: agentapi.CodeForbidden, failure: "transient"},
+		{fail: "archivist.archive_document", stage: "archive", code: agentapi.CodeUnavailable, failure: "transient"},
+		{fail: "archivist.get_document", stage: "archive", code: agentapi.CodeUnavailable, failure: "transient"},
+		{fail: "archivist.get_document", stage: "archive", code: jsonrpc.CodeInternalError, failure: "transient"},
 	} {
 		p := healthy()
-		p.fn[tc.fail] = func(context.Context, map[string]any) (any, error) { return nil, jsonrpc.Errorf(tc.code, "no") }
+		var recorded []map[string]any
+		archive := p.fn["archivist.archive_document"]
+		p.fn["archivist.archive_document"] = func(ctx context.Context, params map[string]any) (any, error) {
+			if params["status"] == "failed" {
+				recorded = append(recorded, params)
+				if tc.recordFails {
+					return nil, jsonrpc.Errorf(agentapi.CodeUnavailable, "archive store unavailable")
+				}
+			}
+			return archive(ctx, params)
+		}
+		p.fn[tc.fail] = func(context.Context, map[string]any) (any, error) {
+			return nil, &jsonrpc.Error{Code: tc.code, Message: "no", Data: tc.data}
+		}
+		name := fmt.Sprintf("%s %d %s", tc.fail, tc.code, tc.failure)
 		r := New(p, nil, Options{}).Process(t.Context(), agentapi.ProcessDocumentParams{S3Key: "a.csv"})
 		st := map[string]*agentapi.Stage{"extraction": r.Stages.Extraction, "validation": r.Stages.Validation, "archive": r.Stages.Archive}[tc.stage]
-		if r.Status != agentapi.StatusFailed || st == nil || st.Status != "failed" || st.Code != tc.code {
-			t.Errorf("%s failing: %+v", tc.fail, r)
+		if r.Status != agentapi.StatusFailed || r.Failure != tc.failure || st == nil || st.Status != "failed" || st.Code != tc.code {
+			t.Errorf("%s: %+v", name, r)
+			continue
 		}
-		for _, c := range p.calls {
-			if c == "archivist.archive_document" && tc.fail != "archivist.archive_document" {
-				t.Errorf("%s failing: the document was archived anyway", tc.fail)
+		if tc.failure == "transient" {
+			if len(recorded) > 0 && !tc.recordFails {
+				t.Errorf("%s: a transient failure was archived: %v", name, recorded)
 			}
+			continue
+		}
+		if len(recorded) != 1 || recorded[0]["stage"] != tc.stage || recorded[0]["error"] != "no" || recorded[0]["extracted_data"] != nil ||
+			r.DocumentID != tc.wantID || recorded[0]["document_id"] != tc.wantID {
+			t.Errorf("%s: recorded %v as %s, want one record at stage %s under %s", name, recorded, r.DocumentID, tc.stage, tc.wantID)
+		}
+		// A redelivery finds the record and changes nothing.
+		again := New(p, nil, Options{}).Process(t.Context(), agentapi.ProcessDocumentParams{S3Key: "a.csv"})
+		if again.Status != agentapi.StatusFailed || again.Failure != agentapi.FailurePermanent || again.DocumentID != r.DocumentID {
+			t.Errorf("%s: redelivery %+v", name, again)
 		}
 	}
 }

@@ -83,7 +83,10 @@ func start(t *testing.T, opts ...func(*server.Options)) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srvAgent := server.Agent{Name: "validator", Methods: methods, Checks: map[string]server.HealthCheck{"ok": func(context.Context) error { return nil }}}
+	srvAgent := server.Agent{Name: "validator", Methods: methods, Checks: map[string]server.HealthCheck{"ok": func(context.Context) error { return nil }},
+		DetailedChecks: map[string]server.DetailedCheck{
+			"workers": func(context.Context) (any, error) { return map[string]any{"busy": 2, "total": 2, "note": "<&>"}, nil },
+		}}
 	o := server.Options{Agent: srvAgent, Policy: pol, Verifier: v, Logger: quiet, HandlerTimeout: 5 * time.Second,
 		URL: "https://validator.ca-a2a.local:8003", TokenURL: "https://keycloak.ca-a2a.local:8443/realms/ca-a2a/protocol/openid-connect/token"}
 	for _, opt := range opts {
@@ -196,6 +199,29 @@ func TestJSONRPC(t *testing.T) {
 		if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
 			t.Fatalf("64 KiB+ headers: %d %s", resp.StatusCode, resp.Proto)
 		}
+	}
+}
+
+// TestHealthDetails: a detailed check's figures are in /health, as JSON
+// without HTML escaping; a busy component is not a failing one.
+func TestHealthDetails(t *testing.T) {
+	f := start(t)
+	resp, err := f.client.Get(f.url + "/health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	want := `"workers":{"status":"ok","details":{"busy":2,"note":"<&>","total":2}}`
+	if resp.StatusCode != 200 || !strings.Contains(string(body), want) || !strings.Contains(string(body), `"ok":{"status":"ok"}`) {
+		t.Fatalf("%d %s\nwant %s", resp.StatusCode, body, want)
+	}
+	_, err = server.New(server.Options{Agent: server.Agent{Name: "validator",
+		Checks:         map[string]server.HealthCheck{"x": func(context.Context) error { return nil }},
+		DetailedChecks: map[string]server.DetailedCheck{"x": func(context.Context) (any, error) { return nil, nil }}},
+		Policy: &policy.Policy{}, Verifier: &binding.Verifier{}})
+	if err == nil || !strings.Contains(err.Error(), "health check x defined twice") {
+		t.Fatalf("a check defined twice: %v", err)
 	}
 }
 
