@@ -89,6 +89,7 @@ func TestRunOutcomes(t *testing.T) {
 			wantMsg: "pdf: xref entry 10^12   [31m out of range", wantCause: "pdf: xref entry 10^12   [31m out of range"},
 		{name: "output refused by the writer", kind: "too-large", doc: doc, wantKind: ErrOutputTooLarge, wantCause: "output too large"},
 		{name: "refusal ignored by the parser", kind: "swallow-too-large", doc: doc, wantKind: ErrOutputTooLarge},
+		{name: "parser knows its output cannot fit", kind: "says-too-large", doc: doc, wantKind: ErrOutputTooLarge, wantCause: "output too large"},
 		{name: "raw output past the cap", kind: "flood", doc: doc, wantKind: ErrOutputTooLarge, killed: 1},
 		{name: "bytes before the frame", kind: "garbage", doc: doc, wantKind: ErrMalformedOutput},
 		{name: "frame cut short", kind: "truncated", doc: doc, wantKind: ErrMalformedOutput},

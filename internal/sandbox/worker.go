@@ -13,7 +13,9 @@ import (
 // document. The function writes its result to out, which refuses (with
 // ErrOutputTooLarge, writing nothing) any write that would take the result
 // past Config.MaxOutputBytes; once a write has been refused the run reports
-// ErrOutputTooLarge whatever the function returns. A non-nil error means
+// ErrOutputTooLarge whatever the function returns. A function that knows
+// before writing that its result cannot fit returns an error wrapping
+// ErrOutputTooLarge, with the same outcome. Any other non-nil error means
 // the document cannot be parsed: the parent gets a *RunError of kind
 // ErrMalformedDocument carrying the error's text (sanitised, cut to
 // MaxMessageBytes).

@@ -94,7 +94,7 @@ func runWorker(args []string) int {
 	perr := e.fn(doc, w)
 	var frame []byte
 	switch {
-	case w.exceeded:
+	case w.exceeded || errors.Is(perr, ErrOutputTooLarge):
 		frame = encodeFrame(statusOutputLimit, nil)
 	case perr != nil:
 		frame = encodeFrame(statusMalformedDoc, []byte(sanitizeMessage(perr.Error())))

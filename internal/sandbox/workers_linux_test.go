@@ -61,6 +61,9 @@ func init() {
 			}
 		}
 	})
+	Register("says-too-large", func([]byte, io.Writer) error {
+		return fmt.Errorf("%w: one record of 20 MiB", ErrOutputTooLarge)
+	})
 	Register("swallow-too-large", func(doc []byte, out io.Writer) error {
 		for range 1 << 20 {
 			_, _ = out.Write(doc) // errors ignored: the run must still say too large

@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"io"
 	"unicode/utf8"
+
+	"github.com/ca-a2a/ca-a2a/internal/sandbox"
+	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 )
 
 const (
@@ -54,6 +57,9 @@ func writeCSV(data []byte, out io.Writer) error {
 	// encoding/csv builds a record, which it does whole, however long.
 	if bytes.Count(data, []byte(string(delim)))+bytes.Count(data, []byte("\n"))+1 > maxCells {
 		return fmt.Errorf("CSV has more than %d fields", maxCells)
+	}
+	if n := longestRecord(data); n > agentapi.MaxExtractedDataBytes {
+		return fmt.Errorf("%w: a record of %d bytes", sandbox.ErrOutputTooLarge, n)
 	}
 	r := csv.NewReader(bytes.NewReader(data))
 	r.Comma = delim
@@ -105,6 +111,26 @@ func csvError(err error) error {
 		return fmt.Errorf("malformed CSV at line %d: %v", pe.Line, pe.Err)
 	}
 	return errors.New("malformed CSV")
+}
+
+// longestRecord returns the length in bytes of the longest record of data,
+// a newline inside double quotes belonging to its record as encoding/csv
+// reads it. Every byte of a record becomes at least one byte of its JSON,
+// so a record longer than the data limit can never be written: refusing it
+// before encoding/csv reads it keeps that reader from building it whole (in
+// three copies, which for a 20 MiB field meet the worker's memory limit).
+// A bare quote in a malformed file can only make a record look longer.
+func longestRecord(data []byte) int {
+	longest, start, quoted := 0, 0, false
+	for i, c := range data {
+		switch {
+		case c == '"':
+			quoted = !quoted
+		case c == '\n' && !quoted:
+			longest, start = max(longest, i-start), i+1
+		}
+	}
+	return max(longest, len(data)-start)
 }
 
 // detectDelimiter picks the candidate under which the first lines agree

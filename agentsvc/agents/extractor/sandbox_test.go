@@ -145,14 +145,29 @@ func TestOutputBound(t *testing.T) {
 			}
 			continue
 		}
-		if err != sandbox.ErrOutputTooLarge {
+		if !errors.Is(err, sandbox.ErrOutputTooLarge) {
 			t.Errorf("%s: %v, want the output refused", tc.name, err)
 		}
 	}
 	// The writer is never asked for much past the limit: one chunk.
 	w := &countingWriter{max: limit}
-	if err := extractor.WriteCSV([]byte("a\n"+long+"\n"), w); err != sandbox.ErrOutputTooLarge || w.asked > limit+64<<10 {
+	if err := extractor.WriteCSV([]byte("a\n"+strings.Repeat(strings.Repeat("y", 1000)+"\n", 1000)), w); err != sandbox.ErrOutputTooLarge || w.asked > limit+64<<10 {
 		t.Fatalf("asked to write %d bytes past a %d limit: %v", w.asked, limit, err)
+	}
+	// A record that cannot fit the data limit is refused before it is
+	// read, quoted newlines included; nothing is written.
+	for name, doc := range map[string]string{
+		"one long line":            "a\n" + strings.Repeat("x", agentapi.MaxExtractedDataBytes+1) + "\n1\n",
+		"quoted lines, one record": "a\n\"" + strings.Repeat("x\n", agentapi.MaxExtractedDataBytes/2+1) + "\"\n",
+	} {
+		w := &countingWriter{max: 1 << 30}
+		if err := extractor.WriteCSV([]byte(doc), w); !errors.Is(err, sandbox.ErrOutputTooLarge) || w.asked != 0 {
+			t.Errorf("%s: %v after %d bytes written", name, err, w.asked)
+		}
+	}
+	w = &countingWriter{max: 1 << 30}
+	if err := extractor.WriteCSV([]byte("a\n"+strings.Repeat(strings.Repeat("x", 99)+"\n", 20_000)), w); err != nil {
+		t.Errorf("2 MB of short records: %v", err)
 	}
 }
 

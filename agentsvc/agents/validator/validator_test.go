@@ -45,29 +45,36 @@ func summary(r agentapi.ValidationReport) string {
 	return strings.Join(s, ",")
 }
 
+// parse runs the extractor's parse in process (these documents are known
+// to be benign) and decodes its data as the validator receives it.
+func parse[T any](t *testing.T, kind string, doc []byte) *T {
+	t.Helper()
+	raw, err := extractor.Parse(kind, doc, agentapi.MaxExtractedDataBytes)
+	if err != nil {
+		t.Fatalf("Parse(%s, %.40q): %v", kind, doc, err)
+	}
+	var d T
+	if err := json.Unmarshal(raw, &d); err != nil {
+		t.Fatal(err)
+	}
+	return &d
+}
+
 func csvOf(t *testing.T, s string) *agentapi.CSVData {
 	t.Helper()
-	d, err := extractor.ExtractCSV([]byte(s))
-	if err != nil {
-		t.Fatalf("ExtractCSV(%q): %v", s, err)
-	}
-	return d
+	return parse[agentapi.CSVData](t, "csv", []byte(s))
 }
 
 func pdfOf(t *testing.T, pages ...string) *agentapi.PDFData {
 	t.Helper()
-	d, err := extractor.ExtractPDF(pdftest.Build(pages...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d
+	return parse[agentapi.PDFData](t, "pdf", pdftest.Build(pages...))
 }
 
 func pdfWithInfo(t *testing.T) *agentapi.PDFData {
 	t.Helper()
-	d, err := extractor.ExtractPDF(pdftest.BuildInfo(map[string]string{"Title": "Invoice"}, longText))
-	if err != nil || d.Metadata["title"] != "Invoice" {
-		t.Fatalf("%+v %v", d, err)
+	d := parse[agentapi.PDFData](t, "pdf", pdftest.BuildInfo(map[string]string{"Title": "Invoice"}, longText))
+	if d.Metadata["title"] != "Invoice" {
+		t.Fatalf("%+v", d)
 	}
 	return d
 }

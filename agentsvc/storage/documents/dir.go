@@ -115,7 +115,7 @@ func (d *Dir) Get(ctx context.Context, key string, maxBytes int64) (*Object, err
 		return nil, ErrNotFound // swapped between Stat and Open
 	}
 	// The file may grow after Stat.
-	data, err := readAll(f, maxBytes)
+	data, err := readAll(f, maxBytes, st.Size())
 	if err != nil {
 		return nil, err
 	}

@@ -197,10 +197,25 @@ func maxOrDefault(maxBytes int64) int64 {
 // readAll reads r whole but never more than limit+1 bytes: the size a
 // backend announced before the read may be wrong (a file that grows, an
 // object without Content-Length), so the limit holds whatever was announced.
-func readAll(r io.Reader, limit int64) ([]byte, error) {
-	data, err := io.ReadAll(io.LimitReader(r, limit+1))
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+// The announced size (0 when unknown) sizes the buffer, so that a document
+// costs its own size in memory rather than the doublings of a growing one.
+func readAll(r io.Reader, limit, announced int64) ([]byte, error) {
+	// io.ReadAll with a first capacity: one byte more than announced, so
+	// that the read that finds the end needs no growth.
+	data := make([]byte, 0, min(max(announced, 0), limit)+1)
+	lr := io.LimitReader(r, limit+1)
+	for {
+		if len(data) == cap(data) {
+			data = append(data, 0)[:len(data)] // the announced size was wrong
+		}
+		n, err := lr.Read(data[len(data):cap(data)])
+		data = data[:len(data)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
 	}
 	if int64(len(data)) > limit {
 		return nil, tooLarge(-1, limit)

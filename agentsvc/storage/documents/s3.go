@@ -91,7 +91,7 @@ func (s *S3) Get(ctx context.Context, key string, maxBytes int64) (*Object, erro
 	if n := aws.ToInt64(out.ContentLength); n > maxBytes {
 		return nil, tooLarge(n, maxBytes)
 	}
-	data, err := readAll(out.Body, maxBytes)
+	data, err := readAll(out.Body, maxBytes, aws.ToInt64(out.ContentLength))
 	if err != nil {
 		return nil, err
 	}
