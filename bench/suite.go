@@ -41,6 +41,8 @@ type Options struct {
 	FanoutDelay time.Duration `json:"fanout_delay"`
 	FanoutReps  int           `json:"fanout_reps"`
 	BatchSize   int           `json:"batch_size"`
+	// ExtractReps times each side of row 9 (the extractor's sandbox).
+	ExtractReps int `json:"extract_reps"`
 	// Moto stores the Lambda's secrets in moto_server (else in memory).
 	Moto bool `json:"moto"`
 	// Nginx is the nginx binary ("" finds it, "off" skips row 6).
@@ -53,14 +55,14 @@ type Options struct {
 func Full() Options {
 	return Options{Duration: 5 * time.Second, Rounds: 2, Warmup: 500 * time.Millisecond, Concurrency: 8,
 		MaxRequests: 2_000_000, Benchmarks: true, HotPathCalls: 1000, HotPathRounds: 3, HandlerCalls: 50_000, HandshakeCalls: 200,
-		FanoutDelay: 200 * time.Millisecond, FanoutReps: 3, BatchSize: 10, Moto: true}
+		FanoutDelay: 200 * time.Millisecond, FanoutReps: 3, BatchSize: 10, ExtractReps: 30, Moto: true}
 }
 
 // Short are settings that only check that everything runs (tests).
 func Short() Options {
 	return Options{Duration: 200 * time.Millisecond, Rounds: 1, Warmup: 0, Concurrency: 2,
 		MaxRequests: 200, HotPathCalls: 3, HandlerCalls: 20, HandshakeCalls: 2,
-		FanoutDelay: 20 * time.Millisecond, FanoutReps: 1, BatchSize: 10, Nginx: "off"}
+		FanoutDelay: 20 * time.Millisecond, FanoutReps: 1, BatchSize: 10, ExtractReps: 2, Nginx: "off"}
 }
 
 // Run takes every measurement and returns the report. A measurement that
@@ -96,6 +98,7 @@ func Run(ctx context.Context, o Options) *Report {
 	step("Lambda round trips and fan-out", func(tb testing.TB) []Row { return lambdaRows(ctx, tb, o) }, "4", "5")
 	step("archive store, PostgreSQL vs SQLite", func(tb testing.TB) []Row { return archiveRows(ctx, tb, o) }, "7")
 	step("cost of metrics", func(tb testing.TB) []Row { return metricsRows(ctx, tb, o) }, "8a", "8b")
+	step("extractor sandbox", func(tb testing.TB) []Row { return extractRows(ctx, tb, o) }, "9")
 	rep.Elapsed = time.Since(start).Round(time.Millisecond).String()
 	return rep
 }

@@ -39,8 +39,6 @@ import (
 
 // PostgreSQL tests share a cluster per test binary (a database each) unless
 // they stop it or need TLS.
-func TestMain(m *testing.M) { os.Exit(pgtest.SharedMain(m).Run()) }
-
 // archivists starts archivist processes that trust one test CA and its
 // JWKS, and calls them as the orchestrator.
 type archivists struct {

@@ -22,6 +22,7 @@ import (
 
 	"github.com/ca-a2a/ca-a2a/internal/certgen"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/emftest"
+	"github.com/ca-a2a/ca-a2a/internal/testutil/pgtest"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/pki"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/syncbuf"
 )
@@ -41,7 +42,8 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binDir = dir
-	code := m.Run()
+	// The archivist tests share one throwaway PostgreSQL cluster.
+	code := pgtest.SharedMain(m).Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -115,6 +117,7 @@ func TestStartupRefusals(t *testing.T) {
 		"a CRL of another CA":          {map[string]string{"MTLS_CRL": string(pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: rogueCRL}))}, "CRL is not signed by a trusted CA"},
 		"a missing CRL file":           {map[string]string{"MTLS_CRL_PATH": filepath.Join(t.TempDir(), "crl.pem")}, "no such file"},
 		"JWKS refresh out of range":    {map[string]string{"JWKS_REFRESH_INTERVAL": "1s"}, "JWKS_REFRESH_INTERVAL must be a duration"},
+		"extract memory limit in MB":   {map[string]string{"EXTRACT_MEMORY_LIMIT": "256MB"}, "EXTRACT_MEMORY_LIMIT must be a size from 128MiB"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
