@@ -77,7 +77,9 @@
 //   - Descriptors: any above 2 without close-on-exec crossed the exec (the
 //     agent inherited it from its own parent) and is closed; one with
 //     close-on-exec was opened in the worker before Main and stops it
-//     (ErrSetup). /proc/self/fd is then checked again.
+//     (ErrSetup), unless it is the Go runtime's network poller (an epoll
+//     and an eventfd, no data), which any os.Open in an init function
+//     starts. /proc/self/fd is then checked again.
 //   - RLIMIT_AS = the address space in use at start + Config.MemoryLimit. An
 //     allocation past it fails and the Go runtime dies with "fatal error:
 //     out of memory" (exit 2), which the parent reports as ErrMemoryLimit.

@@ -453,6 +453,30 @@ func TestAdmission(t *testing.T) {
 	}
 }
 
+// TestOpenedBeforeMain: a descriptor an init function opened and kept stops
+// the worker; the runtime's poller, left by an init that opened and closed
+// a file, does not, and is all that is left beside 0-2.
+func TestOpenedBeforeMain(t *testing.T) {
+	p := newTestPool(t, testConfig())
+	out, err := p.Run(hangCtx(t), "poller-before-main", nil)
+	if err != nil {
+		t.Fatalf("poller started by an init: %v", err)
+	}
+	var r workerReport
+	if err := json.Unmarshal(out, &r); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("descriptors of the worker: %v", r.FDs)
+	if len(r.FDs) > 5 || !slices.Equal(r.FDs[:3], []int{0, 1, 2}) {
+		t.Fatalf("descriptors %v, want 0-2 and at most the poller's two", r.FDs)
+	}
+	_, err = p.Run(hangCtx(t), "file-before-main", nil)
+	var re *RunError
+	if !errors.As(err, &re) || re.Kind != ErrSetup || !strings.Contains(re.Stderr, "opened before the worker started") {
+		t.Fatalf("file kept open by an init: %v", err)
+	}
+}
+
 func TestWorkerEnvironment(t *testing.T) {
 	// A descriptor without close-on-exec, the kind an agent inherits from
 	// its own parent, crosses exec: the worker must close it.

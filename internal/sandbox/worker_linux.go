@@ -114,12 +114,16 @@ func setupFailed(err error) int {
 	return exitSetup
 }
 
-// closeInheritedFDs leaves the worker with descriptors 0-2 only. Every
+// closeInheritedFDs leaves the worker with descriptors 0-2 only, and the
+// Go runtime's network poller if an init function started it. Every
 // descriptor the Go runtime opens is close-on-exec, so one open at this
 // point without FD_CLOEXEC crossed the exec: the agent inherited it from
 // its own parent (a shell, an init) and exec passes such descriptors on.
 // Those are closed. One with FD_CLOEXEC was opened in this process before
-// Main (an init function): that is a bug the worker refuses to run with.
+// Main (an init function): that is a bug the worker refuses to run with,
+// except for the poller's epoll and eventfd descriptors, which any os.Open
+// in an init creates (google.golang.org/protobuf hashes its own executable
+// at init, for one), hold no data and cannot be closed under the runtime.
 func closeInheritedFDs() error {
 	fds, err := openFDs()
 	if err != nil {
@@ -131,6 +135,9 @@ func closeInheritedFDs() error {
 			continue // the listing's own descriptor, closed since
 		}
 		if flags&unix.FD_CLOEXEC != 0 {
+			if runtimePoller(fd) {
+				continue
+			}
 			return fmt.Errorf("descriptor %d opened before the worker started", fd)
 		}
 		if err := unix.Close(fd); err != nil {
@@ -142,11 +149,26 @@ func closeInheritedFDs() error {
 		return err
 	}
 	for _, fd := range fds {
-		if _, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err == nil {
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err == nil && !runtimePoller(fd) {
 			return fmt.Errorf("descriptor %d still open", fd)
 		}
 	}
 	return nil
+}
+
+// runtimePoller reports whether fd is an epoll or eventfd instance, the two
+// descriptors of the Go runtime's network poller.
+func runtimePoller(fd int) bool {
+	var buf [64]byte
+	n, err := unix.Readlink("/proc/self/fd/"+strconv.Itoa(fd), buf[:])
+	if err != nil {
+		return false
+	}
+	switch string(buf[:n]) {
+	case "anon_inode:[eventpoll]", "anon_inode:[eventfd]":
+		return true
+	}
+	return false
 }
 
 // openFDs lists the descriptors above 2 in /proc/self/fd.

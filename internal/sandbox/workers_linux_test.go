@@ -27,6 +27,7 @@ import (
 const testSleepArg = "__sandbox-test-sleep"
 
 func TestMain(m *testing.M) {
+	openBeforeMain()
 	Main()
 	if len(os.Args) > 1 && os.Args[1] == testSleepArg {
 		time.Sleep(time.Hour)
@@ -35,8 +36,27 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
+// openBeforeMain plays, in the workers of two kinds, an init function that
+// opens a file before Main: one that closes it again (as
+// google.golang.org/protobuf does, hashing its executable), which leaves
+// the runtime's poller behind, and one that keeps it open.
+func openBeforeMain() {
+	if len(os.Args) < 3 || os.Args[1] != workerArg {
+		return
+	}
+	switch os.Args[2] {
+	case "poller-before-main":
+		if f, err := os.Open("/proc/self/exe"); err == nil {
+			f.Close()
+		}
+	case "file-before-main":
+		keptOpen, _ = os.Open("/proc/self/exe")
+	}
+}
+
 var (
-	sink []byte
+	keptOpen *os.File
+	sink     []byte
 	kept [][]byte
 )
 
@@ -123,6 +143,12 @@ func init() {
 		return nil
 	})
 	Register("report", func(doc []byte, out io.Writer) error {
+		return json.NewEncoder(out).Encode(probe(doc))
+	})
+	Register("poller-before-main", func(doc []byte, out io.Writer) error {
+		return json.NewEncoder(out).Encode(probe(doc))
+	})
+	Register("file-before-main", func(doc []byte, out io.Writer) error {
 		return json.NewEncoder(out).Encode(probe(doc))
 	})
 	// The grandchild workers start a process, which confinement forbids:

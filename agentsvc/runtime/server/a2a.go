@@ -63,7 +63,7 @@ func (s *Server) routeSendMessage(req jsonrpc.Request, caller string) (route, *j
 	return route{key: m.Name, metric: m.metric, run: func(ctx context.Context, log func() *slog.Logger) (any, int, *jsonrpc.Error) {
 		result, err := s.invoke(ctx, m.Handler, call.Params)
 		task, code := finishTask(log, call, result, s.toRPCError(ctx, log, err))
-		encoded, err := json.Marshal(task)
+		encoded, err := jsonrpc.Marshal(task)
 		if err != nil {
 			log().Error("task does not encode", "error", err)
 			return nil, jsonrpc.CodeInternalError, errInternal
@@ -81,7 +81,7 @@ func (s *Server) routeSendMessage(req jsonrpc.Request, caller string) (route, *j
 // ended with (0 when completed).
 func finishTask(log func() *slog.Logger, call a2askill.Call, result any, rpcErr *jsonrpc.Error) (*a2a.Task, int) {
 	if rpcErr == nil {
-		data, err := json.Marshal(result)
+		data, err := jsonrpc.Marshal(result)
 		if err == nil {
 			var task *a2a.Task
 			if task, err = a2askill.Completed(call, data); err == nil {
