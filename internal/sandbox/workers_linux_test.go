@@ -57,7 +57,7 @@ func openBeforeMain() {
 var (
 	keptOpen *os.File
 	sink     []byte
-	kept [][]byte
+	kept     [][]byte
 )
 
 func init() {
