@@ -3,6 +3,10 @@
 // the four agents in-process through agentsvc.Run, each on its own
 // 127.0.0.1 port. Agents trust the CA bundle and apply the CRL file, both
 // re-read every PollInterval, as local runs do.
+//
+// The extractor parses in sandbox workers that are the test binary
+// re-executed: a test package using Start must call sandbox.Main first in
+// its TestMain, or the extractor refuses to start.
 package stack
 
 import (
