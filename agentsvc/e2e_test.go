@@ -1,18 +1,22 @@
 package agentsvc_test
 
 import (
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/ca-a2a/ca-a2a/agentsvc/agents/orchestrator"
 	"github.com/ca-a2a/ca-a2a/agentsvc/runtime/metrics"
 	"github.com/ca-a2a/ca-a2a/internal/samples"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/pgtest"
@@ -52,10 +56,6 @@ func newCaller(t *testing.T, s *stack.Stack, name string) *caller {
 	t.Cleanup(c.Close)
 	return &caller{src: src, tokens: ts, client: c}
 }
-
-// The PostgreSQL run of the end-to-end test uses the binary's shared
-// cluster.
-func TestMain(m *testing.M) { os.Exit(pgtest.SharedMain(m).Run()) }
 
 // TestPipelineEndToEnd runs the pipeline on each archive engine: SQLite,
 // the default, and PostgreSQL (the production store), the password in
@@ -148,6 +148,13 @@ func pipelineEndToEnd(t *testing.T, s *stack.Stack) {
 			}
 			if doc.Status != "failed" || doc.Stage != "extraction" || !strings.Contains(doc.Error, tc.message) || doc.S3Key != tc.key {
 				t.Fatalf("%s: archived as %+v", tc.key, doc.DocumentSummary)
+			}
+			// A document that was read keeps the id its content gives it.
+			if content, err := os.ReadFile(filepath.Join(s.DocsDir, tc.key)); err == nil {
+				sum := sha256.Sum256(content)
+				if doc.SHA256 != hex.EncodeToString(sum[:]) || bad.DocumentID != orchestrator.DocumentID("", tc.key, doc.SHA256) {
+					t.Fatalf("%s: id %s, hash %q: not the content's", tc.key, bad.DocumentID, doc.SHA256)
+				}
 			}
 		}
 	}
