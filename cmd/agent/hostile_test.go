@@ -255,8 +255,8 @@ func TestHostileDocuments(t *testing.T) {
 		{"valid PDF", "valid.pdf", samples.Invoice, 0, nil},
 		{"xref entry numbered near 2^40", "xref-2p40.pdf", func() []byte { return pdftest.XrefEntryAt(1<<40 - 8) }, jsonrpc.CodeInvalidParams, []string{"memory limit"}},
 		{"/Size in the billions", "size-4e9.pdf", func() []byte { return pdftest.XrefStreamSize(4_000_000_000) }, jsonrpc.CodeInvalidParams, []string{"memory limit"}},
-		// A loop that allocates as it goes: the clock usually ends it,
-		// sometimes the memory limit first; both are permanent.
+		// Loops: the clock ends them (a cause among the limits is
+		// accepted: the point is a clean, bounded answer).
 		{"/Prev cycle of one step", "prev-1.pdf", func() []byte { return pdftest.PrevCycle(1) }, jsonrpc.CodeInvalidParams, limits},
 		{"/Prev cycle of two steps", "prev-2.pdf", func() []byte { return pdftest.PrevCycle(2) }, jsonrpc.CodeInvalidParams, limits},
 		{"4 million nested arrays", "arrays.pdf", func() []byte { return pdftest.NestedArrays(4 << 20) }, jsonrpc.CodeInvalidParams, append([]string{"corrupt or unreadable PDF"}, limits...)},
@@ -336,8 +336,8 @@ func TestValidPDFWhileHostileParsesRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("holds three workers for EXTRACT_TIMEOUT")
 	}
-	// A large memory limit keeps the loops running until the clock ends
-	// them (they allocate as they go), so that none ends early.
+	// A large memory limit keeps the loops (which allocate as they go)
+	// running until the clock ends them, so that none ends early.
 	p := startExtractor(t, map[string]string{"EXTRACT_TIMEOUT": "20s", "EXTRACT_WORKERS": "4", "EXTRACT_MEMORY_LIMIT": "1GiB"})
 	hostile := map[string][]byte{"prev-1.pdf": pdftest.PrevCycle(1), "prev-2.pdf": pdftest.PrevCycle(2), "objstm-extends.pdf": pdftest.ObjectStreamExtendsItself()}
 	for k, v := range hostile {

@@ -48,14 +48,16 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// build compiles the real binary (without the race detector, whose shadow
-// memory would distort the memory measured) on first use and returns its
-// path.
+// build compiles the real binary as the image does (CGO_ENABLED=0, a
+// static binary; no race detector, whose shadow memory would distort the
+// memory measured) on first use and returns its path.
 func build(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(binDir, "agent")
 	buildOnce.Do(func() {
-		if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		cmd := exec.Command("go", "build", "-o", bin, ".")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("build: %v\n%s", err, out)
 		}
 	})

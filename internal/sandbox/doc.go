@@ -58,9 +58,11 @@
 //
 // Set by the parent when starting the worker:
 //
-//   - Environment: GOMAXPROCS=1 and GODEBUG=containermaxprocs=0, nothing
-//     else. The agent's environment holds its key and certificate (ECS
-//     injects them as MTLS_KEY and MTLS_CERT); none of it reaches the worker.
+//   - Environment: GOMAXPROCS=1, GODEBUG=containermaxprocs=0 and
+//     MALLOC_ARENA_MAX=1 (for binaries built with cgo, whose glibc would
+//     otherwise reserve 64 MiB arenas of address space), nothing else.
+//     The agent's environment holds its key and certificate (ECS injects
+//     them as MTLS_KEY and MTLS_CERT); none of it reaches the worker.
 //   - Working directory "/"; no descriptors but stdin, stdout and stderr
 //     (exec.Cmd with no ExtraFiles; Go opens everything close-on-exec).
 //   - Its own process group (Setpgid) and SIGKILL when the agent dies

@@ -19,13 +19,19 @@ import (
 
 func supported() error { return nil }
 
-// workerEnv is the worker's whole environment: nothing of the agent's, and
-// two Go runtime settings. Since Go 1.25 the runtime opens the cgroup CPU
-// limit files at start and keeps them open to follow the limit;
-// containermaxprocs=0 makes it close them, so the worker holds descriptors
-// 0-2 only. GOMAXPROCS=1 (the worker runs one parse) also stops the
-// runtime's periodic GOMAXPROCS update.
-var workerEnv = []string{"GOMAXPROCS=1", "GODEBUG=containermaxprocs=0"}
+// workerEnv is the worker's whole environment: nothing of the agent's, two
+// Go runtime settings and one for the C library. Since Go 1.25 the runtime
+// opens the cgroup CPU limit files at start and keeps them open to follow
+// the limit; containermaxprocs=0 makes it close them, so the worker holds
+// descriptors 0-2 only. GOMAXPROCS=1 (the worker runs one parse) also stops
+// the runtime's periodic GOMAXPROCS update. MALLOC_ARENA_MAX=1 matters only
+// in a binary built with cgo (tests: -race needs it): there the runtime
+// starts threads through glibc, whose allocator reserves a 64 MiB arena of
+// address space for threads that meet contention, counted whole by
+// RLIMIT_AS; on a loaded machine three or four of them took a worker's
+// whole room (a 20 MiB allocation refused with 4 MiB in use). A static
+// binary (CGO_ENABLED=0, as the agent's image is built) has no glibc.
+var workerEnv = []string{"GOMAXPROCS=1", "GODEBUG=containermaxprocs=0", "MALLOC_ARENA_MAX=1"}
 
 // stderrHead bounds the standard error kept from a worker; the rest is
 // drained and dropped so the worker never blocks on it.

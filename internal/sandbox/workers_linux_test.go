@@ -211,7 +211,11 @@ func recurse(depth int) int {
 // RLIMIT_NOFILE leaves). setsid takes it out of the worker's process group.
 func startSleeper(setsid bool, fds [3]uintptr) (int, error) {
 	return syscall.ForkExec("/proc/self/exe", []string{"sleeper", testSleepArg}, &syscall.ProcAttr{
-		Dir:   "/",
+		Dir: "/",
+		// The worker's own environment: the sleeper lives under the
+		// worker's address-space limit, which a race-enabled binary
+		// with glibc's default malloc arenas can outgrow at start.
+		Env:   os.Environ(),
 		Files: fds[:],
 		Sys:   &syscall.SysProcAttr{Setsid: setsid},
 	})

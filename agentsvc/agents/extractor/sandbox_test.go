@@ -43,12 +43,9 @@ func TestWorkerOutcomes(t *testing.T) {
 		killed   uint64
 		logged   string
 	}{
-		// The loop allocates as it goes: on a loaded machine its worker
-		// has been seen to meet the memory limit before the clock (both
-		// permanent); a larger limit keeps this case about time.
-		{name: "parse past EXTRACT_TIMEOUT", key: "loop.pdf", cfg: sandbox.Config{Timeout: 2 * time.Second, MemoryLimit: 1 << 30},
+		{name: "parse past EXTRACT_TIMEOUT", key: "loop.pdf", cfg: sandbox.Config{Timeout: 2 * time.Second},
 			code: jsonrpc.CodeInvalidParams, message: "document could not be parsed: time limit", killed: 1, logged: `"outcome":"time limit"`},
-		{name: "request deadline before EXTRACT_TIMEOUT", key: "loop.pdf", deadline: 2 * time.Second, cfg: sandbox.Config{MemoryLimit: 1 << 30},
+		{name: "request deadline before EXTRACT_TIMEOUT", key: "loop.pdf", deadline: 2 * time.Second,
 			code: agentapi.CodeUnavailable, message: "did not finish before the request's deadline", killed: 1},
 		{name: "allocation past the memory limit", key: "oom.pdf",
 			code: jsonrpc.CodeInvalidParams, message: "document could not be parsed: memory limit", killed: 1, logged: `"stderr":`},
@@ -92,7 +89,7 @@ func TestWorkerOutcomes(t *testing.T) {
 // free again the moment the parse is killed.
 func TestBusy(t *testing.T) {
 	store, _ := docStore(t, map[string][]byte{"loop.pdf": pdftest.PrevCycle(2), "ok.pdf": invoice})
-	e := extractor.New(store, pool(t, sandbox.Config{Workers: 1, Timeout: 3 * time.Second, MemoryLimit: 1 << 30}), extractor.Options{})
+	e := extractor.New(store, pool(t, sandbox.Config{Workers: 1, Timeout: 3 * time.Second}), extractor.Options{})
 	var wg sync.WaitGroup
 	var loopErr error
 	wg.Go(func() { _, loopErr = extract(t, e, "loop.pdf") })
