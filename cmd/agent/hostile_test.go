@@ -326,6 +326,16 @@ func TestHostileDocuments(t *testing.T) {
 	if err != nil || st.Busy != 0 || st.Total != 4 || st.KilledSinceStart < 4 {
 		t.Fatalf("extract_workers after the corpus: %+v %v", st, err)
 	}
+	// The metrics count the same kills.
+	resp, err := p.health.Get(p.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	resp.Body.Close()
+	if want := fmt.Sprintf("ca_a2a_extract_workers_killed_total %d\n", st.KilledSinceStart); resp.StatusCode != 200 || !strings.Contains(string(text), want) {
+		t.Errorf("/metrics: %d, want %q in:\n%s", resp.StatusCode, want, text)
+	}
 	t.Logf("agent pid %d alive throughout; highest VmHWM %d MiB; workers %+v", p.pid, peak>>20, st)
 }
 
