@@ -135,7 +135,7 @@ func (a *Application) sg(id, desc string) awsec2.SecurityGroup {
 }
 
 // securityGroups creates one group per caller and callee and the rules of
-// the default policy (DESIGN section 6): Lambda -> orchestrator;
+// the default policy (docs/contract.md, Methods): Lambda -> orchestrator;
 // orchestrator -> extractor, validator, archivist; Lambda and every agent
 // -> Keycloak (the Lambda and the orchestrator get tokens; every agent
 // fetches the JWKS to verify them); Keycloak -> its database; archivist ->

@@ -16,7 +16,8 @@ import (
 	"github.com/aws/jsii-runtime-go"
 )
 
-// Names shared with the rest of the system (DESIGN sections 3, 4 and 7).
+// Names shared with the rest of the system (docs/contract.md, Identities;
+// docs/configuration.md, Agents, Lambda and Certificates).
 const (
 	// Namespace is the Cloud Map private DNS namespace; each service is
 	// <name>.ca-a2a.local, the name its certificate carries.
@@ -67,7 +68,8 @@ type Agent struct {
 	Port int
 }
 
-// Agents lists the agents in DESIGN order with their ports.
+// Agents lists the agents in the roster's order (docs/contract.md,
+// Identities) with their ports.
 var Agents = []Agent{
 	{"orchestrator", 8001},
 	{"extractor", 8002},

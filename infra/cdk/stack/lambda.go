@@ -17,7 +17,7 @@ import (
 	"github.com/cdklabs/cdk-nag-go/cdknag/v2"
 )
 
-// Lambda settings (DESIGN section 7).
+// Lambda settings (docs/configuration.md, Lambda).
 const (
 	FanoutConcurrency     = 8
 	SecretsExtensionPort  = 2773

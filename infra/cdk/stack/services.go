@@ -147,7 +147,7 @@ func ExtractorEnvironment() map[string]string {
 }
 
 // AgentEnvironment is the plain environment of an agent's container
-// (DESIGN section 4); the certificate material, the CRL and the archive's
+// (docs/configuration.md, Agents); the certificate material, the CRL and the archive's
 // password come as ECS secrets. documentsURL is the documents bucket's
 // s3:// URL, archiveDSN the archivist's ARCHIVE_DSN (without a password).
 func AgentEnvironment(ag Agent, documentsURL, archiveDSN string) map[string]*string {

@@ -338,7 +338,7 @@ func agentNames() []string {
 }
 
 // TestSecurityGroupIngressFollowsTheDefaultPolicy compares every ingress
-// rule of the stack with the callers of DESIGN section 6.
+// rule of the stack with the default callers of docs/contract.md, Methods.
 func TestSecurityGroupIngressFollowsTheDefaultPolicy(t *testing.T) {
 	s := synth(t, nil)
 	tp := s.appT
