@@ -20,7 +20,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
 	"github.com/ca-a2a/ca-a2a/internal/certgen"
+	"github.com/ca-a2a/ca-a2a/internal/testutil/moto"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/pki"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/stack"
 	"github.com/ca-a2a/ca-a2a/shared/agentapi"
@@ -461,6 +466,110 @@ func TestRevocation(t *testing.T) {
 		}
 		if a := newKeptAlive(t, s, fileSource(t, s, "orchestrator"), "orchestrator", "extractor").call(t, s.URLs["extractor"]); a.err != nil || a.status != 200 {
 			t.Fatalf("the forged CRL's revocation of the orchestrator was applied: %+v", a)
+		}
+	})
+}
+
+// TestRevocationFromSecretsManager: agents configured as in AWS
+// (MTLS_CRL_SECRET_ID) apply a revocation that certgen publish writes to
+// the secret, without a restart: the revoked client is refused on its
+// kept-alive connection and at the handshake, an unrevoked one is
+// unaffected. A version no trusted CA signed is refused with a clear log
+// line, and a read that fails (the secret deleted) is logged; both leave
+// the previous list in force.
+func TestRevocationFromSecretsManager(t *testing.T) {
+	endpoint := moto.Start(t)
+	moto.Env(t, endpoint)
+	s := stack.Start(t, stack.CRLFromSecretsManager())
+	awsCfg, err := awsconfig.LoadDefaultConfig(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sm := secretsmanager.NewFromConfig(awsCfg)
+	for _, a := range stack.Agents {
+		if line := logLineWith(s.Log(a), `"msg":"CRL loaded"`); !strings.Contains(line, `"crl":"secret ca-a2a/crl"`) {
+			t.Fatalf("%s did not load its CRL from the secret: %s", a, line)
+		}
+	}
+
+	asLambda := newKeptAlive(t, s, fileSource(t, s, "lambda"), "lambda", "orchestrator")
+	asOrchestrator := newKeptAlive(t, s, fileSource(t, s, "orchestrator"), "orchestrator", "validator")
+	for _, c := range []struct {
+		k   *keptAlive
+		url string
+	}{{asLambda, s.URLs["orchestrator"]}, {asOrchestrator, s.URLs["validator"]}} {
+		if a := c.k.call(t, c.url); a.err != nil || a.status != 200 || a.reused {
+			t.Fatalf("first call: %+v", a)
+		}
+	}
+
+	// The runbook: revoke, publish; no redeploy.
+	if err := certgen.Revoke(certgen.RevokeOptions{Dir: s.CertsDir, Name: "lambda"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := certgen.Publish(t.Context(), sm, s.CertsDir, "ca-a2a/", nil, t.Logf); err != nil {
+		t.Fatal(err)
+	}
+	var refused answer
+	eventually(t, "the revoked client refused on its connection", func() bool {
+		refused = asLambda.call(t, s.URLs["orchestrator"])
+		return refused.status == 401
+	})
+	if !refused.reused || !refused.shut || !strings.Contains(refused.body, `"reason":"certificate_revoked"`) {
+		t.Fatalf("refusal on the kept-alive connection: %+v", refused)
+	}
+	for _, a := range stack.Agents {
+		eventually(t, a+" refuses the revoked client at the handshake", func() bool { return agentRefuses(t, s, a, "lambda") })
+	}
+	if a := asOrchestrator.call(t, s.URLs["validator"]); a.err != nil || a.status != 200 || !a.reused {
+		t.Fatalf("unrevoked client: %+v", a)
+	}
+
+	t.Run("a version no trusted CA signed is refused, the previous list kept", func(t *testing.T) {
+		impostor := pki.NewCA(t, "CA A2A Root CA") // the trusted name, another key
+		orch := fileSource(t, s, "orchestrator").Bundle().Leaf()
+		der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{Number: big.NewInt(99), ThisUpdate: time.Now(), NextUpdate: time.Now().Add(time.Hour),
+			RevokedCertificateEntries: []x509.RevocationListEntry{{SerialNumber: orch.SerialNumber, RevocationTime: time.Now()}}}, impostor.Cert, impostor.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		forged := string(pem.EncodeToMemory(&pem.Block{Type: certload.PEMTypeCRL, Bytes: der}))
+		if _, err := sm.PutSecretValue(t.Context(), &secretsmanager.PutSecretValueInput{SecretId: aws.String(stack.CRLSecretID), SecretString: &forged}); err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range stack.Agents {
+			eventually(t, a+" logs the refusal", func() bool {
+				return strings.Contains(s.Log(a), `"msg":"CRL refused; the previous CRL stays in force"`)
+			})
+			line := logLineWith(s.Log(a), "CRL refused")
+			for _, want := range []string{`"level":"ERROR"`, "secret ca-a2a/crl", "not signed by a trusted CA"} {
+				if !strings.Contains(line, want) {
+					t.Errorf("%s: refusal line %s lacks %q", a, line, want)
+				}
+			}
+			if !agentRefuses(t, s, a, "lambda") {
+				t.Errorf("%s no longer refuses lambda: the previous CRL was dropped", a)
+			}
+		}
+		if a := newKeptAlive(t, s, fileSource(t, s, "orchestrator"), "orchestrator", "extractor").call(t, s.URLs["extractor"]); a.err != nil || a.status != 200 {
+			t.Fatalf("the forged CRL's revocation of the orchestrator was applied: %+v", a)
+		}
+	})
+
+	t.Run("a failed read keeps the previous list", func(t *testing.T) {
+		if _, err := sm.DeleteSecret(t.Context(), &secretsmanager.DeleteSecretInput{SecretId: aws.String(stack.CRLSecretID), ForceDeleteWithoutRecovery: aws.Bool(true)}); err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range stack.Agents {
+			eventually(t, a+" logs the failed read", func() bool {
+				return strings.Contains(s.Log(a), `"msg":"CRL could not be read; the previous CRL stays in force"`)
+			})
+			if line := logLineWith(s.Log(a), "CRL could not be read"); !strings.Contains(line, "secret not found: ca-a2a/crl") {
+				t.Errorf("%s: read failure line %s does not say why", a, line)
+			}
+			if !agentRefuses(t, s, a, "lambda") {
+				t.Errorf("%s no longer refuses lambda: a failed read dropped the CRL", a)
+			}
 		}
 	})
 }

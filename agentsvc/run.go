@@ -53,9 +53,9 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(a
 		return startup(fmt.Errorf("certificate identity %q does not match AGENT_NAME %q", id, cfg.Name))
 	}
 	// The CRL is checked against the CAs of src, again whenever they change.
-	watcher, err := certload.LoadCRL(cfg.CRL, src, certOpts)
+	watcher, err := certload.LoadCRL(ctx, cfg.CRL, src, certOpts)
 	if err != nil {
-		return startup(fmt.Errorf("revocation list (MTLS_CRL_PATH, MTLS_CRL): %w", err))
+		return startup(fmt.Errorf("revocation list (%s): %w", cfg.CRL.Variable(), err))
 	}
 	defer watcher.Close()
 	var crl certload.CRLSource // nil without a CRL, not a nil *CRLWatcher

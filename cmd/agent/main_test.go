@@ -20,8 +20,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
 	"github.com/ca-a2a/ca-a2a/internal/certgen"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/emftest"
+	"github.com/ca-a2a/ca-a2a/internal/testutil/moto"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/pgtest"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/pki"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/syncbuf"
@@ -65,6 +70,48 @@ func build(t *testing.T) string {
 		t.Fatal(buildErr)
 	}
 	return bin
+}
+
+// TestStartupRefusesAnUnusableCRLSecret: with MTLS_CRL_SECRET_ID the binary
+// reads its CRL from Secrets Manager at start, through the SDK's default
+// configuration (AWS_ENDPOINT_URL, here moto_server). A secret that does not
+// exist, or still holds its placeholder, stops it with exit 2 and a message
+// naming the variable and the secret.
+func TestStartupRefusesAnUnusableCRLSecret(t *testing.T) {
+	bin := build(t)
+	endpoint := moto.Start(t)
+	dir := filepath.Join(t.TempDir(), "certs")
+	if err := certgen.Generate(certgen.Options{Dir: dir}); err != nil {
+		t.Fatal(err)
+	}
+	cert, key := certgen.LeafPaths(dir, "archivist")
+	awsEnv := []string{"AWS_ENDPOINT_URL=" + endpoint, "AWS_REGION=eu-west-3", "AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test",
+		"AWS_EC2_METADATA_DISABLED=true", "AWS_CONFIG_FILE=" + os.DevNull, "AWS_SHARED_CREDENTIALS_FILE=" + os.DevNull}
+	moto.Env(t, endpoint) // this process's client; the agent gets awsEnv alone
+	awsCfg, err := awsconfig.LoadDefaultConfig(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sm := secretsmanager.NewFromConfig(awsCfg)
+	if _, err := sm.CreateSecret(t.Context(), &secretsmanager.CreateSecretInput{Name: aws.String("ca-a2a/crl"), SecretString: aws.String("Zm9vYmFyPlaceholder0123456789")}); err != nil {
+		t.Fatal(err)
+	}
+	for secret, want := range map[string]string{
+		"ca-a2a/crl":     "revocation list (MTLS_CRL_SECRET_ID): certload: no CRL found in secret ca-a2a/crl: not PEM",
+		"ca-a2a/crl-not": "revocation list (MTLS_CRL_SECRET_ID): certload: CRL secret ca-a2a/crl-not: certload: secret not found: ca-a2a/crl-not",
+	} {
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		cmd := exec.CommandContext(ctx, bin)
+		cmd.Env = append(awsEnv, "PATH="+os.Getenv("PATH"), "AGENT_NAME=archivist", "AGENT_ADDR=127.0.0.1:0",
+			"MTLS_CERT_PATH="+cert, "MTLS_KEY_PATH="+key, "MTLS_CA_CERT_PATH="+certgen.BundlePath(dir), "MTLS_CRL_SECRET_ID="+secret,
+			"OIDC_JWKS_URL=https://127.0.0.1:1/certs", "ARCHIVE_DSN=sqlite://"+filepath.Join(t.TempDir(), "a.db"))
+		out, err := cmd.CombinedOutput()
+		cancel()
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 2 || !strings.Contains(string(out), want) {
+			t.Errorf("MTLS_CRL_SECRET_ID=%s: %v, want exit 2 saying %q:\n%s", secret, err, want, out)
+		}
+	}
 }
 
 // TestStartupRefusals runs the binary with unsafe or broken settings: each
@@ -115,9 +162,11 @@ func TestStartupRefusals(t *testing.T) {
 			"ARCHIVE_DB_PASSWORD": "db-s3cret"}, "set only one"},
 		// ca-a2a/crl holds a random placeholder until certgen crl and
 		// publish have run.
-		"the CRL secret's placeholder": {map[string]string{"MTLS_CRL": "Zm9vYmFyPlaceholder0123456789"}, "revocation list (MTLS_CRL_PATH, MTLS_CRL): certload: no CRL found in MTLS_CRL"},
-		"a CRL of another CA":          {map[string]string{"MTLS_CRL": string(pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: rogueCRL}))}, "CRL is not signed by a trusted CA"},
+		"the CRL secret's placeholder": {map[string]string{"MTLS_CRL_PATH": "", "MTLS_CRL": "Zm9vYmFyPlaceholder0123456789"}, "revocation list (MTLS_CRL): certload: no CRL found in MTLS_CRL"},
+		"a CRL of another CA":          {map[string]string{"MTLS_CRL_PATH": "", "MTLS_CRL": string(pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: rogueCRL}))}, "CRL is not signed by a trusted CA"},
 		"a missing CRL file":           {map[string]string{"MTLS_CRL_PATH": filepath.Join(t.TempDir(), "crl.pem")}, "no such file"},
+		"two CRL sources":              {map[string]string{"MTLS_CRL_SECRET_ID": "ca-a2a/crl"}, "set only one of MTLS_CRL_PATH, MTLS_CRL and MTLS_CRL_SECRET_ID"},
+		"a CRL refresh out of range":   {map[string]string{"MTLS_CRL_PATH": "", "MTLS_CRL_SECRET_ID": "ca-a2a/crl", "MTLS_CRL_REFRESH": "1h"}, "MTLS_CRL_REFRESH must be a duration from 5s to 1m0s"},
 		"JWKS refresh out of range":    {map[string]string{"JWKS_REFRESH_INTERVAL": "1s"}, "JWKS_REFRESH_INTERVAL must be a duration"},
 		"extract memory limit in MB":   {map[string]string{"EXTRACT_MEMORY_LIMIT": "256MB"}, "EXTRACT_MEMORY_LIMIT must be a size from 128MiB"},
 	}

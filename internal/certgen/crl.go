@@ -130,7 +130,7 @@ type CRLOptions struct {
 // RefreshCRL re-signs every CRL of the file with a fresh thisUpdate and
 // nextUpdate and the next CRL number, keeping its entries; without a CRL
 // file it creates an empty CRL of the current CA, so that a deployment can
-// wire MTLS_CRL before anything is revoked. It never adds a CRL for the
+// wire the CRL (MTLS_CRL_SECRET_ID, MTLS_CRL_PATH) before anything is revoked. It never adds a CRL for the
 // next CA: an agent that does not trust that CA yet would refuse the file.
 func RefreshCRL(o CRLOptions) error {
 	o.Now, o.Days, o.Out = orNow(o.Now), orDays(o.Days), orOut(o.Out)

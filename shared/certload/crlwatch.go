@@ -2,6 +2,7 @@ package certload
 
 import (
 	"bytes"
+	"context"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -16,20 +17,86 @@ import (
 )
 
 // CRLConfig says where the revocation list comes from; it mirrors
-// MTLS_CRL_PATH and MTLS_CRL. The contents win over the path, as the
-// MTLS_* certificate variables do. Neither set: no CRL, nothing is revoked.
+// MTLS_CRL_PATH, MTLS_CRL and MTLS_CRL_SECRET_ID, of which at most one may
+// be set. None set: no CRL, nothing is revoked.
 type CRLConfig struct {
 	Path string // MTLS_CRL_PATH: a PEM file of "X509 CRL" blocks, re-read when it changes
-	PEM  string // MTLS_CRL: the same contents (ECS injects them from the secret ca-a2a/crl)
+	PEM  string // MTLS_CRL: the same contents, fixed for the life of the process
+	// SecretID is MTLS_CRL_SECRET_ID: a Secrets Manager secret whose string
+	// holds the same contents, fetched at start and again every Refresh.
+	SecretID string
+	// Refresh is MTLS_CRL_REFRESH, how often SecretID is fetched again
+	// (0: DefaultCRLRefresh). It bounds how long a revocation published to
+	// the secret takes to apply.
+	Refresh time.Duration
+	// SecretsManager reads SecretID; nil means a client built from the
+	// default AWS configuration (AWS_REGION, AWS_ENDPOINT_URL, the task
+	// role's credentials).
+	SecretsManager GetSecretValueAPI
 }
 
-// CRLConfigFromEnv reads MTLS_CRL_PATH and MTLS_CRL.
+// MTLS_CRL_REFRESH: the default, and the bounds the environment may set.
+// At most a minute, so that a revocation applies within the minute that
+// docs/operations.md promises (plus one fetch); at least a few seconds,
+// since every agent task asks Secrets Manager at that rate.
+const (
+	DefaultCRLRefresh = 30 * time.Second
+	MinCRLRefresh     = 5 * time.Second
+	MaxCRLRefresh     = time.Minute
+)
+
+// crlFetchTimeout bounds one read of the CRL secret, the SDK's retries
+// included, so that a Secrets Manager that does not answer never holds the
+// watcher (or the agent's start-up) for long.
+const crlFetchTimeout = 10 * time.Second
+
+// CRLConfigFromEnv reads MTLS_CRL_PATH, MTLS_CRL, MTLS_CRL_SECRET_ID and
+// MTLS_CRL_REFRESH, and reports through env when more than one source is
+// set, or a refresh interval without a secret to refresh.
 func CRLConfigFromEnv(env *envconfig.Reader) CRLConfig {
-	return CRLConfig{Path: env.String("MTLS_CRL_PATH", ""), PEM: env.Raw("MTLS_CRL")}
+	c := CRLConfig{Path: env.String("MTLS_CRL_PATH", ""), PEM: env.Raw("MTLS_CRL"), SecretID: env.String("MTLS_CRL_SECRET_ID", "")}
+	if err := c.check(); err != nil {
+		env.Failf("%s", err)
+	}
+	if env.Raw("MTLS_CRL_REFRESH") != "" {
+		c.Refresh = env.Duration("MTLS_CRL_REFRESH", DefaultCRLRefresh, MinCRLRefresh, MaxCRLRefresh)
+		if c.SecretID == "" {
+			env.Failf("MTLS_CRL_REFRESH is set without MTLS_CRL_SECRET_ID: it only says how often that secret is fetched again")
+		}
+	}
+	return c
 }
 
 // Configured reports whether a CRL is configured at all.
-func (c CRLConfig) Configured() bool { return c.Path != "" || c.PEM != "" }
+func (c CRLConfig) Configured() bool { return c.Path != "" || c.PEM != "" || c.SecretID != "" }
+
+// Variable names the variable that configures the CRL ("" when none).
+func (c CRLConfig) Variable() string {
+	switch {
+	case c.SecretID != "":
+		return "MTLS_CRL_SECRET_ID"
+	case c.PEM != "":
+		return "MTLS_CRL"
+	case c.Path != "":
+		return "MTLS_CRL_PATH"
+	}
+	return ""
+}
+
+// check refuses two sources at once: which one is in force would be a
+// guess, and a forgotten variable could pin an old list.
+func (c CRLConfig) check() error {
+	n := 0
+	for _, set := range []bool{c.Path != "", c.PEM != "", c.SecretID != ""} {
+		if set {
+			n++
+		}
+	}
+	if n > 1 {
+		return errors.New("set only one of MTLS_CRL_PATH, MTLS_CRL and MTLS_CRL_SECRET_ID: the CRL comes from one place")
+	}
+	return nil
+}
 
 // CRLSource gives the revocations in force. A nil *Revocations revokes
 // nothing. Callers ask at every handshake and request; a source publishes a
@@ -42,22 +109,27 @@ type CRLSource interface {
 
 // CRLWatcher is the CRLSource of an agent. It parses the configured list
 // against the CAs of a certificate Source and keeps it current: the file
-// (MTLS_CRL_PATH) is checked at every poll, like the certificate files, and
-// the list is checked again whenever the Source's CA bundle changes, so a
-// list of a CA that arrives in the bundle later (a rotation) is picked up
-// then. A list that does not verify (not signed by a trusted CA, malformed,
-// empty) is logged and refused, and the previous one stays in force: a
-// truncated or forged file never un-revokes anything. A list past its
-// nextUpdate is logged as stale and still applied: it is the newest
-// revocation information there is.
+// (MTLS_CRL_PATH) is read at every poll, like the certificate files, the
+// secret (MTLS_CRL_SECRET_ID) is fetched every Refresh, and the list is
+// checked again whenever the Source's CA bundle changes (seen at the same
+// pace), so a list of a CA that arrives in the bundle later (a rotation)
+// is picked up then. Every list, whatever its origin, goes through
+// ParseCRLs. A list that does not verify (not signed by a trusted CA,
+// malformed, empty) is logged and refused, and so is a read that fails (a
+// missing file, Secrets Manager unreachable or refusing): the previous list
+// stays in force, so a truncated, forged or unreadable list never
+// un-revokes anything. A list past its nextUpdate is logged as stale and
+// still applied: it is the newest revocation information there is.
 //
 // A nil *CRLWatcher is a valid CRLSource that revokes nothing (no CRL
 // configured).
 type CRLWatcher struct {
-	cfg    CRLConfig
 	origin string
-	src    Source
-	opts   Options
+	// read returns the list's current contents; nil for MTLS_CRL, whose
+	// contents never change.
+	read func(context.Context) ([]byte, error)
+	src  Source
+	opts Options
 
 	current atomic.Pointer[Revocations]
 
@@ -66,36 +138,70 @@ type CRLWatcher struct {
 	cas    []*x509.Certificate // the CAs raw was last checked against
 	warned *Revocations        // the list last reported stale
 
-	stop chan struct{}
-	done chan struct{}
-	once sync.Once
+	cancel context.CancelFunc // stops watch and a read in flight
+	done   chan struct{}
+	once   sync.Once
 }
 
 // LoadCRL loads the CRL cfg names, verified against the CAs of src, and
 // keeps it current until Close (see CRLWatcher). It returns nil and no
 // error when no CRL is configured. A first load that fails is an error:
-// the agent must not start with a revocation list it cannot apply.
-func LoadCRL(cfg CRLConfig, src Source, opts Options) (*CRLWatcher, error) {
+// the agent must not start with a revocation list it cannot apply. ctx
+// bounds the first load only.
+func LoadCRL(ctx context.Context, cfg CRLConfig, src Source, opts Options) (*CRLWatcher, error) {
 	if !cfg.Configured() {
 		return nil, nil
+	}
+	if err := cfg.check(); err != nil {
+		return nil, fmt.Errorf("certload: %w", err)
 	}
 	if src == nil {
 		return nil, errors.New("certload: a CRL needs the certificate source whose CAs sign it")
 	}
-	w := &CRLWatcher{cfg: cfg, origin: cfg.Path, src: src, opts: opts, stop: make(chan struct{}), done: make(chan struct{})}
-	if cfg.PEM != "" {
-		w.origin, w.cfg.Path, w.raw = "MTLS_CRL", "", []byte(cfg.PEM)
-	}
-	if _, err := w.Reload(); err != nil {
-		return nil, err
-	}
-	w.logLoaded()
-	w.warnIfStale()
+	w := &CRLWatcher{src: src, opts: opts, done: make(chan struct{})}
 	interval := opts.PollInterval
 	if interval <= 0 {
 		interval = DefaultPollInterval
 	}
-	go w.watch(interval)
+	switch {
+	case cfg.SecretID != "":
+		api := cfg.SecretsManager
+		if api == nil {
+			var err error
+			if api, err = defaultSecretsManager(ctx); err != nil {
+				return nil, err
+			}
+		}
+		id := cfg.SecretID
+		w.origin = "secret " + id
+		w.read = func(ctx context.Context) ([]byte, error) {
+			ctx, cancel := context.WithTimeout(ctx, crlFetchTimeout)
+			defer cancel()
+			return FetchSecretString(ctx, api, id)
+		}
+		interval = cfg.Refresh
+		if interval <= 0 {
+			interval = DefaultCRLRefresh
+		}
+	case cfg.PEM != "":
+		w.origin, w.raw = "MTLS_CRL", []byte(cfg.PEM)
+	default:
+		path := cfg.Path
+		w.origin = path
+		// Read at every poll and compared, not judged by size and
+		// modification time: two lists of one size written within one
+		// tick of the file system's clock must not look alike. A CRL is
+		// small (and bounded by MaxCRLBytes).
+		w.read = func(context.Context) ([]byte, error) { return readBounded(path, MaxCRLBytes) }
+	}
+	if _, err := w.reload(ctx); err != nil {
+		return nil, err
+	}
+	w.logLoaded()
+	w.warnIfStale()
+	wctx, cancel := context.WithCancel(context.Background())
+	w.cancel = cancel
+	go w.watch(wctx, interval)
 	return w, nil
 }
 
@@ -114,27 +220,33 @@ func (w *CRLWatcher) Revocations() *Revocations {
 	return w.current.Load()
 }
 
-// Close stops watching. It is safe to call more than once, and on nil.
+// Close stops watching, and a read in flight. It is safe to call more than
+// once, and on nil.
 func (w *CRLWatcher) Close() error {
 	if w == nil {
 		return nil
 	}
-	w.once.Do(func() { close(w.stop) })
+	w.once.Do(w.cancel)
 	<-w.done
 	return nil
 }
 
-func (w *CRLWatcher) watch(interval time.Duration) {
+func (w *CRLWatcher) watch(ctx context.Context, interval time.Duration) {
 	defer close(w.done)
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
-		case <-w.stop:
+		case <-ctx.Done():
 			return
 		case <-t.C:
-			changed, err := w.Reload()
+			changed, err := w.reload(ctx)
+			var rerr *readError
 			switch {
+			case err != nil && ctx.Err() != nil:
+				return // closed while reading
+			case errors.As(err, &rerr):
+				w.opts.logger().Error("CRL could not be read; the previous CRL stays in force", "crl", w.origin, "error", err)
 			case err != nil:
 				w.opts.logger().Error("CRL refused; the previous CRL stays in force", "crl", w.origin, "error", err)
 			case changed:
@@ -145,24 +257,33 @@ func (w *CRLWatcher) watch(interval time.Duration) {
 	}
 }
 
-// Reload re-reads the file if it changed and checks the list again if it
-// or the CA bundle changed. It reports whether a new list was put in
+// readError is a failure to read the list (a missing file, a secret
+// Secrets Manager would not give), as opposed to a list that was read and
+// refused.
+type readError struct{ err error }
+
+func (e *readError) Error() string { return e.err.Error() }
+func (e *readError) Unwrap() error { return e.err }
+
+// Reload reads the list again (the file or the secret) and checks it again
+// if it or the CA bundle changed. It reports whether a new list was put in
 // force. On error the list in force is kept; the same contents are not
-// tried again until they or the CAs change, so one bad file is reported
+// tried again until they or the CAs change, so one bad list is reported
 // once.
-func (w *CRLWatcher) Reload() (bool, error) {
+func (w *CRLWatcher) Reload() (bool, error) { return w.reload(context.Background()) }
+
+func (w *CRLWatcher) reload(ctx context.Context) (bool, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	fresh := w.current.Load() == nil
 	rawChanged := false
-	if w.cfg.Path != "" {
-		// Read at every poll and compared, not judged by size and
-		// modification time: two lists of one size written within one
-		// tick of the file system's clock must not look alike. A CRL is
-		// small (and bounded by MaxCRLBytes).
-		data, err := readBounded(w.cfg.Path, MaxCRLBytes)
+	if w.read != nil {
+		data, err := w.read(ctx)
 		if err != nil {
-			return false, fmt.Errorf("certload: CRL %s: %w", w.cfg.Path, err)
+			if errors.Is(err, ErrMalformedCRL) {
+				return false, fmt.Errorf("certload: CRL %s: %w", w.origin, err) // read, and too large
+			}
+			return false, &readError{fmt.Errorf("certload: CRL %s: %w", w.origin, err)}
 		}
 		rawChanged = !bytes.Equal(data, w.raw)
 		w.raw = data
@@ -177,8 +298,33 @@ func (w *CRLWatcher) Reload() (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	revs, kept := keepOmitted(revs, w.current.Load(), cas)
+	for _, c := range kept {
+		w.opts.logger().Warn("CRL leaves out the list of a trusted CA; its previous list stays in force",
+			"crl", w.origin, "ca", c.Issuer.Subject.String(), "revoked", c.Len())
+	}
 	w.current.Store(revs)
 	return true, nil
+}
+
+// keepOmitted returns next plus the lists of prev whose CA is still one of
+// cas and which next leaves out, and those kept lists. Leaving a list out
+// never un-revokes: a CA stops having a list only by leaving the bundle
+// (certgen retire-ca). It matters when a new list and a new bundle arrive
+// apart: in AWS the agents fetch ca-a2a/crl while their bundle changes only
+// at a redeploy, so during certgen retire-ca's rollout a running agent sees
+// the next CA's list alone while it still trusts the old CA.
+func keepOmitted(next, prev *Revocations, cas []*x509.Certificate) (*Revocations, []*CRL) {
+	var kept []*CRL
+	for _, c := range prev.CRLs() {
+		if next.For(c.Issuer) == nil && slices.ContainsFunc(cas, c.Issuer.Equal) {
+			kept = append(kept, c)
+		}
+	}
+	if len(kept) == 0 {
+		return next, nil
+	}
+	return &Revocations{crls: append(next.CRLs(), kept...)}, kept
 }
 
 func (w *CRLWatcher) logLoaded() {

@@ -158,7 +158,7 @@ func TestCRLWatcher(t *testing.T) {
 	}
 	defer files.Close()
 	logs := &syncbuf.Buffer{}
-	w, err := certload.LoadCRL(certload.CRLConfig{Path: f.crlPath}, files, certload.Options{PollInterval: time.Hour,
+	w, err := certload.LoadCRL(t.Context(), certload.CRLConfig{Path: f.crlPath}, files, certload.Options{PollInterval: time.Hour,
 		Logger: slog.New(slog.NewJSONHandler(logs, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -201,11 +201,20 @@ func TestCRLWatcher(t *testing.T) {
 				t.Fatalf("bundle reload: %v %v", changed, err)
 			}
 		}, nil, map[*pki.Leaf]bool{lambda: true, validator: true, extractor: false}},
+		{"a list that leaves out a CA still trusted keeps that CA's previous list", func() {
+			writeAtomic(t, f.crlPath, crlOf(t, ca.Cert, ca.Key, 4, []*big.Int{lambda.Cert.SerialNumber, extractor.Cert.SerialNumber}, nil))
+		}, nil, map[*pki.Leaf]bool{lambda: true, validator: true, extractor: true}},
+		{"once the CA leaves the bundle, its list goes too", func() {
+			writeAtomic(t, f.caPath, ca.PEM)
+			if changed, err := files.Reload(); !changed || err != nil {
+				t.Fatalf("bundle reload: %v %v", changed, err)
+			}
+		}, nil, map[*pki.Leaf]bool{lambda: true, validator: false, extractor: true}},
 		{"the file disappears: the list stays", func() {
 			if err := os.Remove(f.crlPath); err != nil {
 				t.Fatal(err)
 			}
-		}, os.ErrNotExist, map[*pki.Leaf]bool{lambda: true, validator: true}},
+		}, os.ErrNotExist, map[*pki.Leaf]bool{lambda: true, extractor: true}},
 	}
 	for _, st := range steps {
 		before := w.Revocations()
@@ -228,6 +237,10 @@ func TestCRLWatcher(t *testing.T) {
 			}
 		}
 	}
+	// The list kept for the CA the file left out is said in the log, once.
+	if n := strings.Count(logs.String(), `"msg":"CRL leaves out the list of a trusted CA; its previous list stays in force"`); n != 1 {
+		t.Errorf("%d warnings of a list left out, want 1:\n%s", n, logs.String())
+	}
 }
 
 // TestCRLWatcherPolls: the watcher finds a new list by itself, and says
@@ -239,7 +252,7 @@ func TestCRLWatcherPolls(t *testing.T) {
 	f := newCRLFiles(t, ca, crlOf(t, ca.Cert, ca.Key, 1, nil, nil))
 	src := static(t, ca.Issue(t, "orchestrator"), ca.PEM, certload.UsageServerAndClient)
 	logs := &syncbuf.Buffer{}
-	w, err := certload.LoadCRL(certload.CRLConfig{Path: f.crlPath}, src, certload.Options{PollInterval: 10 * time.Millisecond,
+	w, err := certload.LoadCRL(t.Context(), certload.CRLConfig{Path: f.crlPath}, src, certload.Options{PollInterval: 10 * time.Millisecond,
 		Logger: slog.New(slog.NewJSONHandler(logs, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -293,7 +306,7 @@ func TestLoadCRL(t *testing.T) {
 	good := crlOf(t, ca.Cert, ca.Key, 1, nil, nil)
 	f := newCRLFiles(t, ca, good)
 
-	w, err := certload.LoadCRL(certload.CRLConfig{}, src, certload.Options{})
+	w, err := certload.LoadCRL(t.Context(), certload.CRLConfig{}, src, certload.Options{})
 	if w != nil || err != nil {
 		t.Fatalf("no CRL configured: %v %v", w, err)
 	}
@@ -301,12 +314,17 @@ func TestLoadCRL(t *testing.T) {
 		t.Fatal("a nil watcher must revoke nothing and close")
 	}
 
-	// Contents win over the path, as for the certificate.
-	w, err = certload.LoadCRL(certload.CRLConfig{Path: filepath.Join(f.dir, "missing.pem"), PEM: string(good)}, src, certload.Options{})
-	if err != nil || w.Revocations() == nil {
-		t.Fatalf("MTLS_CRL over a missing path: %v", err)
+	// One source only: which of two would be in force is not guessed.
+	for _, cfg := range []certload.CRLConfig{
+		{Path: f.crlPath, PEM: string(good)},
+		{Path: f.crlPath, SecretID: "ca-a2a/crl"},
+		{PEM: string(good), SecretID: "ca-a2a/crl"},
+	} {
+		w, err := certload.LoadCRL(t.Context(), cfg, src, certload.Options{})
+		if w != nil || err == nil || !strings.Contains(err.Error(), "set only one of MTLS_CRL_PATH, MTLS_CRL and MTLS_CRL_SECRET_ID") {
+			t.Fatalf("LoadCRL(%+v) = %v, %v; want a refusal of two sources", cfg, w, err)
+		}
 	}
-	w.Close()
 
 	for name, tc := range map[string]struct {
 		cfg  certload.CRLConfig
@@ -319,7 +337,7 @@ func TestLoadCRL(t *testing.T) {
 		"a missing file":           {certload.CRLConfig{Path: filepath.Join(f.dir, "missing.pem")}, os.ErrNotExist, "missing.pem"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			w, err := certload.LoadCRL(tc.cfg, src, certload.Options{})
+			w, err := certload.LoadCRL(t.Context(), tc.cfg, src, certload.Options{})
 			if w != nil || !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.in) {
 				t.Fatalf("LoadCRL = %v, %v; want %v naming %s", w, err, tc.want, tc.in)
 			}
@@ -332,7 +350,7 @@ func TestLoadCRL(t *testing.T) {
 		l.ThisUpdate, l.NextUpdate = time.Now().Add(-48*time.Hour), time.Now().Add(-24*time.Hour)
 	})
 	logs := &syncbuf.Buffer{}
-	w, err = certload.LoadCRL(certload.CRLConfig{PEM: string(stale)}, src, certload.Options{Logger: slog.New(slog.NewJSONHandler(logs, nil))})
+	w, err = certload.LoadCRL(t.Context(), certload.CRLConfig{PEM: string(stale)}, src, certload.Options{Logger: slog.New(slog.NewJSONHandler(logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,10 +18,11 @@
 // provider).
 //
 // Revocation: ParseCRLs verifies a CRL file against the CAs of a bundle,
-// and CRLWatcher keeps the list of MTLS_CRL_PATH or MTLS_CRL current (the
-// file re-read when it changes, the list checked again when the CA bundle
-// changes, a list that does not verify refused while the previous one stays
-// in force). The tls.Config builders refuse a revoked peer when given a
+// and CRLWatcher keeps the list of MTLS_CRL_PATH, MTLS_CRL or
+// MTLS_CRL_SECRET_ID current (the file re-read when it changes, the secret
+// fetched again every MTLS_CRL_REFRESH, the list checked again when the CA
+// bundle changes; a list that does not verify, or cannot be read, is
+// refused while the previous one stays in force). The tls.Config builders refuse a revoked peer when given a
 // CRLSource; CheckPeer repeats the checks that can change while a
 // connection is open (validity, CA still trusted, revocation) cheaply
 // enough for every request. The CAs of a rotation share one name;

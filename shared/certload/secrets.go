@@ -6,7 +6,9 @@ import (
 	"fmt"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 )
 
 // Errors of the Secrets Manager source.
@@ -72,6 +74,44 @@ func FetchSecrets(ctx context.Context, api BatchGetSecretValueAPI, ids SecretIDs
 		vals[i] = v
 	}
 	return vals[0], vals[1], vals[2], nil
+}
+
+// GetSecretValueAPI is the Secrets Manager call that reads the CRL secret
+// (MTLS_CRL_SECRET_ID); *secretsmanager.Client satisfies it.
+type GetSecretValueAPI interface {
+	GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error)
+}
+
+// FetchSecretString reads the current version of one secret's string. A
+// missing secret (deleted, or never created) is ErrSecretMissing, a binary
+// one ErrSecretBinary; messages name the secret id, never a value.
+func FetchSecretString(ctx context.Context, api GetSecretValueAPI, id string) ([]byte, error) {
+	if id == "" {
+		return nil, errors.New("certload: empty secret id")
+	}
+	out, err := api.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(id)})
+	if err != nil {
+		var nf *types.ResourceNotFoundException
+		if errors.As(err, &nf) {
+			return nil, fmt.Errorf("%w: %s", ErrSecretMissing, id)
+		}
+		return nil, fmt.Errorf("certload: GetSecretValue %s: %w", id, err)
+	}
+	if out.SecretString == nil {
+		return nil, fmt.Errorf("%w: %s", ErrSecretBinary, id)
+	}
+	return []byte(*out.SecretString), nil
+}
+
+// defaultSecretsManager is a client from the default AWS configuration: the
+// region, credentials (in ECS, the task role's) and AWS_ENDPOINT_URL of the
+// environment.
+func defaultSecretsManager(ctx context.Context) (*secretsmanager.Client, error) {
+	cfg, err := config.LoadDefaultConfig(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("certload: AWS configuration: %w", err)
+	}
+	return secretsmanager.NewFromConfig(cfg), nil
 }
 
 // FromSecretsManager fetches the three secrets in one call and validates

@@ -34,7 +34,7 @@ type Config struct {
 	RequireClientCert bool               // MTLS_REQUIRE_CLIENT_CERT
 	VerifyServer      bool               // MTLS_VERIFY_SERVER
 	Cert              certload.Config    // MTLS_CERT*, MTLS_KEY*, MTLS_CA_CERT*
-	CRL               certload.CRLConfig // MTLS_CRL_PATH, MTLS_CRL
+	CRL               certload.CRLConfig // MTLS_CRL_PATH, MTLS_CRL, MTLS_CRL_SECRET_ID, MTLS_CRL_REFRESH
 
 	BindingEnabled  bool // TOKEN_BINDING_ENABLED
 	BindingRequired bool // TOKEN_BINDING_REQUIRED
@@ -66,7 +66,7 @@ type Config struct {
 
 	// PollInterval is how often the certificate and CRL files are checked
 	// for changes (0: certload.DefaultPollInterval). Not an environment
-	// variable: tests shorten it.
+	// variable: tests shorten it (and CRL.Refresh, below MinCRLRefresh).
 	PollInterval time.Duration
 
 	// Extract are the extractor's limits (EXTRACT_*); read by every agent,
@@ -210,7 +210,7 @@ func (c *Config) Warnings() []string {
 		w = append(w, "TOKEN_BINDING_ENABLED=false: a stolen token is accepted from any client certificate")
 	}
 	if c.MTLSEnabled && !c.CRL.Configured() {
-		w = append(w, "no MTLS_CRL_PATH or MTLS_CRL: revoked certificates are accepted until they expire")
+		w = append(w, "no MTLS_CRL_PATH, MTLS_CRL or MTLS_CRL_SECRET_ID: revoked certificates are accepted until they expire")
 	}
 	if !c.BindingRequired {
 		w = append(w, "TOKEN_BINDING_REQUIRED=false: tokens without cnf are accepted")

@@ -55,6 +55,11 @@ func TestRefusals(t *testing.T) {
 		"JWKS refresh too often":         {map[string]string{"JWKS_REFRESH_INTERVAL": "5s"}, "JWKS_REFRESH_INTERVAL must be a duration from 30s to 24h0m0s"},
 		"JWKS refresh too rare":          {map[string]string{"JWKS_REFRESH_INTERVAL": "48h"}, "JWKS_REFRESH_INTERVAL must be a duration"},
 		"JWKS refresh not a duration":    {map[string]string{"JWKS_REFRESH_INTERVAL": "600"}, "JWKS_REFRESH_INTERVAL must be a duration"},
+		"CRL file and contents":          {map[string]string{"MTLS_CRL": "-----BEGIN X509 CRL-----\n"}, "set only one of MTLS_CRL_PATH, MTLS_CRL and MTLS_CRL_SECRET_ID"},
+		"CRL file and secret":            {map[string]string{"MTLS_CRL_SECRET_ID": "ca-a2a/crl"}, "set only one of MTLS_CRL_PATH, MTLS_CRL and MTLS_CRL_SECRET_ID"},
+		"CRL refresh too often":          {map[string]string{"MTLS_CRL_PATH": "", "MTLS_CRL_SECRET_ID": "ca-a2a/crl", "MTLS_CRL_REFRESH": "1s"}, "MTLS_CRL_REFRESH must be a duration from 5s to 1m0s"},
+		"CRL refresh too rare":           {map[string]string{"MTLS_CRL_PATH": "", "MTLS_CRL_SECRET_ID": "ca-a2a/crl", "MTLS_CRL_REFRESH": "10m"}, "MTLS_CRL_REFRESH must be a duration"},
+		"CRL refresh without a secret":   {map[string]string{"MTLS_CRL_REFRESH": "30s"}, "MTLS_CRL_REFRESH is set without MTLS_CRL_SECRET_ID"},
 		"no extract workers":             {map[string]string{"EXTRACT_WORKERS": "0"}, "EXTRACT_WORKERS must be 1..64"},
 		"extract timeout without unit":   {map[string]string{"EXTRACT_TIMEOUT": "20"}, "EXTRACT_TIMEOUT must be a duration from 1s to 1m30s"},
 		"extract timeout too long":       {map[string]string{"EXTRACT_TIMEOUT": "5m"}, "EXTRACT_TIMEOUT must be"},
@@ -131,20 +136,32 @@ func TestArchive(t *testing.T) {
 
 func TestRevocationAndKeySettings(t *testing.T) {
 	kv := base()
+	delete(kv, "MTLS_CRL_PATH")
 	kv["JWKS_REFRESH_INTERVAL"], kv["MTLS_CRL"] = "2m30s", "-----BEGIN X509 CRL-----\n"
 	c, err := Load(env(kv))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.JWKSRefresh != 150*time.Second || c.CRL.PEM != kv["MTLS_CRL"] || c.CRL.Path != "crl" {
+	if c.JWKSRefresh != 150*time.Second || c.CRL.PEM != kv["MTLS_CRL"] || c.CRL.Path != "" || c.CRL.Variable() != "MTLS_CRL" {
 		t.Fatalf("JWKSRefresh %s, CRL %+v", c.JWKSRefresh, c.CRL)
 	}
-	delete(kv, "MTLS_CRL_PATH")
 	delete(kv, "MTLS_CRL")
+	for refresh, want := range map[string]time.Duration{"": 0, "45s": 45 * time.Second} {
+		kv["MTLS_CRL_SECRET_ID"], kv["MTLS_CRL_REFRESH"] = "ca-a2a/crl", refresh
+		if c, err = Load(env(kv)); err != nil {
+			t.Fatal(err)
+		}
+		// 0 is certload.DefaultCRLRefresh, applied where the secret is read.
+		if c.CRL.SecretID != "ca-a2a/crl" || c.CRL.Refresh != want || c.CRL.Variable() != "MTLS_CRL_SECRET_ID" || len(c.Warnings()) != 0 {
+			t.Fatalf("MTLS_CRL_REFRESH=%q: CRL %+v, warnings %v", refresh, c.CRL, c.Warnings())
+		}
+	}
+	delete(kv, "MTLS_CRL_SECRET_ID")
+	delete(kv, "MTLS_CRL_REFRESH")
 	if c, err = Load(env(kv)); err != nil {
 		t.Fatal(err)
 	}
-	if w := strings.Join(c.Warnings(), "\n"); !strings.Contains(w, "no MTLS_CRL_PATH or MTLS_CRL") {
+	if w := strings.Join(c.Warnings(), "\n"); !strings.Contains(w, "no MTLS_CRL_PATH, MTLS_CRL or MTLS_CRL_SECRET_ID") {
 		t.Errorf("no warning without a CRL: %q", w)
 	}
 }

@@ -220,6 +220,39 @@ func importSecrets(st awscdk.Stack, sec *Secrets) *importedSecrets {
 	return out
 }
 
+// grantReadCRL lets grantee, an agent's task role, read the CRL secret and
+// no other: the agent fetches it itself (MTLS_CRL_SECRET_ID), at start and
+// every MTLS_CRL_REFRESH. secretsmanager:GetSecretValue names that one
+// secret's ARN, and kms:Decrypt of the secrets key is allowed only through
+// Secrets Manager and only for that secret (Secrets Manager sends the
+// secret's ARN as the encryption context), so even a wider grant on the
+// secrets API could not decrypt another certificate secret with this role.
+func (s *importedSecrets) grantReadCRL(grantee awsiam.IGrantable) {
+	p := grantee.GrantPrincipal()
+	p.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Sid:       jsii.String("ReadCRLSecret"),
+		Actions:   jsii.Strings("secretsmanager:GetSecretValue"),
+		Resources: &[]*string{s.CRL.SecretArn()},
+	}))
+	p.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Sid:       jsii.String("DecryptCRLSecret"),
+		Actions:   jsii.Strings("kms:Decrypt"),
+		Resources: &[]*string{s.Key.KeyArn()},
+		Conditions: &map[string]interface{}{
+			"StringEquals": map[string]interface{}{
+				"kms:ViaService":                  secretsManagerService(),
+				"kms:EncryptionContext:SecretARN": s.CRL.SecretArn(),
+			},
+		},
+	}))
+}
+
+// secretsManagerService is the kms:ViaService value of Secrets Manager in
+// the stack's region.
+func secretsManagerService() *string {
+	return awscdk.Fn_Join(jsii.String(""), &[]*string{jsii.String("secretsmanager."), awscdk.Aws_REGION(), jsii.String(".amazonaws.com")})
+}
+
 // grantDecrypt lets grantee decrypt the certificate secrets through Secrets
 // Manager only. Grants on an imported key cannot reach its key policy, and
 // the secret's own grant only names the key in a policy of the key's
@@ -231,7 +264,7 @@ func (s *importedSecrets) grantDecrypt(grantee awsiam.IGrantable) {
 		Resources: &[]*string{s.Key.KeyArn()},
 		Conditions: &map[string]interface{}{
 			"StringEquals": map[string]interface{}{
-				"kms:ViaService": awscdk.Fn_Join(jsii.String(""), &[]*string{jsii.String("secretsmanager."), awscdk.Aws_REGION(), jsii.String(".amazonaws.com")}),
+				"kms:ViaService": secretsManagerService(),
 			},
 		},
 	}))

@@ -27,8 +27,9 @@ const (
 	// CASecretName holds the project CA bundle: the current CA, and during a
 	// rotation the next one too.
 	CASecretName = SecretPrefix + "ca-cert"
-	// CRLSecretName holds the project CA's certificate revocation list(s),
-	// injected into every agent as MTLS_CRL.
+	// CRLSecretName holds the project CA's certificate revocation list(s).
+	// Every agent fetches it itself (MTLS_CRL_SECRET_ID), at start and again
+	// every MTLS_CRL_REFRESH, so a revocation needs no redeploy.
 	CRLSecretName = SecretPrefix + "crl"
 	// KeycloakPort is Keycloak's HTTPS port.
 	KeycloakPort = 8443

@@ -56,7 +56,8 @@ func NewSecrets(scope constructs.Construct, cfg Config) *Secrets {
 		cdknag.NagSuppressions_AddResourceSuppressions(sec, &[]*cdknag.NagPackSuppression{{
 			Id: jsii.String("AwsSolutions-SMG4"),
 			Reason: jsii.String("Certificate material and the CRL are rotated by re-issuing them with certgen from the offline CA and publishing a new version " +
-				"(certgen publish), then redeploying the services (ECS injects secrets at task start); a rotation Lambda cannot hold the CA key."),
+				"(certgen publish); agents fetch the CRL again every MTLS_CRL_REFRESH, the rest reaches the services when they are redeployed " +
+				"(ECS injects secrets at task start). A rotation Lambda cannot hold the CA key."),
 		}}, jsii.Bool(true))
 		return sec
 	}

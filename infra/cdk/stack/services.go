@@ -147,9 +147,12 @@ func ExtractorEnvironment() map[string]string {
 }
 
 // AgentEnvironment is the plain environment of an agent's container
-// (docs/configuration.md, Agents); the certificate material, the CRL and the archive's
-// password come as ECS secrets. documentsURL is the documents bucket's
-// s3:// URL, archiveDSN the archivist's ARCHIVE_DSN (without a password).
+// (docs/configuration.md, Agents); the certificate material and the
+// archive's password come as ECS secrets. The CRL comes by name
+// (MTLS_CRL_SECRET_ID): the agent fetches it itself, again every
+// MTLS_CRL_REFRESH (left to its default), so that a revocation applies
+// without a redeploy. documentsURL is the documents bucket's s3:// URL,
+// archiveDSN the archivist's ARCHIVE_DSN (without a password).
 func AgentEnvironment(ag Agent, documentsURL, archiveDSN string) map[string]*string {
 	env := map[string]*string{
 		"AGENT_NAME":       jsii.String(ag.Name),
@@ -158,6 +161,8 @@ func AgentEnvironment(ag Agent, documentsURL, archiveDSN string) map[string]*str
 		"OIDC_SERVER_NAME": jsii.String("keycloak." + Namespace),
 		"OIDC_AUDIENCE":    jsii.String(Audience),
 		"LOG_LEVEL":        jsii.String("info"),
+		// A name, not a value: the task role may read this one secret.
+		"MTLS_CRL_SECRET_ID": jsii.String(CRLSecretName),
 	}
 	for _, peer := range Agents {
 		env[strings.ToUpper(peer.Name)+"_URL"] = jsii.String(peer.URL())
@@ -198,7 +203,6 @@ func (a *Application) agent(ag Agent) {
 	archiveDSN := *ArchiveDSN(a.ArchiveDB.DbInstanceEndpointAddress(), a.ArchiveDB.DbInstanceEndpointPort())
 	env := AgentEnvironment(ag, documentsURL, archiveDSN)
 	secrets := a.certSecrets(ag.Name, "MTLS_CERT", "MTLS_KEY", "MTLS_CA_CERT")
-	(*secrets)["MTLS_CRL"] = awsecs.Secret_FromSecretsManager(a.secrets.CRL, nil)
 	if ag.Name == "archivist" {
 		(*secrets)["ARCHIVE_DB_PASSWORD"] = awsecs.Secret_FromSecretsManager(a.ArchiveDB.Secret(), jsii.String("password"))
 	}
@@ -259,6 +263,7 @@ func (a *Application) agent(ag Agent) {
 		props.DesiredCount = jsii.Number(archivistTasks)
 	}
 	a.secrets.grantDecrypt(td.ObtainExecutionRole())
+	a.secrets.grantReadCRL(td.TaskRole())
 	a.TaskDefs[ag.Name] = td
 	a.Services[ag.Name] = awsecs.NewFargateService(st, jsii.String(id+"Service"), props)
 	a.suppressTask(td, "agent")
@@ -293,7 +298,8 @@ func (a *Application) suppressTask(td awsecs.FargateTaskDefinition, what string)
 		{
 			Id: jsii.String("AwsSolutions-ECS2"),
 			Reason: jsii.String("The plain environment holds only non-secret configuration (names, URLs, ports); " +
-				"the " + what + "'s certificate, key and CA bundle (and, where used, the CRL and its database password) are injected as ECS secrets from Secrets Manager."),
+				"the " + what + "'s certificate, key and CA bundle (and, where used, its database password) are injected as ECS secrets from Secrets Manager; " +
+				"an agent's CRL secret is named (MTLS_CRL_SECRET_ID) and fetched by the agent with its task role."),
 		},
 		{
 			Id:        jsii.String("AwsSolutions-IAM5"),

@@ -233,12 +233,18 @@ func TestAgentTasks(t *testing.T) {
 				"OIDC_AUDIENCE": "ca-a2a-agents", "LOG_LEVEL": "info",
 				"ORCHESTRATOR_URL": "https://orchestrator.ca-a2a.local:8001", "EXTRACTOR_URL": "https://extractor.ca-a2a.local:8002",
 				"VALIDATOR_URL": "https://validator.ca-a2a.local:8003", "ARCHIVIST_URL": "https://archivist.ca-a2a.local:8004",
+				// The agent fetches its CRL itself, every MTLS_CRL_REFRESH
+				// (left to its default): a revocation needs no redeploy.
+				"MTLS_CRL_SECRET_ID": "ca-a2a/crl",
 			} {
 				if env[k] != v {
 					t.Errorf("%s = %v, want %v", k, env[k], v)
 				}
 			}
 			for _, k := range slices.Collect(maps.Keys(env)) {
+				if k == "MTLS_CRL_SECRET_ID" {
+					continue // a secret's name, not its value
+				}
 				if strings.HasPrefix(k, "MTLS_") || strings.Contains(k, "KEY") || strings.Contains(k, "PASSWORD") {
 					t.Errorf("%s is in the plain environment", k)
 				}
@@ -255,14 +261,15 @@ func TestAgentTasks(t *testing.T) {
 				if strings.HasPrefix(k, "EXTRACT_") && ag.Name != "extractor" {
 					t.Errorf("%s set on the %s", k, ag.Name)
 				}
-				if strings.HasPrefix(k, "SQLITE") || k == "JWKS_REFRESH_INTERVAL" {
+				if strings.HasPrefix(k, "SQLITE") || k == "JWKS_REFRESH_INTERVAL" || k == "MTLS_CRL_REFRESH" {
 					t.Errorf("%s is set: %v", k, env[k])
 				}
 			}
 
-			// Certificate material and the CRL: injected as ECS secrets, this
-			// agent's own; the archivist also gets its database password.
-			want := map[string]string{"MTLS_CERT": id + "Cert", "MTLS_KEY": id + "Key", "MTLS_CA_CERT": "CaCert", "MTLS_CRL": "Crl"}
+			// Certificate material: injected as ECS secrets, this agent's
+			// own; the archivist also gets its database password. The CRL
+			// is not injected (it would only change at a redeploy).
+			want := map[string]string{"MTLS_CERT": id + "Cert", "MTLS_KEY": id + "Key", "MTLS_CA_CERT": "CaCert"}
 			if ag.Name == "archivist" {
 				want["ARCHIVE_DB_PASSWORD"] = "ArchiveDb:password"
 			}
@@ -274,59 +281,96 @@ func TestAgentTasks(t *testing.T) {
 }
 
 // TestTasksReadOnlyTheirOwnSecrets checks the execution role of each task
-// may read exactly its own certificate, key, the CA bundle, the CRL (agents)
-// and its database secret (Keycloak, archivist), and decrypt them only
-// through Secrets Manager.
+// may read exactly its own certificate, key, the CA bundle and its database
+// secret (Keycloak, archivist), and decrypt them only through Secrets
+// Manager; and that the task role of each agent may read the CRL secret and
+// no other (Keycloak's none), decrypting only through Secrets Manager and
+// only for that secret.
 func TestTasksReadOnlyTheirOwnSecrets(t *testing.T) {
 	s := synth(t, nil)
+	secretsKey := s.secretsT.ofType("AWS::KMS::Key")
+	if len(secretsKey) != 1 {
+		t.Fatalf("secrets stack keys: %v", secretsKey)
+	}
 	for _, name := range append(agentNames(), "keycloak") {
 		id := strings.ToUpper(name[:1]) + name[1:]
 		role, _ := s.appT.byPath(t, "CaA2a/"+id+"Task/ExecutionRole/Resource")
-		var secrets []string
-		decrypt := 0
-		for _, st := range s.appT.statements(role) {
-			actions := fmt.Sprint(list(st["Action"]))
-			switch {
-			case strings.Contains(actions, "secretsmanager:GetSecretValue"):
-				for _, r := range list(st["Resource"]) {
-					if importName(r) != "" {
-						secrets = append(secrets, secretExport(t, s, r))
-					} else {
-						secrets = append(secrets, s.appT.construct(ref(r)))
-					}
-				}
-			case strings.Contains(actions, "kms:Decrypt"):
-				decrypt++
-				if !strings.Contains(fmt.Sprint(st["Condition"]), "kms:ViaService") {
-					t.Errorf("%s: kms:Decrypt without kms:ViaService: %v", name, st)
-				}
-			}
-		}
-		slices.Sort(secrets)
+		secrets, decrypts := secretGrants(t, s, name+" execution role", role)
 		want := []string{"CaCert", id + "Cert", id + "Key"}
 		switch name {
 		case "keycloak":
 			want = append(want, "KeycloakDb")
 		case "archivist":
-			want = append(want, "Crl", "ArchiveDb")
-		default:
-			want = append(want, "Crl")
+			want = append(want, "ArchiveDb")
 		}
 		slices.Sort(want)
 		if !slices.Equal(secrets, want) {
 			t.Errorf("%s execution role reads %v, want %v", name, secrets, want)
 		}
-		if decrypt == 0 {
+		if len(decrypts) == 0 {
 			t.Errorf("%s execution role cannot decrypt its secrets", name)
 		}
-		// Task roles hold no secret access at all.
+
 		task, _ := s.appT.byPath(t, "CaA2a/"+id+"Task/TaskRole/Resource")
-		for _, st := range s.appT.statements(task) {
-			if strings.Contains(fmt.Sprint(st["Action"]), "secretsmanager") {
-				t.Errorf("%s task role: %v", name, st)
+		secrets, decrypts = secretGrants(t, s, name+" task role", task)
+		want = []string{"Crl"}
+		if name == "keycloak" {
+			want = nil
+		}
+		if !slices.Equal(secrets, want) {
+			t.Errorf("%s task role reads %v, want %v", name, secrets, want)
+		}
+		if len(decrypts) != len(want) {
+			t.Fatalf("%s task role: %d kms:Decrypt statements, want %d", name, len(decrypts), len(want))
+		}
+		for _, st := range decrypts {
+			if r := list(st["Resource"]); len(r) != 1 || !strings.Contains(importName(r[0]), "ExportsOutputFnGetAtt"+secretsKey[0]) {
+				t.Errorf("%s task role decrypts %v, want the secrets key alone", name, r)
+			}
+			// Through Secrets Manager, for the CRL secret only.
+			cond, _ := st["Condition"].(map[string]any)["StringEquals"].(map[string]any)
+			if arn := cond["kms:EncryptionContext:SecretARN"]; importName(arn) == "" || secretExport(t, s, arn) != "Crl" {
+				t.Errorf("%s task role: kms:Decrypt not limited to the CRL secret: %v", name, st["Condition"])
 			}
 		}
 	}
+}
+
+// secretGrants returns the secrets (their constructs, sorted) that role's
+// policies let it read with secretsmanager:GetSecretValue, and its
+// kms:Decrypt statements, each checked to carry kms:ViaService. Any other
+// secretsmanager action, or one on "*", fails the test: reading a secret
+// means GetSecretValue on its ARN.
+func secretGrants(t *testing.T, s *synthesized, what, role string) (secrets []string, decrypts []map[string]any) {
+	t.Helper()
+	for _, st := range s.appT.statements(role) {
+		actions := list(st["Action"])
+		for _, a := range actions {
+			if a := a.(string); strings.HasPrefix(a, "secretsmanager:") && a != "secretsmanager:GetSecretValue" && a != "secretsmanager:DescribeSecret" {
+				t.Errorf("%s: %s: %v", what, a, st)
+			}
+		}
+		switch {
+		case slices.Contains(actions, any("secretsmanager:GetSecretValue")):
+			for _, r := range list(st["Resource"]) {
+				switch {
+				case importName(r) != "":
+					secrets = append(secrets, secretExport(t, s, r))
+				case ref(r) != "":
+					secrets = append(secrets, s.appT.construct(ref(r)))
+				default:
+					t.Errorf("%s reads secret %v", what, r)
+				}
+			}
+		case slices.Contains(actions, any("kms:Decrypt")):
+			decrypts = append(decrypts, st)
+			if !strings.Contains(fmt.Sprint(st["Condition"]), "kms:ViaService") {
+				t.Errorf("%s: kms:Decrypt without kms:ViaService: %v", what, st)
+			}
+		}
+	}
+	slices.Sort(secrets)
+	return secrets, decrypts
 }
 
 func agentNames() []string {

@@ -2,7 +2,8 @@
 // certgen certificates (with a CRL), the real local identity provider, and
 // the four agents in-process through agentsvc.Run, each on its own
 // 127.0.0.1 port. Agents trust the CA bundle and apply the CRL file, both
-// re-read every PollInterval, as local runs do.
+// re-read every PollInterval, as local runs do (or the CRL secret, as in
+// AWS: CRLFromSecretsManager).
 //
 // The extractor parses in sandbox workers that are the test binary
 // re-executed: a test package using Start must call sandbox.Main first in
@@ -18,6 +19,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/ca-a2a/ca-a2a/agentsvc"
 	"github.com/ca-a2a/ca-a2a/agentsvc/runtime/config"
@@ -53,13 +57,14 @@ type Stack struct {
 	t      testing.TB
 }
 
-// Option changes an agent's environment before it starts.
-type Option func(agent string, env map[string]string)
+// Option changes an agent's environment before it starts; s holds the
+// certificates by then.
+type Option func(s *Stack, agent string, env map[string]string)
 
 // ArchiveDSN puts the archivist on dsn (ARCHIVE_DSN), with password in
 // ARCHIVE_DB_PASSWORD when not empty.
 func ArchiveDSN(dsn, password string) Option {
-	return func(agent string, env map[string]string) {
+	return func(_ *Stack, agent string, env map[string]string) {
 		if agent != agentapi.Archivist {
 			return
 		}
@@ -67,6 +72,36 @@ func ArchiveDSN(dsn, password string) Option {
 		if password != "" {
 			env["ARCHIVE_DB_PASSWORD"] = password
 		}
+	}
+}
+
+// CRLSecretID is the secret the agents read their CRL from under
+// CRLFromSecretsManager: the name certgen publish writes with the prefix
+// ca-a2a/, as in AWS.
+const CRLSecretID = "ca-a2a/crl"
+
+// CRLFromSecretsManager runs the agents as in AWS: their CRL comes from the
+// secret CRLSecretID (MTLS_CRL_SECRET_ID, fetched again every
+// PollInterval) instead of the file. Before the first agent starts, the
+// certificates are published with certgen publish through the default AWS
+// configuration, which the test must have pointed at moto_server
+// (moto.Env). Publish again after certgen revoke to revoke.
+func CRLFromSecretsManager() Option {
+	var once sync.Once
+	return func(s *Stack, _ string, env map[string]string) {
+		once.Do(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			awsCfg, err := awsconfig.LoadDefaultConfig(ctx)
+			if err != nil {
+				s.t.Fatal(err)
+			}
+			if err := certgen.Publish(ctx, secretsmanager.NewFromConfig(awsCfg), s.CertsDir, "ca-a2a/", nil, s.t.Logf); err != nil {
+				s.t.Fatal(err)
+			}
+		})
+		delete(env, "MTLS_CRL_PATH")
+		env["MTLS_CRL_SECRET_ID"] = CRLSecretID
 	}
 }
 
@@ -112,7 +147,7 @@ func Start(t testing.TB, opts ...Option) *Stack {
 			"METRICS_EMF": "false",
 		}
 		for _, o := range opts {
-			o(a, env)
+			o(s, a, env)
 		}
 		s.Env[a] = env
 		s.StartAgent(a)
@@ -140,6 +175,9 @@ func (s *Stack) StartAgent(agent string) {
 		s.t.Fatalf("%s config: %v", agent, err)
 	}
 	cfg.PollInterval = PollInterval
+	if cfg.CRL.SecretID != "" {
+		cfg.CRL.Refresh = PollInterval // below what MTLS_CRL_REFRESH allows
+	}
 	buf := &syncbuf.Buffer{}
 	log := slog.New(slog.NewJSONHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ctx, cancel := context.WithCancel(context.Background())
