@@ -368,33 +368,15 @@ type pgQuerier interface {
 }
 
 func (s *Postgres) get(ctx context.Context, q pgQuerier, id string) (*agentapi.Document, error) {
-	var d agentapi.Document
-	var extracted, validation *string
-	var created, updated time.Time
-	err := q.QueryRow(ctx, `SELECT `+columns+` FROM documents WHERE document_id = $1`, id).Scan(
-		&d.DocumentID, &d.S3Key, &d.Bucket, &d.DocumentType, &d.FileName, &d.SHA256, &d.Status,
-		&d.Score, &d.Passed, &extracted, &validation, &d.Stage, &d.Error, &created, &updated)
+	d, err := scanDocument(q.QueryRow(ctx, `SELECT `+columns+` FROM documents WHERE document_id = $1`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, ErrNotFound
 	}
 	if err != nil {
 		return nil, s.unavailable(ctx, "get", id, err)
 	}
-	d.ExtractedData, d.Validation = rawJSON(extracted), rawJSON(validation)
-	d.CreatedAt, d.UpdatedAt = stampOf(created), stampOf(updated)
-	return &d, nil
+	return d, nil
 }
-
-func rawJSON(p *string) []byte {
-	if p == nil {
-		return nil
-	}
-	return []byte(*p)
-}
-
-// stampOf formats t as SQLite stores it (timeLayout), so both engines
-// answer the same text.
-func stampOf(t time.Time) string { return t.UTC().Format(timeLayout) }
 
 // UpdateStatus implements Store. SELECT ... FOR UPDATE locks the row for
 // the transaction, so concurrent changes of one document queue and each
@@ -504,19 +486,8 @@ func (s *Postgres) Search(ctx context.Context, q Query) ([]agentapi.DocumentSumm
 		return nil, 0, s.unavailable(ctx, "search", "", err)
 	}
 	defer rows.Close()
-	page := []agentapi.DocumentSummary{}
-	for rows.Next() {
-		var d agentapi.DocumentSummary
-		var validation *string
-		var created, updated time.Time
-		if err := rows.Scan(&d.DocumentID, &d.S3Key, &d.Bucket, &d.DocumentType, &d.FileName, &d.SHA256, &d.Status,
-			&d.Score, &d.Passed, &validation, &d.Stage, &d.Error, &created, &updated); err != nil {
-			return nil, 0, s.unavailable(ctx, "search", "", err)
-		}
-		d.Validation, d.CreatedAt, d.UpdatedAt = rawJSON(validation), stampOf(created), stampOf(updated)
-		page = append(page, d)
-	}
-	if err := rows.Err(); err != nil {
+	page, err := scanSummaries(rows)
+	if err != nil {
 		return nil, 0, s.unavailable(ctx, "search", "", err)
 	}
 	return page, total, nil
@@ -533,28 +504,9 @@ func (s *Postgres) Stats(ctx context.Context) (*agentapi.DocumentStats, error) {
 		return nil, s.unavailable(ctx, "stats", "", err)
 	}
 	defer rows.Close()
-	st := &agentapi.DocumentStats{ByStatus: map[string]int{}, ByType: map[string]int{}}
-	var scored, sum int64
-	for rows.Next() {
-		var status, docType string
-		var n, ns, ss int64
-		if err := rows.Scan(&status, &docType, &n, &ns, &ss); err != nil {
-			return nil, s.unavailable(ctx, "stats", "", err)
-		}
-		if docType == "" {
-			docType = "unknown"
-		}
-		st.Total += int(n)
-		st.ByStatus[status] += int(n)
-		st.ByType[docType] += int(n)
-		scored, sum = scored+ns, sum+ss
-	}
-	if err := rows.Err(); err != nil {
+	st, err := aggregateStats(rows)
+	if err != nil {
 		return nil, s.unavailable(ctx, "stats", "", err)
-	}
-	if scored > 0 {
-		avg := float64(sum) / float64(scored)
-		st.AverageScore = &avg
 	}
 	return st, nil
 }

@@ -252,10 +252,6 @@ func (s *SQLite) unavailable(ctx context.Context, op, id string, err error) erro
 	return storeFailure(ctx, s.log, op, id, err)
 }
 
-const columns = `document_id, s3_key, bucket, document_type, file_name, sha256, status, score, passed, extracted_data, validation, stage, error, created_at, updated_at`
-
-const summaryColumns = `document_id, s3_key, bucket, document_type, file_name, sha256, status, score, passed, validation, stage, error, created_at, updated_at`
-
 // Archive implements Store. The INSERT ... ON CONFLICT DO NOTHING, the
 // history row of a new document and the read of the stored row share one
 // (immediate) transaction: there is no check-then-insert window, and the
@@ -332,54 +328,14 @@ type querier interface {
 }
 
 func (s *SQLite) get(ctx context.Context, q querier, id string) (*agentapi.Document, error) {
-	var d agentapi.Document
-	var n nullables
-	err := q.QueryRowContext(ctx, `SELECT `+columns+` FROM documents WHERE document_id = ?`, id).Scan(
-		&d.DocumentID, &d.S3Key, &d.Bucket, &d.DocumentType, &d.FileName, &d.SHA256, &d.Status,
-		&n.score, &n.passed, &n.extracted, &n.validation, &d.Stage, &d.Error, &d.CreatedAt, &d.UpdatedAt)
+	d, err := scanDocument(q.QueryRowContext(ctx, `SELECT `+columns+` FROM documents WHERE document_id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}
 	if err != nil {
 		return nil, s.unavailable(ctx, "get", id, err)
 	}
-	d.Score, d.Passed, d.ExtractedData, d.Validation = n.score.ptr(), n.passed.ptr(), n.extracted.raw(), n.validation.raw()
-	return &d, nil
-}
-
-type nullables struct {
-	score                 nullInt64
-	passed                nullBoolean
-	extracted, validation nullString
-}
-
-type nullInt64 struct{ sql.NullInt64 }
-
-func (n nullInt64) ptr() *int {
-	if !n.Valid {
-		return nil
-	}
-	v := int(n.Int64)
-	return &v
-}
-
-type nullBoolean struct{ sql.NullBool }
-
-func (n nullBoolean) ptr() *bool {
-	if !n.Valid {
-		return nil
-	}
-	v := n.Bool
-	return &v
-}
-
-type nullString struct{ sql.NullString }
-
-func (n nullString) raw() []byte {
-	if !n.Valid {
-		return nil
-	}
-	return []byte(n.String)
+	return d, nil
 }
 
 // UpdateStatus implements Store. The read, the conditioned update and the
@@ -462,18 +418,8 @@ func (s *SQLite) Search(ctx context.Context, q Query) ([]agentapi.DocumentSummar
 		return nil, 0, s.unavailable(ctx, "search", "", err)
 	}
 	defer rows.Close()
-	page := []agentapi.DocumentSummary{}
-	for rows.Next() {
-		var d agentapi.DocumentSummary
-		var n nullables
-		if err := rows.Scan(&d.DocumentID, &d.S3Key, &d.Bucket, &d.DocumentType, &d.FileName, &d.SHA256, &d.Status,
-			&n.score, &n.passed, &n.validation, &d.Stage, &d.Error, &d.CreatedAt, &d.UpdatedAt); err != nil {
-			return nil, 0, s.unavailable(ctx, "search", "", err)
-		}
-		d.Score, d.Passed, d.Validation = n.score.ptr(), n.passed.ptr(), n.validation.raw()
-		page = append(page, d)
-	}
-	if err := rows.Err(); err != nil {
+	page, err := scanSummaries(rows)
+	if err != nil {
 		return nil, 0, s.unavailable(ctx, "search", "", err)
 	}
 	return page, total, nil
@@ -487,28 +433,9 @@ func (s *SQLite) Stats(ctx context.Context) (*agentapi.DocumentStats, error) {
 		return nil, s.unavailable(ctx, "stats", "", err)
 	}
 	defer rows.Close()
-	st := &agentapi.DocumentStats{ByStatus: map[string]int{}, ByType: map[string]int{}}
-	var scored, sum int64
-	for rows.Next() {
-		var status, docType string
-		var n, ns, ss int64
-		if err := rows.Scan(&status, &docType, &n, &ns, &ss); err != nil {
-			return nil, s.unavailable(ctx, "stats", "", err)
-		}
-		if docType == "" {
-			docType = "unknown"
-		}
-		st.Total += int(n)
-		st.ByStatus[status] += int(n)
-		st.ByType[docType] += int(n)
-		scored, sum = scored+ns, sum+ss
-	}
-	if err := rows.Err(); err != nil {
+	st, err := aggregateStats(rows)
+	if err != nil {
 		return nil, s.unavailable(ctx, "stats", "", err)
-	}
-	if scored > 0 {
-		avg := float64(sum) / float64(scored)
-		st.AverageScore = &avg
 	}
 	return st, nil
 }
