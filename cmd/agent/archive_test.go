@@ -19,7 +19,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -27,9 +26,9 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/ca-a2a/ca-a2a/internal/loopback"
+	"github.com/ca-a2a/ca-a2a/internal/testutil/agentproc"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/pgtest"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/pki"
-	"github.com/ca-a2a/ca-a2a/internal/testutil/syncbuf"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/tokens"
 	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 	"github.com/ca-a2a/ca-a2a/shared/agentclient"
@@ -69,11 +68,9 @@ func newArchivists(t *testing.T) *archivists {
 
 // proc is one running archivist.
 type proc struct {
+	*agentproc.Process
 	t      *testing.T
-	cmd    *exec.Cmd
 	url    string
-	out    *syncbuf.Buffer
-	exited chan struct{}
 	client *agentclient.Client
 	http   *http.Client
 }
@@ -91,22 +88,7 @@ func (a *archivists) start(t *testing.T, env map[string]string) *proc {
 	for k, v := range env {
 		vars[k] = v
 	}
-	cmd := exec.Command(a.bin)
-	for k, v := range vars {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
-	p := &proc{t: t, cmd: cmd, url: "https://" + addr, out: &syncbuf.Buffer{}, exited: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = p.out, p.out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = cmd.Wait(); close(p.exited) }()
-	t.Cleanup(func() {
-		p.kill()
-		if t.Failed() {
-			t.Logf("archivist %s output:\n%s", addr, p.out)
-		}
-	})
+	p := &proc{Process: agentproc.Start(t, agentproc.Config{Bin: a.bin, Env: vars, Kill: true}), t: t, url: "https://" + addr}
 	client, err := agentclient.New(agentclient.Config{Certificate: a.caller, Tokens: staticToken(a.token),
 		Peers: map[string]string{agentapi.Archivist: p.url}})
 	if err != nil {
@@ -117,21 +99,8 @@ func (a *archivists) start(t *testing.T, env map[string]string) *proc {
 	tr := &http.Transport{TLSClientConfig: certload.ClientConfig(a.caller, agentapi.AuthorizeAgent(agentapi.Archivist), certload.ClientOptions{})}
 	t.Cleanup(tr.CloseIdleConnections)
 	p.http = &http.Client{Transport: tr, Timeout: 10 * time.Second}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if code, _ := p.health(); code != 0 {
-			return p
-		}
-		select {
-		case <-p.exited:
-			t.Fatalf("archivist exited: %s", p.out)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("archivist did not answer /health within 30s:\n%s", p.out)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	p.WaitUntil(t, "answer /health", func() bool { code, _ := p.health(); return code != 0 })
+	return p
 }
 
 // health is /health's status (0: no answer) and its archive check.
@@ -158,7 +127,7 @@ func (p *proc) waitHealth(code int, status string) {
 			return
 		}
 		if time.Now().After(deadline) {
-			p.t.Fatalf("/health %d with archive %q, want %d %q, for 60s:\n%s", c, s, code, status, p.out)
+			p.t.Fatalf("/health %d with archive %q, want %d %q, for 60s:\n%s", c, s, code, status, p.Output)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -168,12 +137,6 @@ func (p *proc) call(method string, params, result any) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	return p.client.Call(ctx, agentapi.Archivist, method, params, result)
-}
-
-// kill SIGKILLs the process and waits for it.
-func (p *proc) kill() {
-	_ = p.cmd.Process.Signal(syscall.SIGKILL)
-	<-p.exited
 }
 
 type staticToken string
@@ -299,7 +262,7 @@ func TestArchivistsSharePostgres(t *testing.T) {
 			}
 		}
 	})
-	if strings.Contains(procs[0].out.String()+procs[1].out.String(), db.Password) {
+	if strings.Contains(procs[0].Output.String()+procs[1].Output.String(), db.Password) {
 		t.Fatal("an archivist logged the database password")
 	}
 }
@@ -344,7 +307,7 @@ func TestArchivistKilledWhileArchiving(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	p.kill() // SIGKILL, in the middle of the callers' requests
+	p.Kill() // SIGKILL, in the middle of the callers' requests
 	wg.Wait()
 
 	q := a.start(t, archiveEnv(c, db))
@@ -404,7 +367,7 @@ func TestArchivistDatabaseDownAtStart(t *testing.T) {
 	if jsonrpc.CodeOf(err) != agentapi.CodeUnavailable || !strings.Contains(err.Error(), "archive store unavailable") {
 		t.Fatalf("archive with the database down: %v", err)
 	}
-	pid := p.cmd.Process.Pid
+	pid := p.Pid()
 
 	if err := c.Restart(); err != nil {
 		t.Fatal(err)
@@ -414,20 +377,15 @@ func TestArchivistDatabaseDownAtStart(t *testing.T) {
 	if err := p.call(agentapi.MethodArchiveDocument, doc("late"), &res); err != nil || !res.Created {
 		t.Fatalf("archive after recovery: %+v %v", res, err)
 	}
-	select {
-	case <-p.exited:
-		t.Fatal("the archivist exited")
-	default:
-	}
-	if p.cmd.Process.Pid != pid {
-		t.Fatal("restarted")
+	if !p.Alive() || p.Pid() != pid {
+		t.Fatal("the archivist exited or restarted")
 	}
 	for _, want := range []string{"archive database unavailable", "archive database ready", `"check":"archive"`} {
-		if !strings.Contains(p.out.String(), want) {
+		if !strings.Contains(p.Output.String(), want) {
 			t.Errorf("log lacks %q", want)
 		}
 	}
-	if strings.Contains(p.out.String(), db.Password) {
+	if strings.Contains(p.Output.String(), db.Password) {
 		t.Fatal("the archivist logged the database password")
 	}
 }
@@ -462,8 +420,8 @@ func TestArchivistPostgresTLS(t *testing.T) {
 	if err := bad.call(agentapi.MethodArchiveDocument, doc("refused"), nil); jsonrpc.CodeOf(err) != agentapi.CodeUnavailable {
 		t.Fatalf("archive through a wrong CA: %v", err)
 	}
-	if !strings.Contains(bad.out.String(), "certificate signed by unknown authority") {
-		t.Fatalf("the refusal's cause is not logged:\n%s", bad.out)
+	if !strings.Contains(bad.Output.String(), "certificate signed by unknown authority") {
+		t.Fatalf("the refusal's cause is not logged:\n%s", bad.Output)
 	}
 	pool := pgPool(t, db.DSN)
 	if n := count(t, pool, `SELECT COUNT(*) FROM documents`); n != 1 {

@@ -9,7 +9,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -22,8 +21,8 @@ import (
 	"github.com/ca-a2a/ca-a2a/internal/certgen"
 	"github.com/ca-a2a/ca-a2a/internal/loopback"
 	"github.com/ca-a2a/ca-a2a/internal/samples"
+	"github.com/ca-a2a/ca-a2a/internal/testutil/agentproc"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/pki"
-	"github.com/ca-a2a/ca-a2a/internal/testutil/syncbuf"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/tokens"
 	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 	"github.com/ca-a2a/ca-a2a/shared/agentclient"
@@ -41,10 +40,7 @@ const maxAgentRSS = 300 << 20
 // extractorProc is the real agent binary serving as the extractor over
 // mTLS, and a client calling it as the orchestrator does.
 type extractorProc struct {
-	cmd     *exec.Cmd
-	pid     int
-	exited  chan struct{}
-	logs    *syncbuf.Buffer
+	*agentproc.Process
 	docs    string
 	client  *agentclient.Client
 	health  *http.Client
@@ -66,7 +62,7 @@ func startExtractor(t *testing.T, extract map[string]string) *extractorProc {
 	caPath, caKey := certgen.CAPaths(certs)
 	idp := tokens.New(t, pki.LoadCA(t, caPath, caKey))
 	cert, key := certgen.LeafPaths(certs, "extractor")
-	p := &extractorProc{exited: make(chan struct{}), logs: &syncbuf.Buffer{}, docs: filepath.Join(base, "docs")}
+	p := &extractorProc{docs: filepath.Join(base, "docs")}
 	if err := os.MkdirAll(p.docs, 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -81,29 +77,7 @@ func startExtractor(t *testing.T, extract map[string]string) *extractorProc {
 	if p.timeout, err = time.ParseDuration(env["EXTRACT_TIMEOUT"]); err != nil {
 		t.Fatalf("EXTRACT_TIMEOUT: %v", err)
 	}
-	p.cmd = exec.Command(bin)
-	for k, v := range env {
-		p.cmd.Env = append(p.cmd.Env, k+"="+v)
-	}
-	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p.pid = p.cmd.Process.Pid
-	go func() { _ = p.cmd.Wait(); close(p.exited) }()
-	t.Cleanup(func() {
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.exited:
-		case <-time.After(30 * time.Second):
-			_ = p.cmd.Process.Kill()
-			<-p.exited
-			t.Error("the agent did not stop within 30s of SIGTERM")
-		}
-		if t.Failed() {
-			t.Logf("agent log:\n%s", p.logs)
-		}
-	})
+	p.Process = agentproc.Start(t, agentproc.Config{Bin: bin, Env: env})
 
 	orch, orchKey := certgen.LeafPaths(certs, "orchestrator")
 	src, closeSrc, err := certload.Load(certload.Config{CertPath: orch, KeyPath: orchKey, CAPath: caPath}, certload.Options{PollInterval: time.Hour})
@@ -122,22 +96,8 @@ func startExtractor(t *testing.T, extract map[string]string) *extractorProc {
 	tr := &http.Transport{TLSClientConfig: certload.ClientConfig(src, agentapi.AuthorizeAgent(agentapi.Extractor), certload.ClientOptions{})}
 	t.Cleanup(tr.CloseIdleConnections)
 	p.health = &http.Client{Transport: tr, Timeout: 10 * time.Second}
-
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if _, err := p.workers(); err == nil {
-			return p
-		}
-		select {
-		case <-p.exited:
-			t.Fatalf("the agent exited at start:\n%s", p.logs)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the agent did not answer /health within 30s:\n%s", p.logs)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	p.WaitUntil(t, "answer /health with its workers", func() bool { _, err := p.workers(); return err == nil })
+	return p
 }
 
 func (p *extractorProc) put(t *testing.T, key string, data []byte) {
@@ -185,18 +145,13 @@ func (p *extractorProc) workers() (agentapi.ExtractWorkers, error) {
 // alive reports whether the agent is still the process started: not
 // exited, same PID.
 func (p *extractorProc) alive() bool {
-	select {
-	case <-p.exited:
-		return false
-	default:
-	}
-	return syscall.Kill(p.pid, 0) == nil
+	return p.Alive() && syscall.Kill(p.Pid(), 0) == nil
 }
 
 // peakRSS returns the agent's VmHWM, the peak of its resident memory.
 func (p *extractorProc) peakRSS(t *testing.T) int64 {
 	t.Helper()
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", p.pid))
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", p.Pid()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,7 +175,7 @@ func (p *extractorProc) peakRSS(t *testing.T) int64 {
 // agent's clear_refs (root here, the agent being non-dumpable); without it
 // the peaks are cumulative, which only makes the bound stricter.
 func (p *extractorProc) resetPeak() bool {
-	return os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", p.pid), []byte("5"), 0) == nil
+	return os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", p.Pid()), []byte("5"), 0) == nil
 }
 
 // Hostile CSVs, generated.
@@ -294,7 +249,7 @@ func TestHostileDocuments(t *testing.T) {
 			t.Errorf("%s: answered after %s, more than EXTRACT_TIMEOUT + 5s", tc.name, took)
 		}
 		if !p.alive() {
-			t.Fatalf("%s: the agent (pid %d) died", tc.name, p.pid)
+			t.Fatalf("%s: the agent (pid %d) died", tc.name, p.Pid())
 		}
 		if rss > maxAgentRSS {
 			t.Errorf("%s: agent VmHWM %d MiB, over %d MiB", tc.name, rss>>20, maxAgentRSS>>20)
@@ -336,7 +291,7 @@ func TestHostileDocuments(t *testing.T) {
 	if want := fmt.Sprintf("ca_a2a_extract_workers_killed_total %d\n", st.KilledSinceStart); resp.StatusCode != 200 || !strings.Contains(string(text), want) {
 		t.Errorf("/metrics: %d, want %q in:\n%s", resp.StatusCode, want, text)
 	}
-	t.Logf("agent pid %d alive throughout; highest VmHWM %d MiB; workers %+v", p.pid, peak>>20, st)
+	t.Logf("agent pid %d alive throughout; highest VmHWM %d MiB; workers %+v", p.Pid(), peak>>20, st)
 }
 
 // TestValidPDFWhileHostileParsesRun: three parses that never end hold

@@ -16,7 +16,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -25,6 +24,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/ca-a2a/ca-a2a/internal/certgen"
+	"github.com/ca-a2a/ca-a2a/internal/testutil/agentproc"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/emftest"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/moto"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/pgtest"
@@ -209,21 +209,19 @@ func TestStartupRefusals(t *testing.T) {
 		}
 		addr := ln.Addr().String()
 		ln.Close()
-		env := []string{"PATH=" + os.Getenv("PATH"), "MTLS_VERIFY_SERVER=false"}
+		vars := map[string]string{"PATH": os.Getenv("PATH"), "MTLS_VERIFY_SERVER": "false"}
 		for k, v := range good {
-			if k == "AGENT_ADDR" {
-				v = addr
-			}
+			vars[k] = v
+		}
+		vars["AGENT_ADDR"] = addr
+		var env []string
+		for k, v := range vars {
 			env = append(env, k+"="+v)
 		}
-		cmd := exec.Command(bin)
-		cmd.Env = env
-		var out, stdout syncbuf.Buffer // logs (stderr), EMF lines (stdout)
-		cmd.Stdout, cmd.Stderr = &stdout, &out
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(1500 * time.Millisecond)
+		var stdout syncbuf.Buffer // EMF lines; the logs are p.Output
+		p := agentproc.Start(t, agentproc.Config{Bin: bin, Env: vars, Stdout: &stdout})
+		out := p.Output
+		p.WaitUntil(t, "listen", func() bool { return strings.Contains(out.String(), `"msg":"agent listening"`) })
 		// The identity provider is unreachable: the agent is up but degraded.
 		probe := func(args ...string) int {
 			hc := exec.Command(bin, append([]string{"healthcheck"}, args...)...)
@@ -255,17 +253,8 @@ func TestStartupRefusals(t *testing.T) {
 		if resp.StatusCode != http.StatusUnauthorized {
 			t.Fatalf("call without token: %d", resp.StatusCode)
 		}
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatalf("exit after SIGTERM: %v\n%s", err, out.String())
-			}
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			t.Fatal("agent did not stop within 30s of SIGTERM")
+		if err := p.Stop(); err != nil {
+			t.Fatalf("exit after SIGTERM: %v\n%s", err, out.String())
 		}
 		for _, want := range []string{"protection switched off", "MTLS_VERIFY_SERVER=false", "agent listening", "stopped", `"reason":"missing_token"`} {
 			if !strings.Contains(out.String(), want) {
