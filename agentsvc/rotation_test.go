@@ -362,17 +362,7 @@ func fileSource(t *testing.T, s *stack.Stack, name string) certload.Source {
 func TestRevocation(t *testing.T) {
 	s := stack.Start(t)
 	lambda := newCaller(t, s, "lambda")
-
-	asLambda := newKeptAlive(t, s, fileSource(t, s, "lambda"), "lambda", "orchestrator")
-	asOrchestrator := newKeptAlive(t, s, fileSource(t, s, "orchestrator"), "orchestrator", "validator")
-	for _, c := range []struct {
-		k   *keptAlive
-		url string
-	}{{asLambda, s.URLs["orchestrator"]}, {asOrchestrator, s.URLs["validator"]}} {
-		if a := c.k.call(t, c.url); a.err != nil || a.status != 200 || a.reused {
-			t.Fatalf("first call: %+v", a)
-		}
-	}
+	asLambda, asOrchestrator := keptAliveConnections(t, s)
 
 	t.Run("the orchestrator refuses a revoked peer", func(t *testing.T) {
 		if err := certgen.Revoke(certgen.RevokeOptions{Dir: s.CertsDir, Name: "validator"}); err != nil {
@@ -409,74 +399,28 @@ func TestRevocation(t *testing.T) {
 		if err := certgen.Revoke(certgen.RevokeOptions{Dir: s.CertsDir, Name: "lambda"}); err != nil {
 			t.Fatal(err)
 		}
-		var refused answer
-		eventually(t, "the revoked client refused", func() bool {
-			refused = asLambda.call(t, s.URLs["orchestrator"])
-			return refused.status == 401
-		})
-		if !refused.reused || !refused.shut || !strings.Contains(refused.body, "client certificate has been revoked") || !strings.Contains(refused.body, `"code":-32010`) ||
-			!strings.Contains(refused.body, `"reason":"certificate_revoked"`) {
-			t.Fatalf("refusal on the kept-alive connection: %+v", refused)
-		}
-		if a := asLambda.call(t, s.URLs["orchestrator"]); a.err == nil || a.reused {
-			t.Fatalf("a new connection of the revoked client: %+v", a)
-		}
-		if !strings.Contains(s.Log("orchestrator"), `"msg":"client certificate refused on an open connection"`) {
-			t.Error("no log line for the refusal on the open connection")
-		}
-		for _, a := range stack.Agents {
-			eventually(t, a+" refuses the revoked client at the handshake", func() bool { return agentRefuses(t, s, a, "lambda") })
-		}
-		// The unrevoked client keeps its connection and its calls.
-		if a := asOrchestrator.call(t, s.URLs["validator"]); a.err != nil || a.status != 200 || !a.reused {
-			t.Fatalf("unrevoked client: %+v", a)
-		}
+		lambdaRefused(t, s, asLambda, asOrchestrator)
 	})
 
 	t.Run("a CRL no trusted CA signed is refused, the previous one kept", func(t *testing.T) {
-		impostor := pki.NewCA(t, "CA A2A Root CA") // the trusted name, another key
-		orch := fileSource(t, s, "orchestrator").Bundle().Leaf()
-		der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{Number: big.NewInt(99), ThisUpdate: time.Now(), NextUpdate: time.Now().Add(time.Hour),
-			RevokedCertificateEntries: []x509.RevocationListEntry{{SerialNumber: orch.SerialNumber, RevocationTime: time.Now()}}}, impostor.Cert, impostor.Key)
-		if err != nil {
-			t.Fatal(err)
-		}
 		crlPath := certgen.CRLPath(s.CertsDir)
-		if err := os.WriteFile(crlPath+".tmp", pem.EncodeToMemory(&pem.Block{Type: certload.PEMTypeCRL, Bytes: der}), 0o644); err != nil {
+		if err := os.WriteFile(crlPath+".tmp", forgedCRL(t, s), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		if err := os.Rename(crlPath+".tmp", crlPath); err != nil {
 			t.Fatal(err)
 		}
-		for _, a := range stack.Agents {
-			eventually(t, a+" logs the refusal", func() bool {
-				return strings.Contains(s.Log(a), `"msg":"CRL refused; the previous CRL stays in force"`)
-			})
-			line := logLineWith(s.Log(a), "CRL refused")
-			for _, want := range []string{`"level":"ERROR"`, certgen.CRLPath(s.CertsDir), "not signed by a trusted CA"} {
-				if !strings.Contains(line, want) {
-					t.Errorf("%s: refusal line %s lacks %q", a, line, want)
-				}
-			}
-		}
-		for _, a := range stack.Agents {
-			if !agentRefuses(t, s, a, "lambda") {
-				t.Errorf("%s no longer refuses lambda: the previous CRL was dropped", a)
-			}
-		}
-		if a := newKeptAlive(t, s, fileSource(t, s, "orchestrator"), "orchestrator", "extractor").call(t, s.URLs["extractor"]); a.err != nil || a.status != 200 {
-			t.Fatalf("the forged CRL's revocation of the orchestrator was applied: %+v", a)
-		}
+		forgedCRLRefused(t, s, crlPath)
 	})
 }
 
 // TestRevocationFromSecretsManager: agents configured as in AWS
 // (MTLS_CRL_SECRET_ID) apply a revocation that certgen publish writes to
-// the secret, without a restart: the revoked client is refused on its
-// kept-alive connection and at the handshake, an unrevoked one is
-// unaffected. A version no trusted CA signed is refused with a clear log
-// line, and a read that fails (the secret deleted) is logged; both leave
-// the previous list in force.
+// the secret, without a restart, as they apply the file: the revoked client
+// is refused on its kept-alive connection and at the handshake, an
+// unrevoked one is unaffected. A version no trusted CA signed is refused
+// with a clear log line, and a read that fails (the secret deleted) is
+// logged; both leave the previous list in force.
 func TestRevocationFromSecretsManager(t *testing.T) {
 	endpoint := moto.Start(t)
 	moto.Env(t, endpoint)
@@ -491,17 +435,7 @@ func TestRevocationFromSecretsManager(t *testing.T) {
 			t.Fatalf("%s did not load its CRL from the secret: %s", a, line)
 		}
 	}
-
-	asLambda := newKeptAlive(t, s, fileSource(t, s, "lambda"), "lambda", "orchestrator")
-	asOrchestrator := newKeptAlive(t, s, fileSource(t, s, "orchestrator"), "orchestrator", "validator")
-	for _, c := range []struct {
-		k   *keptAlive
-		url string
-	}{{asLambda, s.URLs["orchestrator"]}, {asOrchestrator, s.URLs["validator"]}} {
-		if a := c.k.call(t, c.url); a.err != nil || a.status != 200 || a.reused {
-			t.Fatalf("first call: %+v", a)
-		}
-	}
+	asLambda, asOrchestrator := keptAliveConnections(t, s)
 
 	// The runbook: revoke, publish; no redeploy.
 	if err := certgen.Revoke(certgen.RevokeOptions{Dir: s.CertsDir, Name: "lambda"}); err != nil {
@@ -510,50 +444,14 @@ func TestRevocationFromSecretsManager(t *testing.T) {
 	if err := certgen.Publish(t.Context(), sm, s.CertsDir, "ca-a2a/", nil, t.Logf); err != nil {
 		t.Fatal(err)
 	}
-	var refused answer
-	eventually(t, "the revoked client refused on its connection", func() bool {
-		refused = asLambda.call(t, s.URLs["orchestrator"])
-		return refused.status == 401
-	})
-	if !refused.reused || !refused.shut || !strings.Contains(refused.body, `"reason":"certificate_revoked"`) {
-		t.Fatalf("refusal on the kept-alive connection: %+v", refused)
-	}
-	for _, a := range stack.Agents {
-		eventually(t, a+" refuses the revoked client at the handshake", func() bool { return agentRefuses(t, s, a, "lambda") })
-	}
-	if a := asOrchestrator.call(t, s.URLs["validator"]); a.err != nil || a.status != 200 || !a.reused {
-		t.Fatalf("unrevoked client: %+v", a)
-	}
+	lambdaRefused(t, s, asLambda, asOrchestrator)
 
 	t.Run("a version no trusted CA signed is refused, the previous list kept", func(t *testing.T) {
-		impostor := pki.NewCA(t, "CA A2A Root CA") // the trusted name, another key
-		orch := fileSource(t, s, "orchestrator").Bundle().Leaf()
-		der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{Number: big.NewInt(99), ThisUpdate: time.Now(), NextUpdate: time.Now().Add(time.Hour),
-			RevokedCertificateEntries: []x509.RevocationListEntry{{SerialNumber: orch.SerialNumber, RevocationTime: time.Now()}}}, impostor.Cert, impostor.Key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		forged := string(pem.EncodeToMemory(&pem.Block{Type: certload.PEMTypeCRL, Bytes: der}))
+		forged := string(forgedCRL(t, s))
 		if _, err := sm.PutSecretValue(t.Context(), &secretsmanager.PutSecretValueInput{SecretId: aws.String(stack.CRLSecretID), SecretString: &forged}); err != nil {
 			t.Fatal(err)
 		}
-		for _, a := range stack.Agents {
-			eventually(t, a+" logs the refusal", func() bool {
-				return strings.Contains(s.Log(a), `"msg":"CRL refused; the previous CRL stays in force"`)
-			})
-			line := logLineWith(s.Log(a), "CRL refused")
-			for _, want := range []string{`"level":"ERROR"`, "secret ca-a2a/crl", "not signed by a trusted CA"} {
-				if !strings.Contains(line, want) {
-					t.Errorf("%s: refusal line %s lacks %q", a, line, want)
-				}
-			}
-			if !agentRefuses(t, s, a, "lambda") {
-				t.Errorf("%s no longer refuses lambda: the previous CRL was dropped", a)
-			}
-		}
-		if a := newKeptAlive(t, s, fileSource(t, s, "orchestrator"), "orchestrator", "extractor").call(t, s.URLs["extractor"]); a.err != nil || a.status != 200 {
-			t.Fatalf("the forged CRL's revocation of the orchestrator was applied: %+v", a)
-		}
+		forgedCRLRefused(t, s, "secret "+stack.CRLSecretID)
 	})
 
 	t.Run("a failed read keeps the previous list", func(t *testing.T) {
@@ -572,6 +470,94 @@ func TestRevocationFromSecretsManager(t *testing.T) {
 			}
 		}
 	})
+}
+
+// keptAliveConnections opens the two connections the revocation tests
+// watch, each after a first call: lambda's to the orchestrator (lambda is
+// the one revoked) and the orchestrator's to the validator (never revoked).
+func keptAliveConnections(t *testing.T, s *stack.Stack) (asLambda, asOrchestrator *keptAlive) {
+	t.Helper()
+	asLambda = newKeptAlive(t, s, fileSource(t, s, "lambda"), "lambda", "orchestrator")
+	asOrchestrator = newKeptAlive(t, s, fileSource(t, s, "orchestrator"), "orchestrator", "validator")
+	for _, c := range []struct {
+		k   *keptAlive
+		url string
+	}{{asLambda, s.URLs["orchestrator"]}, {asOrchestrator, s.URLs["validator"]}} {
+		if a := c.k.call(t, c.url); a.err != nil || a.status != 200 || a.reused {
+			t.Fatalf("first call: %+v", a)
+		}
+	}
+	return asLambda, asOrchestrator
+}
+
+// lambdaRefused checks, once lambda's certificate is revoked, that it is
+// refused on its kept-alive connection (401, connection closed, logged),
+// then at every agent's handshake, while the orchestrator's connection
+// keeps working.
+func lambdaRefused(t *testing.T, s *stack.Stack, asLambda, asOrchestrator *keptAlive) {
+	t.Helper()
+	var refused answer
+	eventually(t, "the revoked client refused", func() bool {
+		refused = asLambda.call(t, s.URLs["orchestrator"])
+		return refused.status == 401
+	})
+	if !refused.reused || !refused.shut || !strings.Contains(refused.body, "client certificate has been revoked") || !strings.Contains(refused.body, `"code":-32010`) ||
+		!strings.Contains(refused.body, `"reason":"certificate_revoked"`) {
+		t.Fatalf("refusal on the kept-alive connection: %+v", refused)
+	}
+	if a := asLambda.call(t, s.URLs["orchestrator"]); a.err == nil || a.reused {
+		t.Fatalf("a new connection of the revoked client: %+v", a)
+	}
+	if !strings.Contains(s.Log("orchestrator"), `"msg":"client certificate refused on an open connection"`) {
+		t.Error("no log line for the refusal on the open connection")
+	}
+	for _, a := range stack.Agents {
+		eventually(t, a+" refuses the revoked client at the handshake", func() bool { return agentRefuses(t, s, a, "lambda") })
+	}
+	// The unrevoked client keeps its connection and its calls.
+	if a := asOrchestrator.call(t, s.URLs["validator"]); a.err != nil || a.status != 200 || !a.reused {
+		t.Fatalf("unrevoked client: %+v", a)
+	}
+}
+
+// forgedCRL is a PEM CRL that revokes the orchestrator, signed by an
+// impostor of the CA: its name, another key.
+func forgedCRL(t *testing.T, s *stack.Stack) []byte {
+	t.Helper()
+	impostor := pki.NewCA(t, "CA A2A Root CA")
+	orch := fileSource(t, s, "orchestrator").Bundle().Leaf()
+	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{Number: big.NewInt(99), ThisUpdate: time.Now(), NextUpdate: time.Now().Add(time.Hour),
+		RevokedCertificateEntries: []x509.RevocationListEntry{{SerialNumber: orch.SerialNumber, RevocationTime: time.Now()}}}, impostor.Cert, impostor.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: certload.PEMTypeCRL, Bytes: der})
+}
+
+// forgedCRLRefused waits for every agent to refuse the forgedCRL read from
+// origin with a clear log line, then checks the previous list stays in
+// force (lambda refused) and the forged one's revocation is not applied.
+func forgedCRLRefused(t *testing.T, s *stack.Stack, origin string) {
+	t.Helper()
+	for _, a := range stack.Agents {
+		eventually(t, a+" logs the refusal", func() bool {
+			return strings.Contains(s.Log(a), `"msg":"CRL refused; the previous CRL stays in force"`)
+		})
+		line := logLineWith(s.Log(a), "CRL refused")
+		for _, want := range []string{`"level":"ERROR"`, origin, "not signed by a trusted CA"} {
+			if !strings.Contains(line, want) {
+				t.Errorf("%s: refusal line %s lacks %q", a, line, want)
+			}
+		}
+	}
+	for _, a := range stack.Agents {
+		if !agentRefuses(t, s, a, "lambda") {
+			t.Errorf("%s no longer refuses lambda: the previous CRL was dropped", a)
+		}
+	}
+	if a := newKeptAlive(t, s, fileSource(t, s, "orchestrator"), "orchestrator", "extractor").call(t, s.URLs["extractor"]); a.err != nil || a.status != 200 {
+		t.Fatalf("the forged CRL's revocation of the orchestrator was applied: %+v", a)
+	}
 }
 
 // logLineWith returns the last line of log that contains s.
