@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -19,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/ca-a2a/ca-a2a/internal/loopback"
+	"github.com/ca-a2a/ca-a2a/internal/procgroup"
 )
 
 const (
@@ -148,11 +148,11 @@ func (a *account) searchable(dir string) error {
 	}
 }
 
-// sysProcAttr puts the child in a process group of its own, out of reach of
-// the terminal's signals and killable as a whole (initdb's children), and
-// runs it as the account.
+// sysProcAttr runs the child as the account; procgroup puts it in a
+// process group of its own, out of reach of the terminal's signals and
+// killable as a whole (initdb's children).
 func (c *Cluster) sysProcAttr() *syscall.SysProcAttr {
-	attr := &syscall.SysProcAttr{Setpgid: true}
+	attr := &syscall.SysProcAttr{}
 	if c.acct != nil {
 		attr.Credential = &syscall.Credential{Uid: c.acct.uid, Gid: c.acct.gid, Groups: []uint32{}}
 	}
@@ -277,18 +277,19 @@ func (c *Cluster) initdb() error {
 	defer os.Remove(pwfile)
 	ctx, cancel := context.WithTimeout(context.Background(), initdbTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, c.bins.Initdb,
+	cmd := exec.Command(c.bins.Initdb,
 		"--pgdata", c.dataDir, "--username", AdminUser, "--pwfile", pwfile,
 		"--auth", "scram-sha-256", "--encoding", "UTF8", "--no-locale", "--no-sync")
-	if err := c.runBounded(cmd); err != nil {
+	if err := c.runBounded(ctx, cmd); err != nil {
 		return fmt.Errorf("pgcluster: initdb: %w (output in %s)", err, c.logPath)
 	}
 	return nil
 }
 
 // runBounded runs a short-lived command with the cluster's identity, output
-// into the log, killing its process group when the context ends.
-func (c *Cluster) runBounded(cmd *exec.Cmd) error {
+// into the log, killing its process group (initdb's children too) when ctx
+// ends.
+func (c *Cluster) runBounded(ctx context.Context, cmd *exec.Cmd) error {
 	log, err := os.OpenFile(c.logPath, os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
 		return fmt.Errorf("pgcluster: %w", err)
@@ -297,9 +298,17 @@ func (c *Cluster) runBounded(cmd *exec.Cmd) error {
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.Dir, cmd.Env = c.dir, c.env()
 	cmd.SysProcAttr = c.sysProcAttr()
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
-	return cmd.Run()
+	p, err := procgroup.Start(cmd)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-p.Exited():
+		return p.Err()
+	case <-ctx.Done():
+		p.Stop(syscall.SIGKILL, 0)
+		return ctx.Err()
+	}
 }
 
 // writeHBA replaces initdb's pg_hba.conf: passwords only; with TLS, TCP
@@ -364,10 +373,11 @@ func (c *Cluster) run() error {
 	// If this process dies without its cleanups (killed, a test -timeout), the
 	// kernel kills the postmaster, and its backends notice and exit.
 	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
-	s, err := launch(cmd)
+	p, err := procgroup.Start(cmd)
 	if err != nil {
 		return fmt.Errorf("pgcluster: starting %s: %w", c.bins.Postgres, err)
 	}
+	s := &server{cmd: cmd, proc: p}
 	if err := c.waitReady(s); err != nil {
 		_ = s.stop(false)
 		return fmt.Errorf("%w (port %d, log in %s)", err, c.port, c.logPath)
@@ -389,7 +399,7 @@ func (c *Cluster) waitReady(s *server) error {
 			return nil
 		}
 		select {
-		case <-s.exited:
+		case <-s.proc.Exited():
 			return errExited
 		default:
 		}
@@ -424,33 +434,11 @@ func sameFile(a, b string) bool {
 	return err1 == nil && err2 == nil && os.SameFile(sa, sb)
 }
 
-// server is one postmaster process.
+// server is one postmaster process, started by procgroup (which keeps the
+// thread that started it, so that the parent-death signal holds).
 type server struct {
-	cmd    *exec.Cmd
-	exited chan struct{} // closed once cmd.Wait returned
-}
-
-// launch starts cmd from a goroutine locked to its OS thread for the child's
-// whole life: the parent-death signal fires when the thread that started the
-// child ends, and the Go runtime may end threads before the process does.
-// The goroutine ends (and its thread with it) once the child is reaped.
-func launch(cmd *exec.Cmd) (*server, error) {
-	s := &server{cmd: cmd, exited: make(chan struct{})}
-	started := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		if err := cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		started <- nil
-		_ = cmd.Wait()
-		close(s.exited)
-	}()
-	if err := <-started; err != nil {
-		return nil, err
-	}
-	return s, nil
+	cmd  *exec.Cmd
+	proc *procgroup.Process
 }
 
 // stop asks for a fast shutdown (SIGINT) when graceful, which the
@@ -460,7 +448,7 @@ func (s *server) stop(graceful bool) error {
 	if graceful {
 		_ = s.cmd.Process.Signal(os.Interrupt)
 		select {
-		case <-s.exited:
+		case <-s.proc.Exited():
 			return nil
 		case <-time.After(stopTimeout):
 		}
@@ -484,7 +472,7 @@ func (s *server) kill() error {
 	_ = s.cmd.Process.Signal(syscall.SIGKILL)
 	deadline := time.After(killTimeout)
 	select {
-	case <-s.exited:
+	case <-s.proc.Exited():
 	case <-deadline:
 		return fmt.Errorf("pgcluster: postgres (pid %d) still runs %s after SIGKILL", s.cmd.Process.Pid, killTimeout)
 	}

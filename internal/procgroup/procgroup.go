@@ -6,6 +6,7 @@ package procgroup
 
 import (
 	"os/exec"
+	"runtime"
 	"syscall"
 	"time"
 )
@@ -21,6 +22,12 @@ type Process struct {
 // waits for it in the background. Unless cmd sets WaitDelay, the wait for
 // its output pipes after it ended is bounded (5 s): a descendant that left
 // the group cannot hold Stop forever.
+//
+// When cmd asks for a parent-death signal (SysProcAttr.Pdeathsig, so that
+// the command dies with this process even when no cleanup runs), it is
+// started from a goroutine locked to its OS thread for the command's whole
+// life: the signal fires when the thread that started the child ends, and
+// the Go runtime may end threads before the process does.
 func Start(cmd *exec.Cmd) (*Process, error) {
 	if cmd.SysProcAttr == nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
@@ -29,11 +36,25 @@ func Start(cmd *exec.Cmd) (*Process, error) {
 	if cmd.WaitDelay == 0 {
 		cmd.WaitDelay = 5 * time.Second
 	}
-	if err := cmd.Start(); err != nil {
+	p := &Process{cmd: cmd, exited: make(chan struct{})}
+	started := make(chan error, 1)
+	go func() {
+		if cmd.SysProcAttr.Pdeathsig != 0 {
+			// Never unlocked: the thread ends with this goroutine, once
+			// the child is reaped.
+			runtime.LockOSThread()
+		}
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		p.err = cmd.Wait()
+		close(p.exited)
+	}()
+	if err := <-started; err != nil {
 		return nil, err
 	}
-	p := &Process{cmd: cmd, exited: make(chan struct{})}
-	go func() { p.err = cmd.Wait(); close(p.exited) }()
 	return p, nil
 }
 

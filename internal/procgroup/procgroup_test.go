@@ -3,9 +3,11 @@ package procgroup_test
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -84,5 +86,67 @@ func TestStop(t *testing.T) {
 			}
 			p.Stop(tc.sig, 0) // twice is harmless
 		})
+	}
+}
+
+// pdeathsigHelper makes this test binary start `sleep 60` with a
+// parent-death signal from a goroutine that locks its thread and ends (so
+// the thread that called Start is gone), print the child's pid, and wait.
+const pdeathsigHelper = "PROCGROUP_PDEATHSIG_HELPER"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(pdeathsigHelper) != "" {
+		pids := make(chan int)
+		go func() {
+			runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+			cmd := exec.Command("sleep", "60")
+			cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+			p, err := procgroup.Start(cmd)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				os.Exit(1)
+			}
+			pids <- p.Pid()
+		}()
+		fmt.Println(<-pids)
+		select {}
+	}
+	os.Exit(m.Run())
+}
+
+// TestParentDeathSignal: a command started with Pdeathsig outlives the
+// thread that called Start, and dies with this process even when no
+// cleanup runs (here: the process is SIGKILLed).
+func TestParentDeathSignal(t *testing.T) {
+	helper := exec.Command(os.Args[0], "-test.run=^$")
+	helper.Env = append(os.Environ(), pdeathsigHelper+"=1")
+	out, err := helper.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := helper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = helper.Process.Kill(); _ = helper.Wait() }()
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatalf("helper: %v", err)
+	}
+	child, err := strconv.Atoi(strings.TrimSpace(line))
+	if err != nil {
+		t.Fatalf("helper printed %q", line)
+	}
+	if !alive(t, child) {
+		t.Fatal("the child died with the thread that started it")
+	}
+	_ = helper.Process.Kill()
+	_ = helper.Wait()
+	deadline := time.Now().Add(10 * time.Second)
+	for alive(t, child) {
+		if time.Now().After(deadline) {
+			_ = syscall.Kill(child, syscall.SIGKILL)
+			t.Fatal("the child outlived its parent by 10s: no parent-death signal")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
