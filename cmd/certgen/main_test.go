@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/ca-a2a/ca-a2a/internal/certgen"
+	"github.com/ca-a2a/ca-a2a/internal/testutil/ci"
 )
 
 // certgenRun runs one command line in-process and returns its exit status and
@@ -119,10 +120,7 @@ func requireTool(t *testing.T, name string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
 	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is required in CI but is not on PATH", name)
-		}
-		t.Skipf("SKIPPING: %s is not on PATH; this check did NOT run", name)
+		ci.Required(t, name+" is not on PATH")
 	}
 	return p
 }

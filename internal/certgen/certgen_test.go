@@ -18,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
+	"github.com/ca-a2a/ca-a2a/internal/testutil/ci"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/moto"
 )
 
@@ -53,10 +54,7 @@ func readKey(t *testing.T, path string) any {
 
 func requireOpenSSL(t *testing.T) {
 	if _, err := exec.LookPath("openssl"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("openssl is required in CI")
-		}
-		t.Skip("SKIPPING: openssl not installed")
+		ci.Required(t, "openssl is not on PATH (apt-get install openssl)")
 	}
 }
 

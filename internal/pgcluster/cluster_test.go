@@ -11,6 +11,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/goleak"
+
+	"github.com/ca-a2a/ca-a2a/internal/testutil/ci"
 )
 
 // The cluster's life as a test sees it (stop, kill, restart, TLS, failure
@@ -28,10 +30,7 @@ func binaries(t *testing.T) Binaries {
 	if err == nil {
 		return b
 	}
-	if ci := os.Getenv("CI"); ci != "" && ci != "false" && ci != "0" {
-		t.Fatalf("%v: PostgreSQL is required in CI", err)
-	}
-	t.Skipf("SKIPPING: %v; the PostgreSQL code paths are NOT tested here", err)
+	ci.Required(t, err.Error()+" (apt-get install postgresql); the PostgreSQL code paths are not tested")
 	return Binaries{}
 }
 

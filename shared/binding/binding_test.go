@@ -25,6 +25,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"go.uber.org/goleak"
 
+	"github.com/ca-a2a/ca-a2a/internal/testutil/ci"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/pki"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/tokens"
 	"github.com/ca-a2a/ca-a2a/shared/agentapi"
@@ -444,10 +445,7 @@ func TestKeySetRefusesPlainHTTP(t *testing.T) {
 // TestThumbprintMatchesOpenSSL cross-checks Thumbprint against openssl.
 func TestThumbprintMatchesOpenSSL(t *testing.T) {
 	if _, err := exec.LookPath("openssl"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("openssl is required in CI")
-		}
-		t.Skip("SKIPPING: openssl not installed")
+		ci.Required(t, "openssl is not on PATH (apt-get install openssl)")
 	}
 	leaf := pki.NewCA(t, "CA").Issue(t, "lambda")
 	path := filepath.Join(t.TempDir(), "cert.pem")

@@ -23,6 +23,7 @@ import (
 
 	"github.com/ca-a2a/ca-a2a/internal/loopback"
 	"github.com/ca-a2a/ca-a2a/internal/procgroup"
+	"github.com/ca-a2a/ca-a2a/internal/testutil/ci"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/repo"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/syncbuf"
 	"github.com/ca-a2a/ca-a2a/shared/agentapi"
@@ -112,10 +113,7 @@ var installMu sync.Mutex
 func Install(t testing.TB) string {
 	t.Helper()
 	if _, err := exec.LookPath("node"); err != nil {
-		if ci := os.Getenv("CI"); ci != "" && ci != "false" && ci != "0" {
-			t.Fatal("idp: node is required in CI (the local identity provider is the npm oidc-provider)")
-		}
-		t.Skip("SKIPPING: node is not installed, so the tests against the real identity provider (dev/idp) do not run here")
+		ci.Required(t, "idp: node is not installed, so the tests against the real identity provider (dev/idp, the npm oidc-provider) do not run")
 	}
 	dir := filepath.Join(repo.Root(t), "dev", "idp")
 	lockfile, err := os.ReadFile(filepath.Join(dir, "package-lock.json"))

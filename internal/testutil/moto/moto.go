@@ -22,6 +22,7 @@ import (
 
 	"github.com/ca-a2a/ca-a2a/internal/loopback"
 	"github.com/ca-a2a/ca-a2a/internal/procgroup"
+	"github.com/ca-a2a/ca-a2a/internal/testutil/ci"
 )
 
 const (
@@ -48,10 +49,7 @@ func Start(t testing.TB) string {
 	t.Helper()
 	bin, err := exec.LookPath("moto_server")
 	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("moto: moto_server is required in CI but is not on PATH (pip install 'moto[server]')")
-		}
-		t.Skip("SKIPPING: moto_server is not on PATH (pip install 'moto[server]'); AWS code paths are NOT tested here")
+		ci.Required(t, "moto: moto_server is not on PATH (pip install 'moto[server]'), so the AWS code paths are not tested")
 	}
 	var lastErr error
 	var failedLogs []string // of attempts that a later one replaces

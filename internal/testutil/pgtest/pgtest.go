@@ -38,6 +38,7 @@ import (
 	"testing"
 
 	"github.com/ca-a2a/ca-a2a/internal/pgcluster"
+	"github.com/ca-a2a/ca-a2a/internal/testutil/ci"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/pki"
 )
 
@@ -188,13 +189,6 @@ func collect(opts []Option) *options {
 	return o
 }
 
-// ciRequired reports whether a missing PostgreSQL is a failure (CI) rather
-// than a skip.
-func ciRequired() bool {
-	ci := os.Getenv("CI")
-	return ci != "" && ci != "false" && ci != "0"
-}
-
 // requireBinaries finds the server programs, or skips the test (outside CI)
 // or fails it (CI).
 func requireBinaries(t testing.TB) pgcluster.Binaries {
@@ -203,10 +197,7 @@ func requireBinaries(t testing.TB) pgcluster.Binaries {
 	if err == nil {
 		return b
 	}
-	if ciRequired() {
-		t.Fatalf("%v: PostgreSQL is required in CI (apt-get install postgresql)", err)
-	}
-	t.Skipf("SKIPPING: %v (apt-get install postgresql); the PostgreSQL code paths are NOT tested here", err)
+	ci.Required(t, err.Error()+" (apt-get install postgresql); the PostgreSQL code paths are not tested")
 	return pgcluster.Binaries{}
 }
 
