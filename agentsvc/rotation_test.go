@@ -233,15 +233,21 @@ func TestCARotationUnderLoad(t *testing.T) {
 	eventually(t, "step 1: the identity provider accepts a client of the next CA", func() bool { return idpIssues(t, s, &newLeaf) })
 	l.flowing(t, "after step 1", 30)
 
-	// A connection of the old CA opened now, kept alive across step 3.
-	keptOld := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true, Certificates: []tls.Certificate{oldLeaf}}}
-	defer keptOld.CloseIdleConnections()
-	keptClient := &http.Client{Transport: keptOld, Timeout: 10 * time.Second}
-	if r, err := keptClient.Get(s.URLs["orchestrator"] + "/health"); err != nil {
-		t.Fatal(err)
-	} else {
-		_, _ = io.Copy(io.Discard, r.Body)
-		r.Body.Close()
+	// Connections of the old CA opened now, kept alive across step 3: one
+	// presents the leaf alone, the other sends a copy of the old CA's
+	// certificate along (which must not vouch for the leaf after step 3).
+	oldWithCA := tls.Certificate{Certificate: [][]byte{oldLeaf.Certificate[0], oldCA.Cert.Raw}, PrivateKey: oldLeaf.PrivateKey}
+	kept := map[string]*http.Client{}
+	for name, cert := range map[string]tls.Certificate{"leaf alone": oldLeaf, "leaf and old CA": oldWithCA} {
+		tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true, Certificates: []tls.Certificate{cert}}}
+		defer tr.CloseIdleConnections()
+		kept[name] = &http.Client{Transport: tr, Timeout: 10 * time.Second}
+		if r, err := kept[name].Get(s.URLs["orchestrator"] + "/health"); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		} else {
+			_, _ = io.Copy(io.Discard, r.Body)
+			r.Body.Close()
+		}
 	}
 
 	// Step 2: every leaf from the next CA.
@@ -279,20 +285,22 @@ func TestCARotationUnderLoad(t *testing.T) {
 	l.flowing(t, "after step 3", 30)
 	l.finish(t)
 
-	// The connection opened with the old CA's certificate before step 3 is
-	// refused on its next request and closed.
-	var reused bool
-	req, _ := http.NewRequest(http.MethodGet, s.URLs["orchestrator"]+"/health", nil)
-	req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) { reused = i.Reused }}))
-	r, err := keptClient.Do(req)
-	if err != nil {
-		t.Fatalf("kept-alive connection of the old CA: %v", err)
-	}
-	body, _ := io.ReadAll(r.Body)
-	r.Body.Close()
-	if !reused || r.StatusCode != 401 || !r.Close || !strings.Contains(string(body), "no longer trusted") ||
-		!strings.Contains(string(body), `"reason":"certificate_untrusted"`) {
-		t.Fatalf("kept-alive connection of the old CA: reused %v, %d %s, closed %v", reused, r.StatusCode, body, r.Close)
+	// The connections opened with the old CA's certificate before step 3
+	// are refused on their next request and closed.
+	for name, c := range kept {
+		var reused bool
+		req, _ := http.NewRequest(http.MethodGet, s.URLs["orchestrator"]+"/health", nil)
+		req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) { reused = i.Reused }}))
+		r, err := c.Do(req)
+		if err != nil {
+			t.Fatalf("kept-alive connection of the old CA (%s): %v", name, err)
+		}
+		body, _ := io.ReadAll(r.Body)
+		r.Body.Close()
+		if !reused || r.StatusCode != 401 || !r.Close || !strings.Contains(string(body), "no longer trusted") ||
+			!strings.Contains(string(body), `"reason":"certificate_untrusted"`) {
+			t.Errorf("kept-alive connection of the old CA (%s): reused %v, %d %s, closed %v", name, reused, r.StatusCode, body, r.Close)
+		}
 	}
 }
 

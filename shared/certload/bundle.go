@@ -68,6 +68,9 @@ type Bundle struct {
 	CACerts []*x509.Certificate
 	// Origin names where the material came from.
 	Origin Origin
+
+	// signed remembers which peer leaves CACerts signed (CheckPeer).
+	signed *signedMemo
 }
 
 // Leaf returns the bundle's leaf certificate.
@@ -105,7 +108,7 @@ func Parse(certPEM, keyPEM, caPEM []byte, origin Origin, usage Usage, now time.T
 		return nil, fmt.Errorf("%w (%s, %s)", ErrKeyMismatch, origin.Cert, origin.Key)
 	}
 	pair.Leaf = chain[0]
-	b := &Bundle{Certificate: pair, CACerts: cas, Roots: poolOf(cas), Origin: origin}
+	b := &Bundle{Certificate: pair, CACerts: cas, Roots: poolOf(cas), Origin: origin, signed: newSignedMemo()}
 	if err := b.verifyLeaf(chain[0], chain[1:], usage, now); err != nil {
 		return nil, fmt.Errorf("%w (%s)", err, origin.Cert)
 	}

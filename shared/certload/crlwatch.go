@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"slices"
 	"sync"
@@ -378,12 +379,14 @@ func readBounded(path string, limit int64) ([]byte, error) {
 
 // CheckPeer says whether a peer certificate chain that passed the handshake
 // may still be used at now, on a connection that may have been open for
-// long: the leaf is inside its validity window, was issued by a CA that is
-// still in b (or by an intermediate the peer presented), and is not on the
-// CRL of revs (nil: none). It is meant for every request, so it costs a
-// time comparison, a few byte comparisons and a map lookup, and allocates
-// nothing. It returns ErrExpired, ErrNotYetValid, ErrUntrusted or
-// ErrRevoked, unwrapped.
+// long: the leaf is inside its validity window, is signed by a CA that is
+// still in b, and is not on the CRL of revs (nil: none). The rest of the
+// chain is ignored: the peer sent it, nobody verified it, and certgen's CA
+// (path length 0) issues leaves directly. It is meant for every request:
+// the signature check is done once per leaf and bundle and remembered in
+// the bundle, so a call costs a time comparison, a map lookup and the CRL
+// lookup, and allocates nothing. It returns ErrExpired, ErrNotYetValid,
+// ErrUntrusted or ErrRevoked, unwrapped.
 func CheckPeer(chain []*x509.Certificate, b *Bundle, revs *Revocations, now time.Time) error {
 	if len(chain) == 0 {
 		return nil
@@ -394,7 +397,7 @@ func CheckPeer(chain []*x509.Certificate, b *Bundle, revs *Revocations, now time
 		return ErrExpired
 	case now.Before(leaf.NotBefore):
 		return ErrNotYetValid
-	case !issuedWithin(leaf, chain[1:], b.CACerts):
+	case !b.signedLeaf(leaf):
 		return ErrUntrusted
 	case revs.IsRevoked(leaf):
 		return ErrRevoked
@@ -402,19 +405,71 @@ func CheckPeer(chain []*x509.Certificate, b *Bundle, revs *Revocations, now time
 	return nil
 }
 
-// issuedWithin reports whether leaf names as its issuer one of cas, or one
-// of the intermediates its chain came with (their own issuers are not
-// followed: certgen's CA issues leaves only). It compares names and key
-// identifiers, not signatures: the chain was verified at the handshake,
-// and this only asks whether the CA that vouched for it is still trusted,
-// for instance after certgen retire-ca.
-func issuedWithin(leaf *x509.Certificate, intermediates, cas []*x509.Certificate) bool {
-	for _, set := range [2][]*x509.Certificate{cas, intermediates} {
-		for _, ca := range set {
-			if bytes.Equal(ca.RawSubject, leaf.RawIssuer) &&
-				(len(leaf.AuthorityKeyId) == 0 || len(ca.SubjectKeyId) == 0 || bytes.Equal(leaf.AuthorityKeyId, ca.SubjectKeyId)) {
-				return true
-			}
+// signedLeaf reports whether one of b's CAs signed leaf, answering from
+// b's memo when it can. The memo is copy-on-write so that the answer for a
+// known leaf takes no lock; it is bounded (started afresh when full), so
+// connections with ever new leaves cannot grow it.
+func (b *Bundle) signedLeaf(leaf *x509.Certificate) bool {
+	if b.signed == nil { // a Bundle not built by Parse: no memo
+		return issuedWithin(leaf, b.CACerts)
+	}
+	if ok, known := b.signed.m.Load().leaves[string(leaf.Raw)]; known {
+		return ok
+	}
+	ok := issuedWithin(leaf, b.CACerts)
+	b.signed.remember(leaf.Raw, ok)
+	return ok
+}
+
+// Bounds of a bundle's memo: far more than the peers of an agent during a
+// rotation.
+const (
+	maxSignedMemo      = 256
+	maxSignedMemoBytes = 1 << 20
+)
+
+// signedMemo maps a leaf's DER to whether the bundle's CAs signed it.
+type signedMemo struct {
+	mu sync.Mutex // serialises writers
+	m  atomic.Pointer[memoSnapshot]
+}
+
+// memoSnapshot is one published state of a signedMemo; never changed.
+type memoSnapshot struct {
+	leaves map[string]bool
+	bytes  int // of the keys
+}
+
+func newSignedMemo() *signedMemo {
+	s := &signedMemo{}
+	s.m.Store(&memoSnapshot{leaves: map[string]bool{}})
+	return s
+}
+
+func (s *signedMemo) remember(raw []byte, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := s.m.Load()
+	next := &memoSnapshot{leaves: make(map[string]bool, len(old.leaves)+1)}
+	if len(old.leaves) < maxSignedMemo && old.bytes+len(raw) <= maxSignedMemoBytes {
+		maps.Copy(next.leaves, old.leaves)
+		next.bytes = old.bytes
+	}
+	next.leaves[string(raw)] = ok
+	next.bytes += len(raw)
+	s.m.Store(next)
+}
+
+// issuedWithin reports whether one of cas signed leaf. The leaf's issuer
+// name and authority key id must match the CA's (cheap, and the CAs of a
+// rotation share one name, so the key id tells them apart), and the
+// signature must verify: a name or key id alone can be copied.
+func issuedWithin(leaf *x509.Certificate, cas []*x509.Certificate) bool {
+	for _, ca := range cas {
+		if bytes.Equal(ca.RawSubject, leaf.RawIssuer) &&
+			(len(leaf.AuthorityKeyId) == 0 || len(ca.SubjectKeyId) == 0 || bytes.Equal(leaf.AuthorityKeyId, ca.SubjectKeyId)) &&
+			leaf.CheckSignatureFrom(ca) == nil {
+			return true
 		}
 	}
 	return false

@@ -1,6 +1,8 @@
 package certload_test
 
 import (
+	"bytes"
+	"crypto/rand"
 	"crypto/x509"
 	"errors"
 	"log/slog"
@@ -65,6 +67,7 @@ func TestCheckPeer(t *testing.T) {
 	expired := cur.Issue(t, "lambda", pki.Validity(now.Add(-2*time.Hour), now.Add(-time.Minute)))
 	early := cur.Issue(t, "lambda", pki.Validity(now.Add(time.Hour), now.Add(2*time.Hour)))
 	ofRetired := retired.Issue(t, "lambda")
+	forged := forgedLeaf(t, cur, retired)
 	b := static(t, cur.Issue(t, "orchestrator"), cur.PEM, certload.UsageServerAndClient).Bundle()
 	revs, err := certload.ParseCRLs(crlOf(t, cur.Cert, cur.Key, 1, []*big.Int{revoked.Cert.SerialNumber}, nil), "crl.pem", b.CACerts)
 	if err != nil {
@@ -83,7 +86,12 @@ func TestCheckPeer(t *testing.T) {
 		{"expired since the handshake", []*x509.Certificate{expired.Cert}, revs, certload.ErrExpired},
 		{"not valid yet", []*x509.Certificate{early.Cert}, revs, certload.ErrNotYetValid},
 		{"issued by a CA no longer in the bundle", []*x509.Certificate{ofRetired.Cert}, revs, certload.ErrUntrusted},
-		{"issued by an intermediate it came with", []*x509.Certificate{ofRetired.Cert, retired.Cert}, revs, nil},
+		// The rest of the chain is the peer's word: a copy of the retired
+		// CA sent along does not make its leaf trusted again.
+		{"issued by a retired CA it sends along", []*x509.Certificate{ofRetired.Cert, retired.Cert}, revs, certload.ErrUntrusted},
+		{"issued by a retired CA, the current one sent along", []*x509.Certificate{ofRetired.Cert, cur.Cert}, revs, certload.ErrUntrusted},
+		{"the current CA's name and key id, another CA's signature", []*x509.Certificate{forged}, revs, certload.ErrUntrusted},
+		{"valid, any chain sent along", []*x509.Certificate{ok.Cert, retired.Cert}, revs, nil},
 		{"no certificate", nil, revs, nil},
 	}
 	for _, tc := range tests {
@@ -98,9 +106,70 @@ func TestCheckPeer(t *testing.T) {
 	if n := testing.AllocsPerRun(100, func() { _ = certload.CheckPeer(chain, b, revs, now) }); n != 0 {
 		t.Errorf("CheckPeer allocates %v times per call", n)
 	}
+	uchain := []*x509.Certificate{ofRetired.Cert, retired.Cert}
+	if n := testing.AllocsPerRun(100, func() { _ = certload.CheckPeer(uchain, b, revs, now) }); n != 0 {
+		t.Errorf("CheckPeer of an untrusted certificate allocates %v times per call", n)
+	}
 	rchain := []*x509.Certificate{revoked.Cert}
 	if n := testing.AllocsPerRun(100, func() { _ = certload.CheckPeer(rchain, b, revs, now) }); n != 0 {
 		t.Errorf("CheckPeer of a revoked certificate allocates %v times per call", n)
+	}
+}
+
+// forgedLeaf is a leaf that names cur as its issuer, by name and key id,
+// but is signed by other's key.
+func forgedLeaf(t *testing.T, cur, other *pki.CA) *x509.Certificate {
+	t.Helper()
+	parent := *other.Cert
+	parent.SubjectKeyId = cur.Cert.SubjectKeyId // what the leaf's authority key id is copied from
+	leaf := other.Issue(t, "lambda")
+	tmpl := *leaf.Cert
+	der, err := x509.CreateCertificate(rand.Reader, &tmpl, &parent, leaf.Key.Public(), other.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(c.AuthorityKeyId, cur.Cert.SubjectKeyId) || !bytes.Equal(c.RawIssuer, cur.Cert.RawSubject) {
+		t.Fatal("the forged leaf does not name the current CA")
+	}
+	return c
+}
+
+// TestCheckPeerSignedMemo: the remembered answer belongs to the bundle
+// whose CAs gave it; a rotated bundle asks again.
+func TestCheckPeerSignedMemo(t *testing.T) {
+	oldCA, newCA := pki.NewCA(t, "CA A2A Root CA"), pki.NewCA(t, "CA A2A Root CA")
+	leaf := oldCA.Issue(t, "lambda")
+	both := static(t, newCA.Issue(t, "orchestrator"), join(oldCA.PEM, newCA.PEM), certload.UsageServerAndClient).Bundle()
+	retired := static(t, newCA.Issue(t, "orchestrator"), newCA.PEM, certload.UsageServerAndClient).Bundle()
+	now := time.Now()
+	for i := range 2 { // the second round answers from the memo
+		if err := certload.CheckPeer([]*x509.Certificate{leaf.Cert}, both, nil, now); err != nil {
+			t.Fatalf("round %d, both CAs trusted: %v", i, err)
+		}
+		if err := certload.CheckPeer([]*x509.Certificate{leaf.Cert, oldCA.Cert}, retired, nil, now); err != certload.ErrUntrusted {
+			t.Fatalf("round %d, old CA retired: %v", i, err)
+		}
+	}
+	// More leaves than the memo holds: every answer stays right.
+	for i := range 300 {
+		ca := oldCA
+		if i%2 == 1 {
+			ca = newCA
+		}
+		l := ca.Issue(t, "lambda")
+		want := error(nil)
+		if ca == oldCA {
+			want = certload.ErrUntrusted
+		}
+		for range 2 {
+			if err := certload.CheckPeer([]*x509.Certificate{l.Cert}, retired, nil, now); err != want {
+				t.Fatalf("leaf %d: %v, want %v", i, err, want)
+			}
+		}
 	}
 }
 
