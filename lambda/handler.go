@@ -61,14 +61,27 @@ const (
 	transient
 )
 
-// classify is the one place that says how a failed document is reported.
-// Every failure is retried: SQS redelivers it until maxReceiveCount sends
-// it to the dead-letter queue.
-func classify(err error) outcome {
-	if err == nil {
-		return done
+// classify is the one place that says how a document is reported, from
+// the orchestrator's answer res or the error of the call. It is done
+// with when the answer says so: processed (archived or rejected), or
+// failed permanently (then archived as failed, so acknowledging it loses
+// nothing). Anything else, including a failure the answer does not
+// classify, is transient and returned with an error for the report: SQS
+// redelivers it until maxReceiveCount sends it to the dead-letter queue.
+func classify(res agentapi.ProcessResult, err error) (outcome, error) {
+	switch {
+	case err != nil:
+		return transient, err
+	case res.Status == agentapi.StatusArchived || res.Status == agentapi.StatusRejected:
+		return done, nil
+	case res.Status == agentapi.StatusFailed && res.Failure == agentapi.FailurePermanent:
+		return permanent, nil
 	}
-	return transient
+	stage, st := failedStage(res.Stages)
+	if st.Code == 0 {
+		st.Code = agentapi.CodeUnavailable
+	}
+	return transient, &jsonrpc.Error{Code: st.Code, Message: fmt.Sprintf("lambda: document %s %s at %s (%s): %s", res.DocumentID, res.Status, stage, res.Failure, st.Message)}
 }
 
 // tally counts the documents of one invocation, for its EMF line.
@@ -146,10 +159,8 @@ func (h *Handler) handleS3(ctx context.Context, e events.S3Event) (tally, error)
 		}
 		objs = append(objs, agentapi.ProcessDocumentParams{Bucket: r.S3.Bucket.Name, S3Key: r.S3.Object.URLDecodedKey})
 	}
-	errs := h.process(ctx, objs)
 	var failed []string
-	for i, err := range errs {
-		o := classify(err)
+	for i, o := range h.process(ctx, objs) {
 		t.add(o)
 		if o == transient {
 			failed = append(failed, objs[i].S3Key)
@@ -192,8 +203,7 @@ func (h *Handler) handleSQS(ctx context.Context, e events.SQSEvent) (events.SQSE
 			owner = append(owner, i)
 		}
 	}
-	for j, err := range h.process(ctx, objs) {
-		o := classify(err)
+	for j, o := range h.process(ctx, objs) {
 		t.add(o)
 		if o == transient {
 			failed[owner[j]] = true
@@ -246,11 +256,15 @@ func ParseMessage(body string) ([]agentapi.ProcessDocumentParams, error) {
 
 // process calls process_document for each object, Concurrency at a time,
 // each call bounded by the invocation deadline minus the safety margin. It
-// returns one error (or nil) per object.
-func (h *Handler) process(ctx context.Context, objs []agentapi.ProcessDocumentParams) []error {
-	errs := make([]error, len(objs))
+// returns how each object ended (classify); an object that was not called
+// (the deadline came first) is transient.
+func (h *Handler) process(ctx context.Context, objs []agentapi.ProcessDocumentParams) []outcome {
+	outs := make([]outcome, len(objs))
+	for i := range outs {
+		outs[i] = transient // until the answer says otherwise
+	}
 	if len(objs) == 0 {
-		return errs
+		return outs
 	}
 	if deadline, ok := ctx.Deadline(); ok {
 		margin := h.SafetyMargin
@@ -270,37 +284,24 @@ func (h *Handler) process(ctx context.Context, objs []agentapi.ProcessDocumentPa
 		start := time.Now()
 		var res agentapi.ProcessResult
 		err := h.Orchestrator.Call(ctx, agentapi.Orchestrator, agentapi.MethodProcessDocument, o, &res)
-		// Retry unless the orchestrator's answer says the document is
-		// done with: processed, or failed permanently (then archived as
-		// failed, so acknowledging it loses nothing). Anything else,
-		// including a failure the answer does not classify, is retried.
-		switch {
-		case err != nil:
-			errs[i] = err
-		case res.Status == agentapi.StatusArchived || res.Status == agentapi.StatusRejected:
-		case res.Status == agentapi.StatusFailed && res.Failure == agentapi.FailurePermanent:
+		out, err := classify(res, err)
+		outs[i] = out
+		switch out {
+		case transient:
+			h.logFailure(o, err)
+		case permanent:
 			stage, st := failedStage(res.Stages)
 			h.log().Warn("document failed permanently; acknowledged", "bucket", o.Bucket, "s3_key", o.S3Key, "document_id", res.DocumentID,
 				"stage", stage, "code", st.Code, "error", st.Message)
-			return
 		default:
-			stage, st := failedStage(res.Stages)
-			if st.Code == 0 {
-				st.Code = agentapi.CodeUnavailable
-			}
-			errs[i] = &jsonrpc.Error{Code: st.Code, Message: fmt.Sprintf("lambda: document %s %s at %s (%s): %s", res.DocumentID, res.Status, stage, res.Failure, st.Message)}
+			h.log().Info("document processed", "bucket", o.Bucket, "s3_key", o.S3Key, "document_id", res.DocumentID,
+				"status", res.Status, "latency_ms", time.Since(start).Milliseconds())
 		}
-		if errs[i] != nil {
-			h.logFailure(o, errs[i])
-			return
-		}
-		h.log().Info("document processed", "bucket", o.Bucket, "s3_key", o.S3Key, "document_id", res.DocumentID,
-			"status", res.Status, "latency_ms", time.Since(start).Milliseconds())
 	}, func(i int, err error) {
-		errs[i] = err
+		outs[i] = transient
 		h.logFailure(objs[i], err)
 	})
-	return errs
+	return outs
 }
 
 // failedStage returns the first stage that failed, in pipeline order.

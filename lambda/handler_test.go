@@ -99,16 +99,18 @@ func s3Notification(keys ...string) string {
 // TestSQSPartialFailures: exactly the messages with a failed object are
 // reported, each once, whatever else the batch holds; nothing else is.
 func TestSQSPartialFailures(t *testing.T) {
+	type counts struct{ processed, failed, retried float64 }
 	tests := []struct {
 		name      string
 		messages  []events.SQSMessage
 		failures  []string
 		callsMade []string
+		counts    counts // the invocation's metrics
 	}{
 		{"all processed", []events.SQSMessage{
 			message("m1", `{"s3_key":"ok-1.pdf","bucket":"docs"}`),
 			message("m2", `{"s3_key":"rejected-1.csv","bucket":"docs"}`),
-		}, nil, []string{"docs/ok-1.pdf", "docs/rejected-1.csv"}},
+		}, nil, []string{"docs/ok-1.pdf", "docs/rejected-1.csv"}, counts{processed: 2}},
 		{"mixed batch", []events.SQSMessage{
 			message("ok", `{"s3_key":"ok-1.pdf","bucket":"docs"}`),
 			message("half", s3Notification("ok-2.pdf", "down-1.pdf")),
@@ -116,7 +118,8 @@ func TestSQSPartialFailures(t *testing.T) {
 			message("test-event", `{"Service":"Amazon S3","Event":"s3:TestEvent","Bucket":"docs"}`),
 			message("pipeline-failed", `{"s3_key":"failed-1.pdf","bucket":"docs"}`),
 			message("removed", `{"Records":[{"eventSource":"aws:s3","eventName":"ObjectRemoved:Delete","s3":{"bucket":{"name":"docs"},"object":{"key":"gone.pdf"}}}]}`),
-		}, []string{"half", "poison", "pipeline-failed"}, []string{"docs/down-1.pdf", "docs/failed-1.pdf", "docs/ok-1.pdf", "docs/ok-2.pdf"}},
+		}, []string{"half", "poison", "pipeline-failed"}, []string{"docs/down-1.pdf", "docs/failed-1.pdf", "docs/ok-1.pdf", "docs/ok-2.pdf"},
+			counts{processed: 2, retried: 3}},
 		{"failures classified by the orchestrator", []events.SQSMessage{
 			message("permanent", `{"s3_key":"permanent-1.pdf","bucket":"docs"}`),
 			message("transient", `{"s3_key":"transient-1.pdf","bucket":"docs"}`),
@@ -124,22 +127,31 @@ func TestSQSPartialFailures(t *testing.T) {
 			message("mixed", s3Notification("permanent-2.pdf", "transient-2.pdf")),
 			message("both-permanent", s3Notification("permanent-3.pdf", "ok-3.pdf")),
 		}, []string{"transient", "unclassified", "mixed"}, []string{"docs/failed-2.pdf", "docs/ok-3.pdf", "docs/permanent-1.pdf",
-			"docs/permanent-2.pdf", "docs/permanent-3.pdf", "docs/transient-1.pdf", "docs/transient-2.pdf"}},
+			"docs/permanent-2.pdf", "docs/permanent-3.pdf", "docs/transient-1.pdf", "docs/transient-2.pdf"},
+			counts{processed: 4, failed: 3, retried: 3}},
 		{"every message fails", []events.SQSMessage{
 			message("a", `{"s3_key":"down-1.pdf"}`),
 			message("b", `{"s3_key":"down-2.pdf","extra":1}`),
 			message("c", `[]`),
-		}, []string{"a", "b", "c"}, []string{"/down-1.pdf"}},
-		{"empty batch", nil, nil, nil},
+		}, []string{"a", "b", "c"}, []string{"/down-1.pdf"}, counts{retried: 3}},
+		{"empty batch", nil, nil, nil, counts{}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			f := &fakeOrchestrator{}
-			h := &lambda.Handler{Orchestrator: f, Concurrency: 2, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-			resp, err := h.HandleSQS(t.Context(), events.SQSEvent{Records: tc.messages})
+			var metrics bytes.Buffer
+			h := &lambda.Handler{Orchestrator: f, Concurrency: 2, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: emf.NewWriter(&metrics)}
+			var out any
+			var err error
+			if tc.messages == nil { // Invoke refuses an event without records
+				out, err = h.HandleSQS(t.Context(), events.SQSEvent{})
+			} else {
+				out, err = h.Invoke(t.Context(), sqsEvent(tc.messages...))
+			}
 			if err != nil {
 				t.Fatal(err)
 			}
+			resp := out.(events.SQSEventResponse)
 			var got []string
 			for _, fl := range resp.BatchItemFailures {
 				got = append(got, fl.ItemIdentifier)
@@ -152,6 +164,17 @@ func TestSQSPartialFailures(t *testing.T) {
 			}
 			if keys := f.keys(); !slices.Equal(keys, tc.callsMade) {
 				t.Fatalf("calls %v, want %v", keys, tc.callsMade)
+			}
+			if tc.messages == nil {
+				return
+			}
+			lines := emftest.Lines(t, metrics.Bytes())
+			if len(lines) != 1 {
+				t.Fatalf("%d metrics lines, want 1", len(lines))
+			}
+			l := lines[0]
+			if got := (counts{l.Value(t, "DocumentsProcessed"), l.Value(t, "DocumentsFailed"), l.Value(t, "DocumentsRetried")}); got != tc.counts {
+				t.Errorf("metrics %+v, want %+v", got, tc.counts)
 			}
 		})
 	}
@@ -253,7 +276,12 @@ func TestOneMetricsLinePerInvocation(t *testing.T) {
 			message("poison", `not json`),
 			message("pipeline-failed", `{"s3_key":"failed-1.pdf","bucket":"docs"}`),
 		), 1, counts{processed: 2, retried: 3, tokens: 1, cold: 1}},
+		{"warm: SQS batch with permanent failures", sqsEvent(
+			message("permanent", `{"s3_key":"permanent-1.pdf","bucket":"docs"}`),
+			message("mixed", s3Notification("permanent-2.pdf", "transient-1.pdf", "ok-5.pdf")),
+		), 0, counts{processed: 3, failed: 2, retried: 1}},
 		{"warm: S3 event", json.RawMessage(s3Notification("ok-3.pdf", "down-2.pdf")), 0, counts{processed: 1, retried: 1}},
+		{"warm: S3 event, a permanent failure", json.RawMessage(s3Notification("permanent-4.pdf", "rejected-4.pdf")), 0, counts{processed: 2, failed: 1}},
 		{"warm: unsupported event", json.RawMessage(`{"hello":"world"}`), 0, counts{}},
 		{"warm: token fetched again", sqsEvent(message("ok", `{"s3_key":"ok-4.pdf"}`)), 1, counts{processed: 1, tokens: 1}},
 	}
