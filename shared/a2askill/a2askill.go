@@ -174,9 +174,13 @@ func Message(skill string, params any) (*a2a.Message, error) {
 }
 
 // Completed returns the finished task of call: result (a JSON object) as
-// the DataPart of its one artifact.
+// the DataPart of its one artifact. The result is not decoded: each of its
+// members is held in the DataPart's Data as its raw JSON (a
+// json.RawMessage), so the task encodes the result exactly, at the cost of
+// one copy of its bytes rather than a tree of maps many times its size.
+// Read it with Result, or after a round trip through JSON.
 func Completed(call Call, result json.RawMessage) (*a2a.Task, error) {
-	data, err := object(result)
+	data, err := rawObject(result)
 	if err != nil {
 		return nil, err
 	}
@@ -268,6 +272,19 @@ func object(raw json.RawMessage) (map[string]any, error) {
 	var m map[string]any
 	if err := dec.Decode(&m); err != nil || m == nil {
 		return nil, errors.New("a2askill: not a JSON object")
+	}
+	return m, nil
+}
+
+// rawObject reads a JSON object one level deep: its members stay raw JSON.
+func rawObject(raw json.RawMessage) (map[string]any, error) {
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &members); err != nil || members == nil {
+		return nil, errors.New("a2askill: not a JSON object")
+	}
+	m := make(map[string]any, len(members))
+	for k, v := range members {
+		m[k] = v
 	}
 	return m, nil
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -68,9 +69,12 @@ func (s *Server) routeSendMessage(req jsonrpc.Request, caller string) (route, *j
 			log().Error("task does not encode", "error", err)
 			return nil, jsonrpc.CodeInternalError, errInternal
 		}
-		// A notification's task could never be asked for: its id is
-		// never sent.
-		if !req.IsNotification() && !s.tasks.put(caller, task, int64(len(encoded))) {
+		// Kept encoded, exactly as long as it is (Marshal's buffer may
+		// be twice as large): the store's byte bound is then the memory
+		// its tasks take. A notification's task could never be asked
+		// for: its id is never sent.
+		encoded = bytes.Clone(encoded)
+		if !req.IsNotification() && !s.tasks.put(caller, task.ID, encoded) {
 			log().Warn("task too large to keep for tasks/get", "bytes", len(encoded))
 		}
 		return json.RawMessage(encoded), code, nil
@@ -104,20 +108,48 @@ func (s *Server) getTask(caller string, params json.RawMessage) (any, int, *json
 	if q.ID == "" {
 		return nil, jsonrpc.CodeInvalidParams, jsonrpc.InvalidParams("invalid params: id is required")
 	}
-	task, ok := s.tasks.get(caller, q.ID)
+	encoded, ok := s.tasks.get(caller, q.ID)
 	if !ok {
 		return nil, errTaskNotFound.Code, errTaskNotFound
 	}
-	if n := q.HistoryLength; n != nil && *n < len(task.History) {
-		// A copy: the kept task is shared and never changes.
-		cp := *task
-		cp.History = []*a2a.Message{}
-		if *n > 0 {
-			cp.History = task.History[len(task.History)-*n:]
+	if q.HistoryLength != nil {
+		shorter, err := lastMessages(encoded, *q.HistoryLength)
+		if err != nil {
+			return nil, jsonrpc.CodeInternalError, errInternal
 		}
-		return &cp, 0, nil
+		return shorter, 0, nil
 	}
-	return task, 0, nil
+	return json.RawMessage(encoded), 0, nil
+}
+
+// lastMessages returns the encoded task with its history cut to its last
+// n messages (all of them when it has no more). Only the top level is
+// decoded, into raw members: the artifacts are copied, never decoded.
+// The kept encoding is shared and not changed.
+func lastMessages(encoded []byte, n int) (json.RawMessage, error) {
+	var task map[string]json.RawMessage
+	if err := json.Unmarshal(encoded, &task); err != nil {
+		return nil, err
+	}
+	var history []json.RawMessage
+	if h, ok := task["history"]; ok {
+		if err := json.Unmarshal(h, &history); err != nil {
+			return nil, err
+		}
+	}
+	if n >= len(history) {
+		return json.RawMessage(encoded), nil
+	}
+	if n <= 0 {
+		delete(task, "history") // as a Task without history encodes
+	} else {
+		cut, err := json.Marshal(history[len(history)-n:])
+		if err != nil {
+			return nil, err
+		}
+		task["history"] = cut
+	}
+	return jsonrpc.Marshal(task)
 }
 
 // skillIDs lists the methods offered, sorted (as the card does).

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -188,8 +189,11 @@ func TestTasksGet(t *testing.T) {
 		if a.Result == nil || a.Result.ID != task.ID || a.Result.Status.State != a2a.TaskStateCompleted || len(a.Result.History) != 1 || len(a.Result.Artifacts) != 1 {
 			t.Fatalf("%+v", a)
 		}
-		if a := get(t, f.client, f.token, string(task.ID), `,"historyLength":0`); a.Result == nil || len(a.Result.History) != 0 {
+		if a := get(t, f.client, f.token, string(task.ID), `,"historyLength":0`); a.Result == nil || len(a.Result.History) != 0 || len(a.Result.Artifacts) != 1 {
 			t.Fatalf("historyLength 0: %+v", a.Result)
+		}
+		if a := get(t, f.client, f.token, string(task.ID), `,"historyLength":1`); a.Result == nil || len(a.Result.History) != 1 || a.Result.ID != task.ID {
+			t.Fatalf("historyLength 1: %+v", a.Result)
 		}
 		if a := get(t, f.client, f.token, string(task.ID), ""); len(a.Result.History) != 1 {
 			t.Fatal("historyLength changed the kept task")
@@ -305,6 +309,60 @@ func TestAccessLogNamesTheSkill(t *testing.T) {
 	} {
 		if !strings.Contains(log, want) {
 			t.Errorf("log lacks %s:\n%s", want, log)
+		}
+	}
+}
+
+// TestTaskStoreHeap: the tasks kept for tasks/get take about their
+// encoded size in memory (the bound the store counts), not the many times
+// larger tree a decoded result would be. The result here is the worst
+// case for decoding: many small objects.
+func TestTaskStoreHeap(t *testing.T) {
+	const tasks = 8
+	f := start(t, func(o *server.Options) { o.Tasks = server.TaskLimits{Count: tasks, Bytes: 256 << 20} })
+	var rows strings.Builder
+	for i := range 12000 { // ~240 KiB of {"a":N,"b":"x"}
+		if i > 0 {
+			rows.WriteByte(',')
+		}
+		fmt.Fprintf(&rows, `{"a":%d,"b":"x"}`, i)
+	}
+	body := sendMsg(`"c"`, `{"skill":"echo","params":{"rows":[`+rows.String()+`]}}`)
+	heap := func() uint64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	f.post(t, body) // connections, pools and buffers warmed up, then dropped by the count bound
+	before := heap()
+	var ids []string
+	var encoded int
+	for range tasks {
+		status, answer := f.post(t, body)
+		var a struct {
+			Result json.RawMessage `json:"result"`
+		}
+		if err := json.Unmarshal([]byte(answer), &a); status != 200 || err != nil || !strings.Contains(string(a.Result), `"state":"completed"`) {
+			t.Fatalf("%d %.200s", status, answer)
+		}
+		var task struct {
+			ID string `json:"id"`
+		}
+		_ = json.Unmarshal(a.Result, &task)
+		ids = append(ids, task.ID)
+		encoded += len(a.Result)
+	}
+	grown := int64(heap()) - int64(before)
+	t.Logf("%d tasks, %d bytes encoded, heap grew by %d bytes", tasks, encoded, grown)
+	// Each task's encoding, kept, and room for the noise of the test
+	// itself; a decoded result alone would take ~10 times the encoding.
+	if limit := int64(encoded)*2 + 16<<20; grown > limit {
+		t.Errorf("the kept tasks take %d bytes of heap for %d encoded; want at most %d", grown, encoded, limit)
+	}
+	for _, id := range []string{ids[0], ids[tasks-1]} { // all still kept
+		if _, got := f.post(t, getTask("9", id, "")); !strings.Contains(got, `"rows":[{"a":0,"b":"x"}`) {
+			t.Fatalf("task %s: %.200s", id, got)
 		}
 	}
 }

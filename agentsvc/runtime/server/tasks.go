@@ -26,9 +26,10 @@ type TaskLimits struct {
 	// Count bounds the tasks kept, over all callers; the oldest goes first.
 	Count int
 	// Bytes bounds the tasks kept by the size of their JSON encoding (a
-	// task holds the caller's message and the result, up to megabytes);
-	// the oldest go first, and a task larger than the whole bound is not
-	// kept at all.
+	// task holds the caller's message and the result, up to megabytes),
+	// which is what is kept: the bound is the memory the tasks take. The
+	// oldest go first, and a task larger than the whole bound is not kept
+	// at all.
 	Bytes int64
 	// Now returns the current time (tests); nil means time.Now.
 	Now func() time.Time
@@ -53,8 +54,7 @@ type taskKey struct {
 
 type heldTask struct {
 	key     taskKey
-	task    *a2a.Task
-	size    int64
+	encoded []byte // the task's JSON encoding, as message/send answered it
 	expires time.Time
 }
 
@@ -74,10 +74,11 @@ func newTaskStore(l TaskLimits) *taskStore {
 	return &taskStore{limits: l, byKey: map[taskKey]*list.Element{}}
 }
 
-// put keeps task, whose encoding is size bytes, for caller. The task must
-// not change afterwards: tasks/get hands it out as it is. It reports
+// put keeps task id, encoded as its JSON encoding, for caller. encoded
+// must not change afterwards: tasks/get hands it out as it is. It reports
 // whether the task is kept.
-func (s *taskStore) put(caller string, task *a2a.Task, size int64) bool {
+func (s *taskStore) put(caller string, id a2a.TaskID, encoded []byte) bool {
+	size := int64(len(encoded))
 	if caller == "" || size > s.limits.Bytes {
 		return false
 	}
@@ -88,17 +89,18 @@ func (s *taskStore) put(caller string, task *a2a.Task, size int64) bool {
 	for s.order.Len() > 0 && (s.order.Len() >= s.limits.Count || s.bytes+size > s.limits.Bytes) {
 		s.removeLocked(s.order.Front())
 	}
-	key := taskKey{caller: caller, id: task.ID}
+	key := taskKey{caller: caller, id: id}
 	if old, dup := s.byKey[key]; dup { // ids are random: only a bug gets here
 		s.removeLocked(old)
 	}
-	s.byKey[key] = s.order.PushBack(&heldTask{key: key, task: task, size: size, expires: now.Add(s.limits.TTL)})
+	s.byKey[key] = s.order.PushBack(&heldTask{key: key, encoded: encoded, expires: now.Add(s.limits.TTL)})
 	s.bytes += size
 	return true
 }
 
-// get returns caller's task id, if it is still kept.
-func (s *taskStore) get(caller string, id a2a.TaskID) (*a2a.Task, bool) {
+// get returns the encoding of caller's task id, if it is still kept. The
+// bytes are shared: they must not be changed.
+func (s *taskStore) get(caller string, id a2a.TaskID) ([]byte, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.expireLocked(s.limits.Now())
@@ -106,7 +108,7 @@ func (s *taskStore) get(caller string, id a2a.TaskID) (*a2a.Task, bool) {
 	if !ok {
 		return nil, false
 	}
-	return e.Value.(*heldTask).task, true
+	return e.Value.(*heldTask).encoded, true
 }
 
 // len returns how many tasks are kept and their size (tests).
@@ -127,5 +129,5 @@ func (s *taskStore) expireLocked(now time.Time) {
 func (s *taskStore) removeLocked(e *list.Element) {
 	h := s.order.Remove(e).(*heldTask)
 	delete(s.byKey, h.key)
-	s.bytes -= h.size
+	s.bytes -= int64(len(h.encoded))
 }

@@ -10,7 +10,7 @@ import (
 
 func TestTaskStoreBounds(t *testing.T) {
 	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	task := func(i int) *a2a.Task { return &a2a.Task{ID: a2a.TaskID(fmt.Sprint("t", i))} }
+	id := func(i int) a2a.TaskID { return a2a.TaskID(fmt.Sprint("t", i)) }
 	tests := []struct {
 		name   string
 		limits TaskLimits
@@ -33,13 +33,13 @@ func TestTaskStoreBounds(t *testing.T) {
 			tc.limits.Now = func() time.Time { return clock }
 			s := newTaskStore(tc.limits)
 			for i, size := range tc.puts {
-				s.put("lambda", task(i), size)
+				s.put("lambda", id(i), make([]byte, size))
 				clock = clock.Add(time.Second)
 			}
 			// The last task was put a second ago.
 			clock = clock.Add(tc.after - time.Second)
 			for i := range tc.puts {
-				_, found := s.get("lambda", task(i).ID)
+				_, found := s.get("lambda", id(i))
 				want := false
 				for _, k := range tc.kept {
 					want = want || k == i
@@ -47,7 +47,7 @@ func TestTaskStoreBounds(t *testing.T) {
 				if found != want {
 					t.Errorf("task %d found %v, want %v", i, found, want)
 				}
-				if _, other := s.get("orchestrator", task(i).ID); other {
+				if _, other := s.get("orchestrator", id(i)); other {
 					t.Errorf("task %d found by another caller", i)
 				}
 			}
@@ -56,7 +56,7 @@ func TestTaskStoreBounds(t *testing.T) {
 			}
 		})
 	}
-	if newTaskStore(TaskLimits{}).put("", task(0), 1) {
+	if newTaskStore(TaskLimits{}).put("", id(0), []byte("{}")) {
 		t.Error("a task without a caller was kept")
 	}
 }
