@@ -10,6 +10,20 @@ type ValidateParams struct {
 	ExtractedData json.RawMessage `json:"extracted_data"`
 }
 
+// Bounds of a validation report, so that the extracted data (at most
+// MaxExtractedDataBytes) and the report always fit one archive_document
+// request under MaxBodyBytes together with the rest of its params
+// (document_id, s3_key and file_name of at most 1024 bytes, bucket of at
+// most 255, the hash, the envelope). The validator keeps every issue
+// message within MaxIssueMessageBytes and a report within
+// MaxValidationIssues: a message escapes to at most 6 times its bytes in
+// JSON, so a report encodes within MaxValidationReportBytes.
+const (
+	MaxIssueMessageBytes     = 256
+	MaxValidationIssues      = 16
+	MaxValidationReportBytes = 32 << 10
+)
+
 // ValidationReport is validate_document's result: a score from 0 to 100,
 // whether the document passes, and the issues found.
 type ValidationReport struct {

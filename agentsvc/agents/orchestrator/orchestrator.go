@@ -175,8 +175,10 @@ func (o *Orchestrator) Process(ctx context.Context, p agentapi.ProcessDocumentPa
 		status = agentapi.StatusArchived
 	}
 	// The archive keeps the report as the validator wrote it; a report of
-	// strings, numbers and booleans always encodes.
-	validation, _ := json.Marshal(val)
+	// strings, numbers and booleans always encodes. jsonrpc.Marshal, as
+	// the validator encoded it: the size it bounds holds here too
+	// (json.Marshal would escape <, > and & to six bytes each).
+	validation, _ := jsonrpc.Marshal(val)
 	var arc agentapi.ArchiveResult
 	if err := o.peers.Call(ctx, agentapi.Archivist, agentapi.MethodArchiveDocument, agentapi.ArchiveParams{
 		DocumentID: res.DocumentID, S3Key: p.S3Key, Bucket: p.Bucket, FileName: ex.FileName,

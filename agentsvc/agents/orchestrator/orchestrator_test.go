@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -211,5 +212,41 @@ func TestBatch(t *testing.T) {
 	}
 	if _, err := o.processBatch(t.Context(), json.RawMessage(`{"file_extension":"../x"}`)); jsonrpc.CodeOf(err) != jsonrpc.CodeInvalidParams {
 		t.Fatalf("bad extension: %v", err)
+	}
+}
+
+// capture records the archive_document params as the orchestrator passes
+// them, before any encoding of the fake.
+type capture struct {
+	*peers
+	mu      sync.Mutex
+	archive agentapi.ArchiveParams
+}
+
+func (c *capture) Call(ctx context.Context, agent, method string, params, result any) error {
+	if method == agentapi.MethodArchiveDocument {
+		c.mu.Lock()
+		c.archive = params.(agentapi.ArchiveParams)
+		c.mu.Unlock()
+	}
+	return c.peers.Call(ctx, agent, method, params, result)
+}
+
+// TestValidationKeepsItsSize: the report goes to the archivist encoded as
+// the validator encoded it, so the size the validator bounds
+// (agentapi.MaxValidationReportBytes) holds on the archive hop: <, > and &
+// are not escaped to six bytes each.
+func TestValidationKeepsItsSize(t *testing.T) {
+	report := agentapi.ValidationReport{Score: 90, Passed: true, Issues: []agentapi.ValidationIssue{
+		{Rule: "header_unique", Severity: "error", Message: strings.Repeat("<&>", 80)}}}
+	p := healthy()
+	p.fn["validator.validate_document"] = func(context.Context, map[string]any) (any, error) { return report, nil }
+	c := &capture{peers: p}
+	if r := New(c, nil, Options{}).Process(t.Context(), agentapi.ProcessDocumentParams{S3Key: "in/a.csv"}); r.Status != agentapi.StatusArchived {
+		t.Fatalf("%+v", r)
+	}
+	want, _ := jsonrpc.Marshal(report)
+	if got := c.archive.Validation; string(got) != string(want) {
+		t.Fatalf("validation passed on as %d bytes, the validator's encoding is %d:\n%s", len(got), len(want), got)
 	}
 }

@@ -86,8 +86,32 @@ func rule(id, category, appliesTo, severity, description string) agentapi.Valida
 
 type issues []agentapi.ValidationIssue
 
+// add records an issue, its message cut to agentapi.MaxIssueMessageBytes:
+// a message may quote the document, and the report travels with the
+// extracted data under the hop limit.
 func (is *issues) add(rule, severity, format string, args ...any) {
-	*is = append(*is, agentapi.ValidationIssue{Rule: rule, Severity: severity, Message: fmt.Sprintf(format, args...)})
+	msg := truncate(fmt.Sprintf(format, args...), agentapi.MaxIssueMessageBytes)
+	*is = append(*is, agentapi.ValidationIssue{Rule: rule, Severity: severity, Message: msg})
+}
+
+// maxQuotedName bounds a column name quoted in a message: five of them
+// (quoted) fit in one message of agentapi.MaxIssueMessageBytes.
+const maxQuotedName = 40
+
+// ellipsis ends a string that was cut.
+const ellipsis = "…"
+
+// truncate cuts s to at most n bytes, on a character boundary, ending it
+// with an ellipsis when it was cut.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n - len(ellipsis)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + ellipsis
 }
 
 // CheckCSV applies the CSV rules to d.
@@ -107,7 +131,7 @@ func CheckCSV(d *agentapi.CSVData) []agentapi.ValidationIssue {
 		}
 		k := strings.ToLower(name)
 		if seen[k] && len(dups) < 5 {
-			dups = append(dups, fmt.Sprintf("%q", name))
+			dups = append(dups, fmt.Sprintf("%q", truncate(name, maxQuotedName)))
 		}
 		seen[k] = true
 	}

@@ -19,6 +19,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/ca-a2a/ca-a2a/agentsvc/runtime/skill"
 	"github.com/ca-a2a/ca-a2a/shared/agentapi"
@@ -110,7 +111,11 @@ func decodeData(data json.RawMessage, v any, required ...string) error {
 	return nil
 }
 
-// Score turns issues into a report under v's threshold.
+// Score turns issues into a report under v's threshold. Every issue
+// counts in the score; the report lists the first
+// agentapi.MaxValidationIssues of them, each message cut to
+// agentapi.MaxIssueMessageBytes, so that it encodes within
+// agentapi.MaxValidationReportBytes.
 func (v *Validator) Score(issues []agentapi.ValidationIssue) agentapi.ValidationReport {
 	score, hasError := 100, false
 	for _, is := range issues {
@@ -120,6 +125,18 @@ func (v *Validator) Score(issues []agentapi.ValidationIssue) agentapi.Validation
 	score = max(0, min(100, score))
 	if issues == nil {
 		issues = []agentapi.ValidationIssue{}
+	}
+	if len(issues) > agentapi.MaxValidationIssues {
+		issues = issues[:agentapi.MaxValidationIssues]
+	}
+	for i, is := range issues {
+		if len(is.Message) > agentapi.MaxIssueMessageBytes {
+			issues = slices.Clone(issues) // the caller's slice is left as it is
+			for j := i; j < len(issues); j++ {
+				issues[j].Message = truncate(issues[j].Message, agentapi.MaxIssueMessageBytes)
+			}
+			break
+		}
 	}
 	return agentapi.ValidationReport{Score: score, Passed: !hasError && score >= v.opts.PassThreshold, Issues: issues}
 }

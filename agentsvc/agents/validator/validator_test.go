@@ -2,8 +2,10 @@ package validator_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/ca-a2a/ca-a2a/agentsvc/agents/extractor"
 	"github.com/ca-a2a/ca-a2a/agentsvc/agents/extractor/pdftest"
@@ -267,4 +269,69 @@ func FuzzValidateDocument(f *testing.F) {
 			t.Fatalf("report %+v", r)
 		}
 	})
+}
+
+// TestReportIsBounded: whatever the document, a report's messages, issues
+// and encoding stay within the bounds that let it travel with the
+// extracted data to the archivist (agentapi.MaxValidationReportBytes).
+func TestReportIsBounded(t *testing.T) {
+	// Column names as long as the extracted data allows, of the characters
+	// that JSON escapes the most: control characters, invalid UTF-8,
+	// quotes, and <, > and & (escaped by encoders that escape HTML).
+	huge := func(c string) string { return strings.Repeat(c, 150<<10/len(c)) }
+	var headers []string
+	for _, c := range []string{"\x01", "\xff", `"`, "<&>", "é"} {
+		headers = append(headers, huge(c), " "+huge(c)+" ")
+	}
+	v := validator.New(validator.Options{})
+	r, err := validate(t, v, "csv", &agentapi.CSVData{Headers: headers, Rows: [][]string{{"1"}}, RowCount: 1, ColumnCount: len(headers)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	repeated := func(r agentapi.ValidationReport) string {
+		for _, is := range r.Issues {
+			if is.Rule == validator.RuleHeaderUnique {
+				return is.Message
+			}
+		}
+		return ""
+	}
+	if m := repeated(r); !strings.HasPrefix(m, `repeated column names: "\x01\x01`) || !strings.HasSuffix(m, "…") {
+		t.Errorf("repeated-header message: %q", m)
+	}
+	// Long names of printable characters: five of them, each cut.
+	long, err := validate(t, v, "csv", &agentapi.CSVData{Headers: []string{huge("a"), huge("a"), huge("b"), huge("b"), huge("c"), huge("c"),
+		huge("d"), huge("d"), huge("é"), huge("é"), huge("f"), huge("f")}, Rows: [][]string{{"1"}}, RowCount: 1, ColumnCount: 12})
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := func(c string) string { return strings.Repeat(c, (40-len("…"))/len(c)) + "…" }
+	if m, want := repeated(long), fmt.Sprintf(`repeated column names: %q, %q, %q, %q, %q`, name("a"), name("b"), name("c"), name("d"), name("é")); m != want {
+		t.Errorf("repeated-header message:\n%s\nwant\n%s", m, want)
+	}
+	// Score itself bounds whatever issues it is given.
+	var many []agentapi.ValidationIssue
+	for range 40 {
+		many = append(many, agentapi.ValidationIssue{Rule: validator.RuleUntrimmedValues, Severity: validator.SeverityInfo, Message: huge("\x01")})
+	}
+	scored := v.Score(many)
+	if scored.Score != 20 || len(many[0].Message) != len(huge("\x01")) {
+		t.Errorf("every issue counts, and the caller's issues are left alone: score %d", scored.Score)
+	}
+	for name, rep := range map[string]agentapi.ValidationReport{"validate_document": r, "Score": scored} {
+		if len(rep.Issues) == 0 || len(rep.Issues) > agentapi.MaxValidationIssues {
+			t.Errorf("%s: %d issues", name, len(rep.Issues))
+		}
+		for _, is := range rep.Issues {
+			if len(is.Message) > agentapi.MaxIssueMessageBytes || !utf8.ValidString(is.Message) {
+				t.Errorf("%s: a message of %d bytes, valid UTF-8 %v", name, len(is.Message), utf8.ValidString(is.Message))
+			}
+		}
+		for _, enc := range []func(any) ([]byte, error){jsonrpc.Marshal, json.Marshal} {
+			b, err := enc(rep)
+			if err != nil || len(b) > agentapi.MaxValidationReportBytes {
+				t.Errorf("%s: the report encodes in %d bytes (%v), over %d", name, len(b), err, agentapi.MaxValidationReportBytes)
+			}
+		}
+	}
 }
