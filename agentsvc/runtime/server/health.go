@@ -29,7 +29,10 @@ func (s *Server) Health(ctx context.Context) (int, agentapi.HealthReport) {
 		r.UptimeS = int64(time.Since(s.started).Seconds())
 		return s.healthCode, r
 	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	// The report is shared by every caller for healthTTL: the checks run
+	// on their own deadline, not the first caller's, so a caller that
+	// hangs up mid-probe does not leave a failing report for the others.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	report := agentapi.HealthReport{Status: agentapi.HealthHealthy, Agent: s.opts.Agent.Name, Version: s.opts.Agent.Version,
 		UptimeS: int64(time.Since(s.started).Seconds()), Checks: map[string]agentapi.CheckResult{}}

@@ -12,6 +12,7 @@ import (
 	"net/http/httptrace"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -222,6 +223,36 @@ func TestHealthDetails(t *testing.T) {
 		Policy: &policy.Policy{}, Verifier: &binding.Verifier{}})
 	if err == nil || !strings.Contains(err.Error(), "health check x defined twice") {
 		t.Fatalf("a check defined twice: %v", err)
+	}
+}
+
+// TestHealthOutlivesItsFirstCaller: the report is shared for a while, so
+// a caller that goes away mid-probe must not leave a failing one for the
+// others.
+func TestHealthOutlivesItsFirstCaller(t *testing.T) {
+	probing, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	f := start(t, func(o *server.Options) {
+		o.Agent.Checks = map[string]server.HealthCheck{"dep": func(ctx context.Context) error {
+			once.Do(func() { close(probing) })
+			<-release
+			return ctx.Err() // what a check that is cut short answers
+		}}
+	})
+	ctx, hangUp := context.WithCancel(t.Context())
+	first := make(chan int, 1)
+	go func() {
+		code, _ := f.server.Health(ctx)
+		first <- code
+	}()
+	<-probing
+	hangUp() // the first caller goes away while the check runs
+	close(release)
+	if code := <-first; code != 200 {
+		t.Errorf("the first caller got %d", code)
+	}
+	if code, report := f.server.Health(t.Context()); code != 200 || report.Checks["dep"].Status != "ok" {
+		t.Fatalf("the next caller got %d %+v", code, report)
 	}
 }
 
