@@ -85,7 +85,7 @@ var (
 )
 
 // maxResponseBytes bounds an answer, a card or a Task.
-const maxResponseBytes = 64 << 20
+const maxResponseBytes = agentapi.MaxResponseBytes
 
 // Dial resolves the card of the agent at baseURL
 // (https://<agent>.ca-a2a.local:<port>) and returns a client made from it.

@@ -29,6 +29,13 @@ const (
 // the extractor's output limit are this one constant.
 const MaxBodyBytes = 1 << 20
 
+// MaxResponseBytes is the largest answer a caller reads (agentclient,
+// a2acaller). Answers are not bounded by the hop limit: a search page, a
+// batch of documents or an A2A task that echoes the caller's message may
+// be larger. An agent answers CodeTooLarge instead of a result no caller
+// would read.
+const MaxResponseBytes = 64 << 20
+
 // Permanent reports whether a peer's error code says the input itself is at
 // fault, so that retrying cannot help: -32602 (a document that cannot be
 // parsed, unsupported, over a limit, a bad key) and CodeTooLarge. Every

@@ -37,7 +37,7 @@ type TokenSource interface {
 }
 
 // maxResponseBytes bounds an agent's answer (extracted documents included).
-const maxResponseBytes = 64 << 20
+const maxResponseBytes = agentapi.MaxResponseBytes
 
 // Config configures a Client.
 type Config struct {

@@ -29,6 +29,13 @@ func refusal(code int, reason, message string) *jsonrpc.Error {
 	return &jsonrpc.Error{Code: code, Message: message, Data: agentapi.RefusalData{Reason: reason}}
 }
 
+// errResultTooLarge answers a call whose result no caller would read.
+var errResultTooLarge = jsonrpc.Errorf(agentapi.CodeTooLarge, "result larger than %d bytes", maxResultBytes)
+
+// errBatchTooLarge answers the elements of a batch past
+// MaxBatchResponseBytes.
+var errBatchTooLarge = jsonrpc.Errorf(agentapi.CodeTooLarge, "batch answer larger than %d bytes: this element was not answered", MaxBatchResponseBytes)
+
 func tooLarge() *jsonrpc.Error {
 	return refusal(agentapi.CodeTooLarge, agentapi.ReasonBodyTooLarge, "request body larger than 1 MiB")
 }

@@ -76,17 +76,59 @@ func (s *Server) serveBatch(w http.ResponseWriter, ctx context.Context, caller s
 	// One deadline for the whole batch: its elements run one after another.
 	ctx, cancel := context.WithTimeout(ctx, s.opts.HandlerTimeout)
 	defer cancel()
-	var out []*jsonrpc.Response
+	// The answers are encoded as they come, to bound their sum.
+	out := []byte{'['}
+	answered, full := 0, false
 	for _, e := range elems {
-		if resp, _ := s.call(ctx, caller, e, true); resp != nil {
-			out = append(out, resp)
+		var resp *jsonrpc.Response
+		if full {
+			resp = s.skipElement(e)
+		} else {
+			resp, _ = s.call(ctx, caller, e, true)
 		}
+		if resp == nil {
+			continue
+		}
+		data, err := jsonrpc.Marshal(resp)
+		if err != nil { // answers of raw results and errors always encode
+			data, _ = jsonrpc.Marshal(errorResponse(resp.ID, errInternal))
+		}
+		if !full && len(out)+len(data)+2 > MaxBatchResponseBytes {
+			// This element ran, but its answer is not sent; the
+			// following ones are answered without running.
+			full = true
+			data, _ = jsonrpc.Marshal(errorResponse(resp.ID, errBatchTooLarge))
+		}
+		if answered > 0 {
+			out = append(out, ',')
+		}
+		out = append(out, data...)
+		answered++
 	}
-	if len(out) == 0 {
+	if answered == 0 {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	writeJSON(w, http.StatusOK, out)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(append(out, ']', '\n'))
+}
+
+// skipElement answers an element of a batch whose answer would pass
+// MaxBatchResponseBytes, without running it: CodeTooLarge with its id, or
+// nothing for a notification (as for any), and counts it.
+func (s *Server) skipElement(raw json.RawMessage) *jsonrpc.Response {
+	var req jsonrpc.Request
+	if err := json.Unmarshal(raw, &req); err != nil || req.JSONRPC != jsonrpc.Version || req.Method == "" || !validID(req.ID) {
+		s.metrics.ObserveCall(s.other, jsonrpc.CodeInvalidRequest, 0)
+		return errorResponse(validOrNullID(req.ID), jsonrpc.Errorf(jsonrpc.CodeInvalidRequest, "invalid request"))
+	}
+	metric := s.other
+	if m, ok := s.methods[req.Method]; ok {
+		metric = m.metric
+	}
+	s.metrics.ObserveCall(metric, agentapi.CodeTooLarge, 0)
+	return s.reply(req, nil, errBatchTooLarge)
 }
 
 // call answers one request and counts it (each element of a batch on its
@@ -167,6 +209,13 @@ func (s *Server) dispatch(ctx context.Context, info *requestInfo, caller string,
 			info.code = jsonrpc.CodeInternalError
 		}
 		return s.reply(req, nil, errInternal), http.StatusOK, rt.metric, jsonrpc.CodeInternalError
+	}
+	if len(data) > maxResultBytes {
+		log().Warn("result too large to answer", "bytes", len(data))
+		if !inBatch {
+			info.code = agentapi.CodeTooLarge
+		}
+		return s.reply(req, nil, errResultTooLarge), http.StatusOK, rt.metric, agentapi.CodeTooLarge
 	}
 	return s.reply(req, data, nil), http.StatusOK, rt.metric, code
 }

@@ -35,6 +35,15 @@ const (
 	IdleTimeout       = 120 * time.Second
 	// MaxBatch bounds the elements of one batch.
 	MaxBatch = 100
+	// MaxBatchResponseBytes bounds the answers of one batch: once the
+	// next answer would pass it, that element and the ones after it are
+	// answered agentapi.CodeTooLarge (the elements after it do not run),
+	// so a small batch cannot make the agent build a huge answer.
+	MaxBatchResponseBytes = 4 * agentapi.MaxBodyBytes
+	// maxResultBytes bounds one call's encoded result: the largest answer
+	// a caller reads, less room for the envelope and an id of a request of
+	// at most the hop limit.
+	maxResultBytes = agentapi.MaxResponseBytes - agentapi.MaxBodyBytes - 1<<10
 )
 
 // HealthCheck reports whether one dependency works.

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -253,6 +254,82 @@ func TestHealthOutlivesItsFirstCaller(t *testing.T) {
 	}
 	if code, report := f.server.Health(t.Context()); code != 200 || report.Checks["dep"].Status != "ok" {
 		t.Fatalf("the next caller got %d %+v", code, report)
+	}
+}
+
+// TestAnswersAreBounded: a batch whose answers would pass
+// MaxBatchResponseBytes gets -32012 for the element that would pass it
+// (with its id) and for the ones after it, which do not run; a single
+// result no caller would read is -32012 too.
+func TestAnswersAreBounded(t *testing.T) {
+	var runs atomic.Int32
+	f := start(t, func(o *server.Options) {
+		for i, m := range o.Agent.Methods {
+			if m.Name == "echo" { // echo answers {"x": "aaa..."} of params.n bytes
+				o.Agent.Methods[i].Handler = func(_ context.Context, params json.RawMessage) (any, error) {
+					runs.Add(1)
+					var p struct{ N int }
+					if err := json.Unmarshal(params, &p); err != nil {
+						return nil, err
+					}
+					return json.RawMessage(`{"x":"` + strings.Repeat("a", p.N-8) + `"}`), nil
+				}
+			}
+		}
+	})
+	elem := func(id string, n int) string {
+		idPart := ""
+		if id != "" {
+			idPart = `,"id":` + id
+		}
+		return fmt.Sprintf(`{"jsonrpc":"2.0","method":"echo","params":{"n":%d}%s}`, n, idPart)
+	}
+	type answer struct {
+		ID     json.RawMessage `json:"id"`
+		Result json.RawMessage `json:"result"`
+		Error  *struct {
+			Code int `json:"code"`
+		} `json:"error"`
+	}
+	const mib = 1 << 20
+	batch := "[" + strings.Join([]string{elem("1", mib), elem("2", mib), elem("", 10), elem("3", mib), elem(`"four"`, mib),
+		elem("5", 10), elem("", 10), `{"jsonrpc":"2.0","id":6}`, `{"jsonrpc":"2.0","method":"list_skills","id":7}`}, ",") + "]"
+	status, body := f.post(t, batch)
+	var answers []answer
+	if err := json.Unmarshal([]byte(body), &answers); status != 200 || err != nil {
+		t.Fatalf("%d %v %.300s", status, err, body)
+	}
+	if len(body) > server.MaxBatchResponseBytes+1<<10 {
+		t.Errorf("the batch answer takes %d bytes", len(body))
+	}
+	want := []struct {
+		id   string
+		code int
+	}{{"1", 0}, {"2", 0}, {"3", 0}, {`"four"`, -32012}, {"5", -32012}, {"6", -32600}, {"7", -32012}}
+	if len(answers) != len(want) {
+		t.Fatalf("%d answers, want %d", len(answers), len(want))
+	}
+	for i, w := range want {
+		a := answers[i]
+		code := 0
+		if a.Error != nil {
+			code = a.Error.Code
+		}
+		if string(a.ID) != w.id || code != w.code || (code == 0) != (len(a.Result) == mib) {
+			t.Errorf("answer %d: id %s code %d result of %d bytes; want id %s code %d", i, a.ID, code, len(a.Result), w.id, w.code)
+		}
+	}
+	if n := runs.Load(); n != 5 { // 1, 2, the notification, 3, "four"; none after
+		t.Errorf("%d elements ran, want 5", n)
+	}
+
+	// A single result larger than any caller reads.
+	_, body = f.post(t, elem("8", agentapi.MaxResponseBytes))
+	if !strings.Contains(body, `"code":-32012`) || !strings.Contains(body, `"id":8`) || len(body) > 1<<10 {
+		t.Fatalf("single call: %.300s", body)
+	}
+	if _, body = f.post(t, elem("9", 2*mib)); !strings.Contains(body, `"result":{"x":"aaa`) {
+		t.Fatalf("a single result over the hop limit but readable: %.100s", body)
 	}
 }
 
