@@ -628,6 +628,39 @@ func TestSigningKeyChanges(t *testing.T) {
 	})
 }
 
+// TestKeyReplacedDuringLookup: a refresh that puts another key under the
+// kid between the lookup of a token's key and the read of its state must
+// not get the token, verified by the withdrawn key, cached under the new
+// key's state (where it would stay accepted).
+func TestKeyReplacedDuringLookup(t *testing.T) {
+	ca := pki.NewCA(t, "CA")
+	lambda := ca.Issue(t, "lambda")
+	idp := tokens.New(t, ca)
+	ks := idp.KeySet(t, binding.KeySetOptions{RefreshInterval: time.Hour, UnknownKIDInterval: time.Hour, Logger: quiet})
+	v := newVerifier(t, ks, nil)
+	token := idp.Mint(t, idp.EC, tokens.Claims(lambda.Cert), nil)
+	other := idp.AddKey(t, "other")
+	idp.RemoveKey(other.KID)
+	var once sync.Once
+	binding.SetAfterLookup(ks, func() {
+		once.Do(func() {
+			idp.PublishKey(&tokens.Key{KID: idp.EC.KID, Alg: "ES256", Signer: other.Signer})
+			if err := binding.RefreshNow(t.Context(), ks); err != nil {
+				t.Error(err)
+			}
+		})
+	})
+	// Looked up before the refresh: this one request is verified by the
+	// key it was signed with.
+	if _, err := v.Verify(t.Context(), token, lambda.Cert); err != nil {
+		t.Fatal(err)
+	}
+	binding.SetAfterLookup(ks, nil)
+	if _, err := v.Verify(t.Context(), token, lambda.Cert); !errors.Is(err, jwt.ErrTokenSignatureInvalid) {
+		t.Fatalf("the token of the replaced key, next request: %v, want a bad signature", err)
+	}
+}
+
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)

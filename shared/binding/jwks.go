@@ -91,6 +91,10 @@ type KeySet struct {
 	stop chan struct{}
 	done chan struct{}
 	once sync.Once
+
+	// afterLookup, when set (tests), runs between a key's lookup and the
+	// read of its state.
+	afterLookup func()
 }
 
 type refreshCall struct {
@@ -195,7 +199,7 @@ func (k *KeySet) Keyfunc(ctx context.Context) jwt.Keyfunc {
 }
 
 // keyfunc is Keyfunc that also reports, in *state, the keyState of the key
-// it returned (nil when the key was withdrawn meanwhile).
+// it returned (nil when the key was withdrawn or replaced meanwhile).
 func (k *KeySet) keyfunc(ctx context.Context, state **keyState) jwt.Keyfunc {
 	lookup := k.kf.KeyfuncCtx(ctx)
 	return func(token *jwt.Token) (any, error) {
@@ -225,8 +229,17 @@ func (k *KeySet) keyfunc(ctx context.Context, state **keyState) jwt.Keyfunc {
 		if err := fitsKey(token, key); err != nil {
 			return nil, err
 		}
+		if k.afterLookup != nil {
+			k.afterLookup()
+		}
 		if state != nil {
-			*state = (*k.live.Load())[kid]
+			// The state of the key that verifies, only: a refresh since
+			// the lookup may have put another key under kid, and a token
+			// of the withdrawn key must not be cached under its state.
+			*state = nil
+			if s := (*k.live.Load())[kid]; s != nil && samePublicKey(s.pub, key) {
+				*state = s
+			}
 		}
 		return key, nil
 	}
