@@ -51,8 +51,12 @@
 //	context.Canceled               the caller left; nobody to answer
 //
 // A time limit set by the caller's own deadline also matches
-// context.DeadlineExceeded. RunError.Stderr (the head of the worker's
-// standard error) is for logs only.
+// context.DeadlineExceeded. RunError.CPUTime (the reaped worker's user and
+// system time) against RunError.Wall (its wall-clock limit) tells a worker
+// that used its time from one that other workers starved of CPU, which says
+// nothing about the document (the extractor answers that one -32002).
+// RunError.Stderr (the head of the worker's standard error) is for logs
+// only.
 //
 // # Limits and what each defends
 //

@@ -3,6 +3,7 @@ package sandbox
 import (
 	"errors"
 	"strings"
+	"time"
 )
 
 // Errors callers branch on with errors.Is. A run that ends without a result
@@ -93,6 +94,14 @@ type RunError struct {
 	// panic or fatal-error message), for logs only: never return it to a
 	// client. Its bytes may come from the document.
 	Stderr string
+	// CPUTime is the CPU time (user and system) the worker used, from the
+	// resource usage of the reaped process; zero when it was not started.
+	// With Wall it tells a worker that used its time from one starved of
+	// CPU by the others (ErrTimeLimit).
+	CPUTime time.Duration
+	// Wall is the wall-clock limit the run had: Config.Timeout, or less
+	// when the caller's deadline came first.
+	Wall time.Duration
 	// cause is context.DeadlineExceeded when the caller's deadline was the
 	// binding time limit, or the context's error when the run was
 	// abandoned.

@@ -220,14 +220,22 @@ loop:
 		stderr = <-errc
 	}
 
-	if limit != nil {
-		if re, ok := limit.(*RunError); ok {
-			re.Exit = exitString(w.cmd.ProcessState)
-			re.Stderr = string(stderr)
+	if limit == nil {
+		b, err := classify(w.cmd.ProcessState, waitErr, out.b, stderr, maxFrame-frameHeaderLen, cpuHard)
+		if err == nil {
+			return b, nil
 		}
-		return nil, limit
+		limit = err
 	}
-	return classify(w.cmd.ProcessState, waitErr, out.b, stderr, maxFrame-frameHeaderLen, cpuHard)
+	if re, ok := limit.(*RunError); ok {
+		re.Exit = exitString(w.cmd.ProcessState)
+		re.Stderr = string(stderr)
+		re.Wall = wall
+		if ps := w.cmd.ProcessState; ps != nil {
+			re.CPUTime = ps.UserTime() + ps.SystemTime()
+		}
+	}
+	return nil, limit
 }
 
 // ctxOutcome is the result of a run whose context ended: the caller's

@@ -195,6 +195,54 @@ func TestCPULimitBackstop(t *testing.T) {
 	}
 }
 
+// TestTimeLimitReportsCPUTime: a worker stopped by the time limit reports
+// the CPU time it used, so that a caller can tell a parse that used its
+// time (a burner) from one that did not get the CPU (here a sleeper). The
+// burner uses burnCPU of CPU time, as it measures itself, then sleeps;
+// when a loaded machine did not give it that much before the time limit,
+// the runs are repeated with a limit twice as long.
+func TestTimeLimitReportsCPUTime(t *testing.T) {
+	for timeout := 2 * time.Second; ; timeout *= 2 {
+		cfg := testConfig()
+		cfg.Timeout = timeout
+		p := newTestPool(t, cfg)
+		runs := map[string]*RunError{}
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for _, kind := range []string{"burn-then-sleep", "sleep"} {
+			wg.Go(func() {
+				_, err := p.Run(hangCtx(t), kind, nil)
+				var re *RunError
+				if !errors.As(err, &re) || !errors.Is(err, ErrTimeLimit) {
+					t.Errorf("%s: %v, want ErrTimeLimit", kind, err)
+					return
+				}
+				mu.Lock()
+				runs[kind] = re
+				mu.Unlock()
+			})
+		}
+		wg.Wait()
+		burned, slept := runs["burn-then-sleep"], runs["sleep"]
+		if burned == nil || slept == nil {
+			t.FailNow()
+		}
+		t.Logf("time limit %s; CPU time: burner %v, sleeper %v", timeout, burned.CPUTime, slept.CPUTime)
+		for _, re := range []*RunError{burned, slept} {
+			if re.Wall != timeout {
+				t.Errorf("Wall %v, want %v", re.Wall, timeout)
+			}
+		}
+		if burned.CPUTime < burnCPU && timeout < 30*time.Second {
+			continue // not burnt yet, or CPU time not reported: longer
+		}
+		if burned.CPUTime < burnCPU || slept.CPUTime >= burnCPU || slept.CPUTime <= 0 {
+			t.Errorf("CPU time: burner %v (want at least %v), sleeper %v (want less, not 0)", burned.CPUTime, burnCPU, slept.CPUTime)
+		}
+		return
+	}
+}
+
 func TestCallerContext(t *testing.T) {
 	t.Run("deadline before the timeout", func(t *testing.T) {
 		p := newTestPool(t, testConfig())

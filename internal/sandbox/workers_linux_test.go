@@ -142,6 +142,28 @@ func init() {
 		spin()
 		return nil
 	})
+	Register("burn-then-sleep", func([]byte, io.Writer) error {
+		// Uses burnCPU of CPU time (whatever the wall-clock time that
+		// takes on a loaded machine), then waits without using any.
+		for {
+			var ru unix.Rusage
+			if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+				return err
+			}
+			if time.Duration(ru.Utime.Nano()+ru.Stime.Nano()) >= burnCPU {
+				break
+			}
+			for range 1 << 20 {
+				spins++
+			}
+		}
+		time.Sleep(time.Hour)
+		return nil
+	})
+	Register("sleep", func([]byte, io.Writer) error {
+		time.Sleep(time.Hour)
+		return nil
+	})
 	Register("report", func(doc []byte, out io.Writer) error {
 		return json.NewEncoder(out).Encode(probe(doc))
 	})
@@ -189,6 +211,9 @@ func init() {
 }
 
 var spins uint64
+
+// burnCPU is the CPU time the burn-then-sleep worker uses.
+const burnCPU = 200 * time.Millisecond
 
 func spin() {
 	for {

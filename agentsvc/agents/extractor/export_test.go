@@ -24,3 +24,7 @@ var JSONString = func(s string) ([]byte, error) {
 
 // WriteCSV is the worker's CSV parse, for tests of the output bound.
 var WriteCSV = writeCSV
+
+// SetMinCPUShare changes the share of the time limit a worker must have
+// spent on the CPU for a time limit to blame the document.
+func SetMinCPUShare(e *Extractor, share float64) { e.minCPUShare = share }

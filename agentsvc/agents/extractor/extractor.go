@@ -17,6 +17,8 @@
 //	extracted data over the hop limit                   -32012                                         permanent
 //	no worker free before the request's deadline        -32002 "extractor busy"                        transient
 //	the request's own deadline ended the parse          -32002                                         transient
+//	the time limit, with less than MinCPUShare of it
+//	  in CPU time (the worker was starved of CPU)       -32002 "extractor overloaded"                  transient
 //	the worker could not be set up                      -32603                                         internal
 package extractor
 
@@ -44,6 +46,13 @@ type Options struct {
 	Logger *slog.Logger
 }
 
+// MinCPUShare is the share of its wall-clock limit that a worker killed
+// by the time limit must have spent on the CPU for the document to be
+// blamed (permanent). Below it the worker was starved of CPU by the other
+// parses (EXTRACT_WORKERS share the task's vCPUs), which says nothing
+// about the document: transient, the Lambda retries it.
+const MinCPUShare = 0.5
+
 // Extractor offers extract_document and list_supported_formats.
 type Extractor struct {
 	store documents.Store
@@ -51,6 +60,8 @@ type Extractor struct {
 	log   *slog.Logger
 	// maxBytes bounds a document: the pool's MaxDocumentBytes.
 	maxBytes int64
+	// minCPUShare is MinCPUShare (tests change it).
+	minCPUShare float64
 }
 
 // New returns an Extractor reading from store and parsing in pool's
@@ -61,7 +72,7 @@ func New(store documents.Store, pool *sandbox.Pool, opts Options) *Extractor {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Extractor{store: store, pool: pool, log: log, maxBytes: pool.Config().MaxDocumentBytes}
+	return &Extractor{store: store, pool: pool, log: log, maxBytes: pool.Config().MaxDocumentBytes, minCPUShare: MinCPUShare}
 }
 
 // Stats are the worker pool's counters (/health check extract_workers).
@@ -79,6 +90,7 @@ var (
 	errInvalidKey  = jsonrpc.InvalidParams("s3_key is not a valid object key")
 	errUnsupported = jsonrpc.InvalidParams("unsupported document type: want .pdf or .csv")
 	errBusy        = jsonrpc.Errorf(agentapi.CodeUnavailable, "extractor busy: try again later")
+	errOverloaded  = jsonrpc.Errorf(agentapi.CodeUnavailable, "extractor overloaded: the parse did not get the CPU to finish; try again later")
 	errInternal    = jsonrpc.Errorf(jsonrpc.CodeInternalError, "internal error")
 )
 
@@ -140,7 +152,8 @@ func (e *Extractor) runError(ctx context.Context, key string, doc agentapi.Extra
 		e.log.ErrorContext(ctx, "extractor: worker not run", "s3_key", key, "error", err.Error())
 		return errInternal
 	}
-	attrs := []any{"s3_key", key, "size", doc.FileSize, "outcome", re.Cause(), "exit", re.Exit}
+	attrs := []any{"s3_key", key, "size", doc.FileSize, "outcome", re.Cause(), "exit", re.Exit,
+		"cpu_ms", re.CPUTime.Milliseconds(), "wall_ms", re.Wall.Milliseconds()}
 	if re.Stderr != "" {
 		attrs = append(attrs, "stderr", truncate(re.Stderr, maxLoggedStderr))
 	}
@@ -155,6 +168,13 @@ func (e *Extractor) runError(ctx context.Context, key string, doc agentapi.Extra
 		// it. Transient: a retry with a longer deadline may succeed.
 		e.log.WarnContext(ctx, "extractor: parse cut short by the request's deadline", attrs...)
 		return jsonrpc.Errorf(agentapi.CodeUnavailable, "extraction did not finish before the request's deadline")
+	case errors.Is(err, sandbox.ErrTimeLimit) && re.CPUTime.Seconds() < e.minCPUShare*re.Wall.Seconds():
+		// Out of time without having used it: the other workers had
+		// the CPU. A document that loops gets the same answer only when
+		// the task is this overloaded; its retries end in the
+		// dead-letter queue.
+		e.log.WarnContext(ctx, "extractor: parse starved of CPU before its time limit", attrs...)
+		return errOverloaded
 	case errors.Is(err, sandbox.ErrOutputTooLarge):
 		e.log.InfoContext(ctx, "extractor: extracted data over the hop limit", attrs...)
 		return permanent(jsonrpc.Errorf(agentapi.CodeTooLarge, "extracted data larger than %d bytes: over the 1 MiB hop limit", agentapi.MaxExtractedDataBytes), doc)

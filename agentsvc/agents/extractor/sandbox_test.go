@@ -37,14 +37,21 @@ func TestWorkerOutcomes(t *testing.T) {
 		name     string
 		key      string
 		cfg      sandbox.Config
+		cpuShare float64       // extractor.MinCPUShare when 0
 		deadline time.Duration // of the request; 0: hang
 		code     int
 		message  string
 		killed   uint64
 		logged   string
 	}{
-		{name: "parse past EXTRACT_TIMEOUT", key: "loop.pdf", cfg: sandbox.Config{Timeout: 2 * time.Second},
+		// The looping parse spins: on a loaded machine it may still get
+		// less than half a CPU, so the share it must reach is lowered
+		// to what any run reaches.
+		{name: "parse past EXTRACT_TIMEOUT", key: "loop.pdf", cfg: sandbox.Config{Timeout: 2 * time.Second}, cpuShare: 0.01,
 			code: jsonrpc.CodeInvalidParams, message: "document could not be parsed: time limit", killed: 1, logged: `"outcome":"time limit"`},
+		// A share no run reaches plays a worker starved of CPU.
+		{name: "parse past EXTRACT_TIMEOUT without the CPU", key: "loop.pdf", cfg: sandbox.Config{Timeout: 2 * time.Second}, cpuShare: 2,
+			code: agentapi.CodeUnavailable, message: "extractor overloaded", killed: 1, logged: `"msg":"extractor: parse starved of CPU before its time limit"`},
 		{name: "request deadline before EXTRACT_TIMEOUT", key: "loop.pdf", deadline: 2 * time.Second,
 			code: agentapi.CodeUnavailable, message: "did not finish before the request's deadline", killed: 1},
 		{name: "allocation past the memory limit", key: "oom.pdf",
@@ -61,6 +68,9 @@ func TestWorkerOutcomes(t *testing.T) {
 			cfg.Workers = 1
 			p := pool(t, cfg)
 			e := extractor.New(store, p, extractor.Options{Logger: slog.New(slog.NewJSONHandler(logs, nil))})
+			if tc.cpuShare != 0 {
+				extractor.SetMinCPUShare(e, tc.cpuShare)
+			}
 			d := tc.deadline
 			if d == 0 {
 				d = hang
