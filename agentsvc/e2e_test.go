@@ -19,6 +19,7 @@ import (
 	"github.com/ca-a2a/ca-a2a/agentsvc/agents/orchestrator"
 	"github.com/ca-a2a/ca-a2a/agentsvc/runtime/metrics"
 	"github.com/ca-a2a/ca-a2a/internal/samples"
+	"github.com/ca-a2a/ca-a2a/internal/sandbox"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/pgtest"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/pki"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/stack"
@@ -166,10 +167,19 @@ func pipelineEndToEnd(t *testing.T, s *stack.Stack) {
 	if failedDocs.Total != 3 || failedDocs.Documents[0].Stage != "extraction" || failedDocs.Documents[0].Error == "" {
 		t.Fatalf("search for failed documents: %+v", failedDocs)
 	}
-	// The extractor reports its workers; busy or not, it is healthy.
+	// The extractor reports its workers and their Landlock level; busy or
+	// not, it is healthy.
+	pool, err := sandbox.NewPool(sandbox.Config{}) // to read the kernel's level as the extractor does
+	if err != nil {
+		t.Fatal(err)
+	}
+	abi := pool.LandlockABI()
 	if code, body := rawGet(t, s, "orchestrator", "extractor", "/health"); code != 200 ||
-		!strings.Contains(body, `"extract_workers":{"status":"ok","details":{"busy":0,"total":4,"killed_since_start":0}}`) {
-		t.Fatalf("extractor health: %d %s", code, body)
+		!strings.Contains(body, fmt.Sprintf(`"extract_workers":{"status":"ok","details":{"busy":0,"total":4,"killed_since_start":0,"landlock":%d}}`, abi)) {
+		t.Fatalf("extractor health: %d %s, want landlock %d", code, body, abi)
+	}
+	if line := logLineWith(s.Log("extractor"), "parses run in sandboxed workers"); !strings.Contains(line, fmt.Sprintf(`"landlock_abi":%d`, abi)) {
+		t.Errorf("the extractor does not log its Landlock level %d: %s", abi, line)
 	}
 
 	var status map[string]any

@@ -50,7 +50,10 @@ func build(ctx context.Context, cfg *config.Config, src certload.Source, crl cer
 			return agent, noop, err
 		}
 		log.Info("extractor: parses run in sandboxed workers", "workers", cfg.Extract.Workers, "timeout", cfg.Extract.Timeout.String(),
-			"memory_limit", cfg.Extract.MemoryLimit, "max_bytes", cfg.Extract.MaxBytes)
+			"memory_limit", cfg.Extract.MemoryLimit, "max_bytes", cfg.Extract.MaxBytes, "landlock_abi", pool.LandlockABI())
+		if pool.LandlockABI() == 0 {
+			log.Warn("extractor: Landlock unavailable: workers run without filesystem confinement (the other limits apply)")
+		}
 		ex := extractor.New(store, pool, extractor.Options{Logger: log})
 		agent.Methods = ex.Methods()
 		m.SetWorkers(func() metrics.Workers {
@@ -60,7 +63,7 @@ func build(ctx context.Context, cfg *config.Config, src certload.Source, crl cer
 		agent.Checks["documents"] = store.Ping
 		agent.DetailedChecks = map[string]server.DetailedCheck{"extract_workers": func(context.Context) (any, error) {
 			st := ex.Stats()
-			return agentapi.ExtractWorkers{Busy: st.Busy, Total: st.Total, KilledSinceStart: st.KilledSinceStart}, nil
+			return agentapi.ExtractWorkers{Busy: st.Busy, Total: st.Total, KilledSinceStart: st.KilledSinceStart, Landlock: pool.LandlockABI()}, nil
 		}}
 		return agent, noop, nil
 	case agentapi.Validator:

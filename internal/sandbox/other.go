@@ -6,6 +6,8 @@ import "context"
 
 func supported() error { return ErrUnsupported }
 
+func landlockABI() int { return 0 }
+
 // runWorker refuses: a worker's limits exist on Linux only.
 func runWorker([]string) int { return exitSetup }
 

@@ -116,6 +116,8 @@ type Pool struct {
 	// cpuSeconds turns the wall-clock limit of a run into the worker's
 	// RLIMIT_CPU; tests shorten it to reach the CPU backstop.
 	cpuSeconds func(wall time.Duration) uint64
+	// landlock is the kernel's Landlock ABI version (0: none).
+	landlock int
 }
 
 // NewPool checks cfg and returns a Pool. It fails with ErrNotInstalled
@@ -137,8 +139,16 @@ func NewPool(cfg Config) (*Pool, error) {
 		slots:      semaphore.NewWeighted(int64(cfg.Workers)),
 		budget:     semaphore.NewWeighted(cfg.MemoryBudget),
 		cpuSeconds: cpuBackstop,
+		landlock:   landlockABI(),
 	}, nil
 }
+
+// LandlockABI is the Landlock ABI version of the kernel, read when the
+// pool was made: what confines the workers (filesystem from 1, TCP from
+// 4, signals and abstract sockets from 6). 0: the kernel has no Landlock,
+// and workers run without filesystem or network confinement, with the
+// other limits only.
+func (p *Pool) LandlockABI() int { return p.landlock }
 
 // cpuBackstop is the soft CPU-time limit for a run of wall-clock limit wall:
 // whole seconds rounded up, plus one so that the parent's timer, not the

@@ -59,7 +59,7 @@ func hangCtx(t *testing.T) context.Context {
 // is expected to have it.
 func requireLandlock(t *testing.T) {
 	t.Helper()
-	if landlockABI() > 0 {
+	if kernelLandlockABI() > 0 {
 		return
 	}
 	ci.Required(t, "the kernel has no Landlock (confinement is best effort and not active here)")
@@ -241,6 +241,16 @@ func TestTimeLimitReportsCPUTime(t *testing.T) {
 		}
 		return
 	}
+}
+
+// TestLandlockABI: the pool reports the kernel's Landlock level, which the
+// agent logs and shows in /health.
+func TestLandlockABI(t *testing.T) {
+	p := newTestPool(t, testConfig())
+	if got, want := p.LandlockABI(), kernelLandlockABI(); got != want {
+		t.Fatalf("LandlockABI %d, the kernel says %d", got, want)
+	}
+	requireLandlock(t)
 }
 
 func TestCallerContext(t *testing.T) {
@@ -570,7 +580,7 @@ func TestWorkerEnvironment(t *testing.T) {
 
 	t.Run("landlock", func(t *testing.T) {
 		requireLandlock(t)
-		abi := landlockABI()
+		abi := kernelLandlockABI()
 		want := []struct {
 			name, got, want string
 			minABI          int

@@ -15,6 +15,7 @@ import (
 	"syscall"
 
 	"github.com/landlock-lsm/go-landlock/landlock"
+	llsyscall "github.com/landlock-lsm/go-landlock/landlock/syscall"
 	"golang.org/x/sys/unix"
 	"kernel.org/pub/linux/libs/security/libcap/psx"
 )
@@ -293,6 +294,16 @@ func addressSpaceInUse() (uint64, error) {
 		}
 	}
 	return 0, errors.New("read address space in use: no VmSize in /proc/self/status")
+}
+
+// landlockABI asks the kernel for its Landlock ABI version; 0 when it has
+// none (or it is disabled).
+func landlockABI() int {
+	v, err := llsyscall.LandlockGetABIVersion()
+	if err != nil || v < 0 {
+		return 0
+	}
+	return v
 }
 
 // confine forbids privilege gain on every thread and, where the kernel has

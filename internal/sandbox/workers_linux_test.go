@@ -307,8 +307,9 @@ func errno(err error) string {
 	return err.Error()
 }
 
-// landlockABI is the kernel's Landlock ABI version, 0 without Landlock.
-func landlockABI() int {
+// kernelLandlockABI asks the kernel directly, independently of the code
+// under test: the Landlock ABI version, 0 without Landlock.
+func kernelLandlockABI() int {
 	v, _, e := unix.Syscall(unix.SYS_LANDLOCK_CREATE_RULESET, 0, 0, 1 /* LANDLOCK_CREATE_RULESET_VERSION */)
 	if e != 0 {
 		return 0

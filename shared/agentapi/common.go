@@ -63,4 +63,9 @@ type ExtractWorkers struct {
 	// KilledSinceStart counts the workers killed by a limit (time, memory,
 	// CPU, output) since the agent started.
 	KilledSinceStart uint64 `json:"killed_since_start"`
+	// Landlock is the kernel's Landlock ABI version, which confines the
+	// workers; 0: unavailable, workers run without filesystem or network
+	// confinement (the other limits still apply). It does not fail the
+	// check: confinement is best effort (docs/threat-model.md).
+	Landlock int `json:"landlock"`
 }
