@@ -302,7 +302,7 @@ func TestHostileDocuments(t *testing.T) {
 }
 
 // TestValidPDFWhileHostileParsesRun: three parses that never end hold
-// three of the four workers; a valid PDF sent meanwhile is extracted at
+// three of the four workers; a valid PDF sent meanwhile is extracted
 // at once, before any of the three is killed.
 func TestValidPDFWhileHostileParsesRun(t *testing.T) {
 	if testing.Short() {
