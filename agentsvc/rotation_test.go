@@ -24,6 +24,7 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
+	"github.com/ca-a2a/ca-a2a/agentsvc/runtime/server"
 	"github.com/ca-a2a/ca-a2a/internal/certgen"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/moto"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/pki"
@@ -320,17 +321,27 @@ type answer struct {
 
 func newKeptAlive(t *testing.T, s *stack.Stack, src certload.Source, as, server string) *keptAlive {
 	t.Helper()
+	k, err := tryKeptAlive(t, s, src, as, server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// tryKeptAlive is newKeptAlive that returns the token request's error.
+func tryKeptAlive(t *testing.T, s *stack.Stack, src certload.Source, as, server string) (*keptAlive, error) {
+	t.Helper()
 	ts, err := tokensource.New(tokensource.Config{TokenURL: s.IdP.TokenURL, ClientID: as, Certificate: src, ServerName: s.IdP.ServerName})
 	if err != nil {
 		t.Fatal(err)
 	}
 	tok, err := ts.Token()
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	tr := &http.Transport{TLSClientConfig: certload.ClientConfig(src, agentapi.AuthorizeAgent(server), certload.ClientOptions{}), MaxIdleConnsPerHost: 1}
 	t.Cleanup(tr.CloseIdleConnections)
-	return &keptAlive{client: &http.Client{Transport: tr, Timeout: 10 * time.Second}, token: func() string { return tok.AccessToken }}
+	return &keptAlive{client: &http.Client{Transport: tr, Timeout: 10 * time.Second}, token: func() string { return tok.AccessToken }}, nil
 }
 
 func (k *keptAlive) call(t *testing.T, url string) answer {
@@ -599,19 +610,37 @@ func TestCertificateExpiresOnAnOpenConnection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	notAfter := time.Now().Add(3 * time.Second)
-	short := ca.Issue(t, "lambda", pki.Validity(time.Now().Add(-time.Minute), notAfter))
-	src, err := certload.FromPEM(short.CertPEM, short.KeyPEM, bundle, certload.Origin{}, certload.Options{Usage: certload.UsageClient})
-	if err != nil {
-		t.Fatal(err)
+	// The certificate must outlive the token request and the first call,
+	// and then expire while the connection is open. It lives a few seconds
+	// from now; when the setup took longer than that (a loaded machine),
+	// the certificate had expired before the connection was served, and
+	// the setup is tried again with a lifetime twice as long.
+	// The longest lifetime tried stays under the server's idle timeout,
+	// which would close the connection before the certificate expires.
+	var k *keptAlive
+	var notAfter time.Time
+	for lifetime := 3 * time.Second; ; lifetime *= 2 {
+		short := ca.Issue(t, "lambda", pki.Validity(time.Now().Add(-time.Minute), time.Now().Add(lifetime)))
+		notAfter = short.Cert.NotAfter // as encoded: whole seconds
+		var a answer
+		src, err := certload.FromPEM(short.CertPEM, short.KeyPEM, bundle, certload.Origin{}, certload.Options{Usage: certload.UsageClient})
+		if err == nil {
+			k, err = tryKeptAlive(t, s, src, "lambda", "orchestrator")
+		}
+		if err == nil {
+			a = k.call(t, s.URLs["orchestrator"])
+		}
+		if err == nil && a.err == nil && a.status == 200 {
+			break
+		}
+		if !time.Now().After(notAfter) || 2*lifetime > server.IdleTimeout {
+			t.Fatalf("before expiry (certificate valid for %s): %v, call %+v", lifetime, err, a)
+		}
+		t.Logf("the setup outlasted a certificate valid for %s; again with a longer one", lifetime)
 	}
-	k := newKeptAlive(t, s, src, "lambda", "orchestrator")
-	if a := k.call(t, s.URLs["orchestrator"]); a.err != nil || a.status != 200 {
-		t.Fatalf("before expiry: %+v", a)
-	}
-	for time.Now().Before(notAfter.Add(100 * time.Millisecond)) {
-		time.Sleep(50 * time.Millisecond) // until the certificate has expired
-	}
+	// Until the certificate has expired: time passing, not a wait for
+	// another goroutine.
+	time.Sleep(time.Until(notAfter) + 100*time.Millisecond)
 	a := k.call(t, s.URLs["orchestrator"])
 	if !a.reused || a.status != 401 || !a.shut || !strings.Contains(a.body, "client certificate has expired") ||
 		!strings.Contains(a.body, `"reason":"certificate_expired"`) {

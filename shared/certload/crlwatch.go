@@ -142,6 +142,7 @@ type CRLWatcher struct {
 	cancel context.CancelFunc // stops watch and a read in flight
 	done   chan struct{}
 	once   sync.Once
+	polls  atomic.Int64 // polls completed (tests)
 }
 
 // LoadCRL loads the CRL cfg names, verified against the CAs of src, and
@@ -254,6 +255,7 @@ func (w *CRLWatcher) watch(ctx context.Context, interval time.Duration) {
 				w.logLoaded()
 			}
 			w.warnIfStale()
+			w.polls.Add(1)
 		}
 	}
 }

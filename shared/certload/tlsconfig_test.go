@@ -236,13 +236,7 @@ func TestRotation(t *testing.T) {
 	second := ca.Issue(t, "orchestrator")
 	writeAtomic(t, keyPath, second.KeyPEM)
 	writeAtomic(t, certPath, second.CertPEM)
-	deadline := time.Now().Add(5 * time.Second)
-	for !files.Bundle().Leaf().Equal(second.Cert) {
-		if time.Now().After(deadline) {
-			t.Fatal("rotation not picked up within 5s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitFor(t, "the rotation picked up", func() bool { return files.Bundle().Leaf().Equal(second.Cert) })
 	if got := served(); string(got) != string(first.Cert.Raw) {
 		t.Fatal("the connection in flight changed certificate")
 	}

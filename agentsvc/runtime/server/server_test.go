@@ -347,8 +347,14 @@ func TestGracefulShutdownDrainsRequestsInFlight(t *testing.T) {
 		defer cancel()
 		shutdown <- f.srv.Shutdown(ctx)
 	}()
-	time.Sleep(200 * time.Millisecond)
-	// New connections are refused while the request in flight finishes.
+	// Shutdown closes the listener first, which ends Serve: once it has
+	// returned, new connections are refused while the request in flight
+	// finishes. (The cleanup reads done again.)
+	served := <-f.done
+	f.done <- served
+	if !errors.Is(served, http.ErrServerClosed) {
+		t.Fatalf("Serve returned %v", served)
+	}
 	tr := &http.Transport{TLSClientConfig: f.client.Transport.(*http.Transport).TLSClientConfig}
 	if _, err := (&http.Client{Transport: tr, Timeout: 2 * time.Second}).Get(f.url + "/health"); err == nil {
 		t.Error("a new connection was served during shutdown")
