@@ -20,7 +20,7 @@ help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 .PHONY: test
-test: fmt-check vet lint test-go test-infra ## every check CI runs: gofmt, go vet, staticcheck, go test -race, and the CDK checks
+test: fmt-check vet lint test-go fuzz-short test-infra ## every check CI runs: gofmt, go vet, staticcheck, go test -race, a short fuzz run, and the CDK checks
 
 .PHONY: fmt-check
 fmt-check: ## fail when a Go file is not gofmt'ed
@@ -38,6 +38,31 @@ lint: ## staticcheck (pinned)
 .PHONY: test-go
 test-go: ## go test -race over the root module
 	$(GO) test -race -count=1 $(GOTESTFLAGS) ./...
+
+# FUZZ_SHORT lists the fuzz targets of fuzz-short as PACKAGE:TARGET:SECONDS:
+# the sandboxed worker entry point, then every parser of bytes that come
+# from the network or a document (60 s of fuzzing in all).
+FUZZ_SHORT := \
+	./agentsvc/agents/extractor:FuzzWorker:15 \
+	./agentsvc/agents/extractor:FuzzParseCSV:5 \
+	./shared/certload:FuzzParse:5 \
+	./shared/certload:FuzzParseCRLs:5 \
+	./shared/binding:FuzzVerify:5 \
+	./shared/binding:FuzzBearerToken:5 \
+	./shared/a2askill:FuzzParseSend:5 \
+	./agentsvc/agents/archivist:FuzzArchiveParams:5 \
+	./lambda:FuzzParseMessage:5 \
+	./internal/sandbox:FuzzDecodeFrame:5
+
+.PHONY: fuzz-short
+fuzz-short: ## a bounded fuzz run of the worker entry point and the byte parsers (FUZZ_SHORT)
+	@for spec in $(FUZZ_SHORT); do \
+	  IFS=: read -r pkg target secs <<<"$$spec"; \
+	  echo "fuzz $$target in $$pkg for $${secs}s"; \
+	  out=$$($(GO) test -run='^$$' -fuzz="^$$target\$$" -fuzztime="$${secs}s" "$$pkg" 2>&1) || { echo "$$out"; exit 1; }; \
+	  echo "$$out" | grep -v '^fuzz: elapsed'; \
+	  if grep -q 'no fuzz tests to fuzz' <<<"$$out"; then echo "fuzz-short: $$pkg has no $$target"; exit 1; fi; \
+	done
 
 .PHONY: test-infra
 test-infra: ## CDK checks: assertions, cdk-nag AwsSolutions, bundled synth + cfn-lint (offline)
