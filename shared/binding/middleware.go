@@ -6,8 +6,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-
-	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 )
 
 // Auth is what the middleware learned about an authenticated request.
@@ -47,7 +45,9 @@ func BearerToken(r *http.Request) (string, error) {
 		return "", ErrNoToken
 	}
 	token = strings.TrimSpace(token)
-	if token == "" || strings.ContainsAny(token, " \t") {
+	// Two IndexByte scans (vectorised) cost less than one ContainsAny over
+	// a 900-byte token.
+	if token == "" || strings.IndexByte(token, ' ') >= 0 || strings.IndexByte(token, '\t') >= 0 {
 		return "", ErrNoToken
 	}
 	return token, nil
@@ -63,15 +63,22 @@ func (v *Verifier) Authenticate(r *http.Request) (Auth, error) {
 	if err != nil {
 		return Auth{}, err
 	}
-	claims, err := v.Verify(r.Context(), token, leaf)
+	// The thumbprint and identity of the request's certificate, computed
+	// once per connection when the server installed ConnContext.
+	var facts *peerFacts
+	if leaf != nil {
+		facts = peer(r.Context(), leaf)
+	}
+	claims, err := v.verify(r.Context(), token, leaf, facts)
 	if err != nil {
 		return Auth{}, err
 	}
 	a := Auth{Claims: claims, Certificate: leaf}
 	if leaf != nil {
-		if a.Caller, err = agentapi.Identity(leaf); err != nil {
+		if facts.idErr != nil {
 			return Auth{}, ErrNoIdentity
 		}
+		a.Caller = facts.caller
 	}
 	return a, nil
 }
@@ -82,12 +89,17 @@ func (v *Verifier) Authenticate(r *http.Request) (Auth, error) {
 // agent server's one error mapping supplies Refuse.
 type Refuse func(w http.ResponseWriter, r *http.Request, err error)
 
-// Middleware authenticates every request before next sees it. A request
-// that fails is logged without its token and handed to refuse; next never
-// sees it. refuse is required.
-func (v *Verifier) Middleware(next http.Handler, refuse Refuse) http.Handler {
+// AuthHandler serves an authenticated request; a says who is calling.
+type AuthHandler func(w http.ResponseWriter, r *http.Request, a Auth)
+
+// Guard authenticates every request before next sees it, and hands next
+// the Auth as an argument: unlike Middleware it does not copy the request
+// to give it a new context, so an accepted request with a cached token
+// costs no allocation. A request that fails is logged without its token
+// and handed to refuse; next never sees it. refuse is required.
+func (v *Verifier) Guard(next AuthHandler, refuse Refuse) http.Handler {
 	if refuse == nil {
-		panic("binding: Middleware needs a Refuse to answer refused requests")
+		panic("binding: Guard needs a Refuse to answer refused requests")
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a, err := v.Authenticate(r)
@@ -98,8 +110,19 @@ func (v *Verifier) Middleware(next http.Handler, refuse Refuse) http.Handler {
 			refuse(w, r, err)
 			return
 		}
-		next.ServeHTTP(w, r.WithContext(WithAuth(r.Context(), a)))
+		next(w, r, a)
 	})
+}
+
+// Middleware is Guard for an http.Handler: next finds the Auth in the
+// request's context (FromContext).
+func (v *Verifier) Middleware(next http.Handler, refuse Refuse) http.Handler {
+	if refuse == nil {
+		panic("binding: Middleware needs a Refuse to answer refused requests")
+	}
+	return v.Guard(func(w http.ResponseWriter, r *http.Request, a Auth) {
+		next.ServeHTTP(w, r.WithContext(WithAuth(r.Context(), a)))
+	}, refuse)
 }
 
 func subjectOf(r *http.Request) string {

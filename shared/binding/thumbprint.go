@@ -1,17 +1,16 @@
 package binding
 
 import (
-	"crypto/sha256"
 	"crypto/subtle"
 	"crypto/x509"
-	"encoding/base64"
 )
 
 // Thumbprint returns the x5t#S256 of cert: base64url without padding of the
 // SHA-256 of its DER encoding (RFC 8705 section 3.1). It is 43 characters.
 func Thumbprint(cert *x509.Certificate) string {
-	sum := sha256.Sum256(cert.Raw)
-	return base64.RawURLEncoding.EncodeToString(sum[:])
+	var t [thumbprintLen]byte
+	thumbprint(&t, cert)
+	return string(t[:])
 }
 
 // Cnf is the confirmation claim of a certificate-bound token.
@@ -27,5 +26,7 @@ func (c *Cnf) Bound(cert *x509.Certificate) bool {
 	if c == nil || cert == nil || c.X5tS256 == "" {
 		return false
 	}
-	return subtle.ConstantTimeCompare([]byte(c.X5tS256), []byte(Thumbprint(cert))) == 1
+	var t [thumbprintLen]byte
+	thumbprint(&t, cert)
+	return subtle.ConstantTimeCompare([]byte(c.X5tS256), t[:]) == 1
 }

@@ -2,16 +2,16 @@ package binding
 
 import (
 	"context"
-	"crypto/sha256"
+	"crypto/subtle"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-	lru "github.com/hashicorp/golang-lru/v2"
 )
 
 // allowedAlgorithms are the only JWS algorithms a token may use. Symmetric
@@ -50,9 +50,14 @@ type Config struct {
 	BindingEnabled bool
 	// BindingRequired refuses tokens without cnf (TOKEN_BINDING_REQUIRED).
 	BindingRequired bool
-	// CacheSize bounds the cache of verified tokens (default 10000; a
-	// negative value disables the cache).
+	// CacheSize bounds the cache of verified tokens in entries (default
+	// DefaultCacheSize; a negative value disables the cache).
 	CacheSize int
+	// CacheBytes bounds it in bytes (default DefaultCacheBytes): each entry
+	// is accounted at twice its token's length plus 512 bytes, more than it
+	// holds, so that many tokens of the maximum header size cannot grow the
+	// cache past this bound.
+	CacheBytes int
 	// Logger receives authentication failures (never the token); nil means
 	// slog.Default().
 	Logger *slog.Logger
@@ -62,18 +67,28 @@ type Config struct {
 
 // Verifier checks bearer tokens and their binding to a certificate.
 type Verifier struct {
-	cfg    Config
-	parser *jwt.Parser
-	cache  *lru.Cache[[sha256.Size]byte, verified]
-	log    *slog.Logger
+	cfg Config
+	// validator checks the claims (jwt's, with the options of the design).
+	validator *jwt.Validator
+	cache     *tokenCache // nil: every token is verified on every request
+	log       *slog.Logger
 }
 
-// verified is a cached verification: the claims, and the state of the key
-// that verified the signature. It is good while that key is published.
+// verified is a verification: the claims, and the state of the key that
+// verified the signature. A cached one is good while that key is
+// published and until exp.
 type verified struct {
 	claims *Claims
 	key    *keyState
+	exp    time.Time
+	// cnf is the token's cnf.x5t#S256, nil when it has none.
+	cnf []byte
+	// cost is what the cache accounts for it (entryCost).
+	cost int
 }
+
+// usable reports whether e may still answer for its token at now.
+func (e *verified) usable(now time.Time) bool { return e.key.current() && now.Before(e.exp) }
 
 // NewVerifier returns a Verifier for cfg.
 func NewVerifier(cfg Config) (*Verifier, error) {
@@ -90,8 +105,7 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 	if v.log == nil {
 		v.log = slog.Default()
 	}
-	v.parser = jwt.NewParser(
-		jwt.WithValidMethods(AllowedAlgorithms()),
+	v.validator = jwt.NewValidator(
 		jwt.WithIssuer(cfg.Issuer),
 		jwt.WithAudience(cfg.Audience),
 		jwt.WithExpirationRequired(),
@@ -100,15 +114,14 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 		jwt.WithTimeFunc(cfg.Now),
 	)
 	if cfg.CacheSize >= 0 {
-		size := cfg.CacheSize
+		size, bytes := cfg.CacheSize, cfg.CacheBytes
 		if size == 0 {
-			size = 10000
+			size = DefaultCacheSize
 		}
-		c, err := lru.New[[sha256.Size]byte, verified](size)
-		if err != nil {
-			return nil, fmt.Errorf("binding: %w", err)
+		if bytes <= 0 {
+			bytes = DefaultCacheBytes
 		}
-		v.cache = c
+		v.cache = newTokenCache(size, bytes)
 	}
 	return v, nil
 }
@@ -121,107 +134,79 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 // refresh withdraws the key that signed it, whichever comes first. The
 // binding is checked on every call, against that call's certificate.
 func (v *Verifier) Verify(ctx context.Context, raw string, leaf *x509.Certificate) (*Claims, error) {
+	return v.verify(ctx, raw, leaf, nil)
+}
+
+// verify is Verify with, when facts is not nil, the facts of leaf already
+// at hand.
+func (v *Verifier) verify(ctx context.Context, raw string, leaf *x509.Certificate, facts *peerFacts) (*Claims, error) {
 	if raw == "" {
 		return nil, ErrNoToken
 	}
-	claims, err := v.claims(ctx, raw)
+	e, err := v.verification(ctx, raw)
 	if err != nil {
 		return nil, err
 	}
-	if claims.Confirmation == nil || claims.Confirmation.X5tS256 == "" {
+	if e.cnf == nil {
 		if v.cfg.BindingRequired {
 			return nil, ErrNoConfirmation
 		}
-		return claims, nil
+		return e.claims, nil
 	}
 	if v.cfg.BindingEnabled {
 		if leaf == nil {
 			return nil, ErrNoClientCert
 		}
-		if !claims.Confirmation.Bound(leaf) {
+		// The thumbprint of this request's certificate, in constant time.
+		var thumb [thumbprintLen]byte
+		if facts != nil {
+			thumb = facts.thumb
+		} else {
+			thumbprint(&thumb, leaf)
+		}
+		if subtle.ConstantTimeCompare(e.cnf, thumb[:]) != 1 {
 			return nil, ErrThumbprintMismatch
 		}
 	}
-	return claims, nil
+	return e.claims, nil
 }
 
-func (v *Verifier) claims(ctx context.Context, raw string) (*Claims, error) {
-	key := sha256.Sum256([]byte(raw))
+// verification returns raw's verification: from the cache while it is
+// usable, else by checking the signature and the claims.
+func (v *Verifier) verification(ctx context.Context, raw string) (*verified, error) {
 	now := v.cfg.Now()
 	if v.cache != nil {
-		if c, ok := v.cache.Get(key); ok {
+		if e := v.cache.get(raw); e != nil {
 			switch {
-			case !c.key.current():
+			case !e.key.current():
 				// The key was withdrawn: verify again, which refuses
 				// the token (unknown kid) unless the key came back.
-				v.cache.Remove(key)
-			case now.Before(c.claims.ExpiresAt.Time):
-				return c.claims, nil
+				v.cache.remove(raw, e)
+			case now.Before(e.exp):
+				return e, nil
 			default:
-				v.cache.Remove(key)
+				v.cache.remove(raw, e)
 				return nil, fmt.Errorf("%w: %w", ErrInvalidToken, jwt.ErrTokenExpired)
 			}
 		}
 	}
-	claims := new(Claims)
-	var state *keyState
-	keyfunc := v.cfg.Keys.keyfunc(ctx, &state)
-	tok, err := v.parser.ParseWithClaims(raw, claims, func(t *jwt.Token) (any, error) {
-		if err := checkHeader(t.Header); err != nil {
-			return nil, err
-		}
-		return keyfunc(t)
-	})
+	claims, state, err := v.parse(ctx, raw)
 	if err != nil {
-		return nil, classify(tok, err)
+		return nil, err
 	}
 	// jwt's leeway also stretches exp; the design grants it only to nbf and iat.
 	if !now.Before(claims.ExpiresAt.Time) {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidToken, jwt.ErrTokenExpired)
 	}
+	e := &verified{claims: claims, key: state, exp: claims.ExpiresAt.Time}
+	if c := claims.Confirmation; c != nil && c.X5tS256 != "" {
+		e.cnf = []byte(c.X5tS256)
+	}
 	// A key withdrawn between its lookup and here verified this request,
-	// but nothing is cached with it.
+	// but nothing is cached with it. The key is a copy of the token: the
+	// request's string may share memory with the rest of its headers.
 	if v.cache != nil && state.current() {
-		v.cache.Add(key, verified{claims: claims, key: state})
+		v.cache.put(strings.Clone(raw), e, now)
 	}
-	return claims, nil
-}
-
-// classify wraps a parse failure in ErrInvalidToken, telling apart what
-// jwt reports under one error: an algorithm outside the allow-list comes
-// back as ErrTokenSignatureInvalid (a known algorithm) or
-// ErrTokenUnverifiable (one jwt does not know), as a bad signature or a
-// failed key lookup would.
-func classify(tok *jwt.Token, err error) error {
-	if tok != nil && (errors.Is(err, jwt.ErrTokenSignatureInvalid) || errors.Is(err, jwt.ErrTokenUnverifiable)) {
-		alg, ok := tok.Header["alg"].(string)
-		switch {
-		case !ok:
-			return fmt.Errorf("%w: %w: %w", ErrInvalidToken, ErrMalformedToken, err)
-		case !slices.Contains(allowedAlgorithms, alg):
-			return fmt.Errorf("%w: %w: %w", ErrInvalidToken, ErrAlgNotAllowed, err)
-		}
-	}
-	return fmt.Errorf("%w: %w", ErrInvalidToken, err)
-}
-
-// checkHeader refuses the header tricks (docs/contract.md, Authentication) before any key
-// is looked up, so that they can never trigger a JWKS refresh.
-func checkHeader(h map[string]any) error {
-	for _, name := range []string{"jku", "x5u", "jwk", "x5c"} {
-		if _, ok := h[name]; ok {
-			return fmt.Errorf("%w: header parameter %q is not accepted", ErrHeaderRefused, name)
-		}
-	}
-	if _, ok := h["crit"]; ok {
-		// No extension is understood, so any crit is unknown (RFC 7515 4.1.11).
-		return fmt.Errorf("%w: critical header parameters are not supported", ErrHeaderRefused)
-	}
-	// Without a kid the token would have to be tried against every key:
-	// refused with the header checks (docs/contract.md, Authentication, step 3).
-	kid, ok := h["kid"].(string)
-	if !ok || kid == "" {
-		return fmt.Errorf("%w: token has no kid", ErrHeaderRefused)
-	}
-	return nil
+	return e, nil
 }
