@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/ca-a2a/ca-a2a/agentsvc/runtime/metrics"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/tokens"
+	"github.com/ca-a2a/ca-a2a/shared/binding"
 )
 
 // HotPath is one operation of the verifier's hot path, ready to be run in a
@@ -37,11 +39,15 @@ func HotPaths(tb testing.TB, f *Fixture) []HotPath {
 	var out []HotPath
 	for _, key := range []*tokens.Key{f.IdP.EC, f.IdP.RSA} {
 		fresh := f.uniqueTokens(tb, key, tokenPool)
-		first := f.Verifier(tb, 1).Middleware(okHandler, tokens.Refuse)
-		cached := f.Verifier(tb, 0).Middleware(okHandler, tokens.Refuse)
+		first := f.Verifier(tb, 1).Guard(okAuth, tokens.Refuse)
+		cached := f.Verifier(tb, 0).Guard(okAuth, tokens.Refuse)
+		// The requests of one connection, as the agent server sees them:
+		// binding.ConnContext keeps the certificate's thumbprint and
+		// identity from the first one.
+		conn := binding.ConnContext(context.Background(), nil)
 		reqs := make([]*http.Request, len(fresh))
 		for i, tok := range fresh {
-			reqs[i] = boundRequest(f.Client.Cert, tok)
+			reqs[i] = boundRequest(f.Client.Cert, tok).WithContext(conn)
 		}
 		one := reqs[0]
 		w := &statusWriter{h: http.Header{}}
@@ -65,7 +71,16 @@ func HotPaths(tb testing.TB, f *Fixture) []HotPath {
 	return out
 }
 
-var okHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
+// okAuth is what the agent server's /message handler is to the middleware:
+// it receives the caller's Auth (binding.Guard, the agent server's entry
+// point).
+func okAuth(w http.ResponseWriter, _ *http.Request, a binding.Auth) {
+	if a.Caller == "" {
+		w.WriteHeader(http.StatusInternalServerError)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
 
 // boundRequest is a POST /message as the server sees it after the
 // handshake: the client's certificate on the connection and the token.

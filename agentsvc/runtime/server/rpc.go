@@ -17,10 +17,9 @@ import (
 	"github.com/ca-a2a/ca-a2a/shared/jsonrpc"
 )
 
-// serveMessage runs after authentication: body limit, JSON-RPC parsing,
-// method lookup, authorization, dispatch.
-func (s *Server) serveMessage(w http.ResponseWriter, r *http.Request) {
-	auth, _ := binding.FromContext(r.Context())
+// serveMessage runs after authentication (auth says who is calling): body
+// limit, JSON-RPC parsing, method lookup, authorization, dispatch.
+func (s *Server) serveMessage(w http.ResponseWriter, r *http.Request, auth binding.Auth) {
 	infoOf(r.Context()).caller = auth.Caller
 	if r.ContentLength > agentapi.MaxBodyBytes {
 		s.refuseCall(w, r, http.StatusRequestEntityTooLarge, agentapi.ReasonBodyTooLarge, tooLarge())

@@ -166,7 +166,7 @@ func New(opts Options) (*Server, error) {
 		s.methods[m.Name] = method{Method: m, metric: s.metrics.Method(m.Name)}
 	}
 	mux := http.NewServeMux()
-	mux.Handle("POST /message", s.opts.Verifier.Middleware(http.HandlerFunc(s.serveMessage), s.writeUnauthorized))
+	mux.Handle("POST /message", s.opts.Verifier.Guard(s.serveMessage, s.writeUnauthorized))
 	mux.HandleFunc("/health", s.serveHealth)
 	mux.HandleFunc("/.well-known/agent-card.json", s.serveCard)
 	mux.HandleFunc("/.well-known/agent.json", s.serveCard) // the name before A2A v0.3
@@ -262,6 +262,9 @@ func (s *Server) HTTPServer(addr string, tlsCfg *tls.Config) *http.Server {
 		WriteTimeout:      s.opts.HandlerTimeout + 10*time.Second,
 		IdleTimeout:       IdleTimeout,
 		MaxHeaderBytes:    MaxHeaderBytes,
+		// What the auth chain derives from a client certificate is
+		// computed once per connection.
+		ConnContext: binding.ConnContext,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 }
