@@ -28,7 +28,11 @@ func TestRun(t *testing.T) {
 	rep := Run(t.Context(), o)
 	t.Log("\n" + rep.Markdown())
 	want := map[string]bool{"1": true, "2a": true, "2b": true, "2c": true, "2d": true, "3a": true, "3b": true, "3c": true,
-		"4a": true, "4b": true, "5a": true, "5b": true, "6": true, "7": true, "8a": true, "8b": true, "9": true}
+		"4a": true, "4b": true, "5a": true, "5b": true, "6": true, "7": true, "8a": true, "8b": true, "9": true,
+		"9a": true, "9b": true, "9c": true, "9d": true, "10": true}
+	for _, id := range append(pipelineIDs("11", o), pipelineIDs("12", o)...) {
+		want[id] = true
+	}
 	for _, r := range rep.Rows {
 		if !want[r.ID] {
 			t.Errorf("unexpected row %q", r.ID)
@@ -38,9 +42,9 @@ func TestRun(t *testing.T) {
 		case r.Error != "":
 			t.Errorf("row %s: %s", r.ID, r.Error)
 		case r.Skipped != "":
-			// Row 6 needs nginx; row 7 PostgreSQL, which CI has (pgtest
-			// fails the row there rather than skip it).
-			if r.ID != "6" && r.ID != "7" {
+			// Row 6 needs nginx; rows 7 and 12 PostgreSQL, which CI has
+			// (pgtest fails the row there rather than skip it).
+			if r.ID != "6" && r.ID != "7" && !strings.HasPrefix(r.ID, "12") {
 				t.Errorf("row %s skipped: %s", r.ID, r.Skipped)
 			}
 		case r.Ratio == nil && r.Met == nil:
@@ -62,6 +66,7 @@ func TestRun(t *testing.T) {
 			r.Values["postgres_errors"] != 0 || r.Values["sqlite_errors"] != 0) {
 			t.Errorf("archive row: %s %v", r.Detail, r.Values)
 		}
+		checkProcessRow(t, o, r)
 	}
 	dir := t.TempDir()
 	if err := rep.Write(dir); err != nil {
@@ -69,6 +74,45 @@ func TestRun(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Log(log.String())
+	}
+}
+
+// checkProcessRow checks that a row of agent processes measured what it
+// says: every request answered, the CPU and memory read, every document
+// through every stage.
+func checkProcessRow(t *testing.T, o Options, r Row) {
+	t.Helper()
+	if r.Skipped != "" || r.Error != "" {
+		return
+	}
+	v := r.Values
+	switch {
+	case r.ID == "9a" || r.ID == "9b":
+		for _, m := range []string{"auth", "bypass", "naive"} {
+			if v[m+"_requests"] == 0 || v[m+"_errors"] != 0 || v[m+"_cpu_us_per_request"] <= 0 {
+				t.Errorf("row %s, %s agent: %v", r.ID, m, v)
+			}
+		}
+	case r.ID == "9c" || r.ID == "9d":
+		if alg := map[string]string{"9c": "ES256", "9d": "RS256"}[r.ID]; v["naive_"+alg+"_ns"] <= 0 || v["middleware_cached_"+alg+"_ns"] <= 0 {
+			t.Errorf("row %s: %v", r.ID, v)
+		}
+	case r.ID == "10":
+		if v["requests"] == 0 || v["errors"] != 0 || v["peak_mib"] <= 0 || v["hwm_mib"] < v["rss_idle_mib"] {
+			t.Errorf("row 10: %s %v", r.Detail, v)
+		}
+	case strings.HasPrefix(r.ID, "11") || strings.HasPrefix(r.ID, "12"):
+		if int(v["documents"]) != o.PipelineDocs || v["errors"] != 0 || v["agents_cpu_ms_per_doc"] <= 0 {
+			t.Errorf("row %s: %s %v", r.ID, r.Detail, v)
+		}
+		for _, s := range stages {
+			if v["stage_ms_"+s.agent+"_"+s.method] <= 0 {
+				t.Errorf("row %s: no time in stage %s: %v", r.ID, s.name, v)
+			}
+		}
+		if _, ok := v["auth_share"]; !ok {
+			t.Errorf("row %s: no auth share: %v", r.ID, v)
+		}
 	}
 }
 
@@ -122,3 +166,21 @@ func BenchmarkMiddlewareCachedRS256(b *testing.B) {
 	RunHotPath(b, hotPath(b, "middleware_cached_RS256"))
 }
 func BenchmarkSignatureOnlyRS256(b *testing.B) { RunHotPath(b, hotPath(b, "signature_only_RS256")) }
+
+// serverPath builds the named in-process handler path.
+func serverPath(b *testing.B, name string) HotPath {
+	b.Helper()
+	for _, h := range ServerPaths(b, NewFixture(b)) {
+		if h.Name == name {
+			return h
+		}
+	}
+	b.Fatalf("no server path %q", name)
+	return HotPath{}
+}
+
+// The agent's whole handler in-process (row 8b's paths).
+func BenchmarkServerWithoutMetrics(b *testing.B) {
+	RunHotPath(b, serverPath(b, "server_without_metrics"))
+}
+func BenchmarkServerWithMetrics(b *testing.B) { RunHotPath(b, serverPath(b, "server_with_metrics")) }

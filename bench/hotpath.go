@@ -14,6 +14,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/ca-a2a/ca-a2a/agentsvc/runtime/metrics"
+	"github.com/ca-a2a/ca-a2a/internal/benchauth"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/tokens"
 	"github.com/ca-a2a/ca-a2a/shared/binding"
 )
@@ -32,15 +33,18 @@ type HotPath struct {
 const tokenPool = 64
 
 // HotPaths builds, for ES256 and RS256, the binding middleware seeing a
-// token for the first time, the same middleware with the token cached, and
-// bare signature verification of the same algorithm (the floor).
+// token for the first time, the same middleware with the token cached,
+// bare signature verification of the same algorithm (the floor), and the
+// hand-written check of internal/benchauth on the cached path's request.
 func HotPaths(tb testing.TB, f *Fixture) []HotPath {
 	tb.Helper()
 	var out []HotPath
 	for _, key := range []*tokens.Key{f.IdP.EC, f.IdP.RSA} {
 		fresh := f.uniqueTokens(tb, key, tokenPool)
 		first := f.Verifier(tb, 1).Guard(okAuth, tokens.Refuse)
-		cached := f.Verifier(tb, 0).Guard(okAuth, tokens.Refuse)
+		v := f.Verifier(tb, 0)
+		cached := v.Guard(okAuth, tokens.Refuse)
+		naive := benchauth.Naive(v.Config().Keys, tokens.Issuer, tokens.Audience, okAuth, tokens.Refuse)
 		// The requests of one connection, as the agent server sees them:
 		// binding.ConnContext keeps the certificate's thumbprint and
 		// identity from the first one.
@@ -58,6 +62,8 @@ func HotPaths(tb testing.TB, f *Fixture) []HotPath {
 				return serve(first, w, reqs[n%len(reqs)])
 			}},
 			HotPath{Name: "middleware_cached_" + key.Alg, Op: func() error { return serve(cached, w, one) }},
+			// The same request through what most services write by hand.
+			HotPath{Name: "naive_" + key.Alg, Op: func() error { return serve(naive, w, one) }},
 		)
 		input, sig, err := parseUnverified(fresh[0])
 		if err != nil {
@@ -134,7 +140,7 @@ func ServerPaths(tb testing.TB, f *Fixture) []HotPath {
 		h := f.agentServer(tb, "extractor", withMetrics).Handler()
 		body := []byte(`{"jsonrpc":"2.0","method":"get_health","id":1}`)
 		rd := bytes.NewReader(body)
-		r := boundRequest(f.Client.Cert, f.Token)
+		r := boundRequest(f.Client.Cert, f.Token).WithContext(binding.ConnContext(context.Background(), nil))
 		r.Body = io.NopCloser(rd)
 		r.ContentLength = int64(len(body))
 		w := &statusWriter{h: http.Header{}}

@@ -45,6 +45,9 @@ type LoadOptions struct {
 	MaxRequests uint64
 	// Warmup is run on each target before measuring (connections opened).
 	Warmup time.Duration
+	// Rate paces the requests (per second) instead of sending them as fast
+	// as Concurrency allows; 0 does not pace.
+	Rate int
 }
 
 // boundedPacer sends as fast as the workers allow and stops after max hits.
@@ -71,8 +74,12 @@ func attack(ctx context.Context, t LoadTarget, o LoadOptions, d time.Duration, a
 		vegeta.MaxWorkers(uint64(o.Concurrency)),
 		vegeta.MaxBody(1<<20),
 	)
+	var pacer vegeta.Pacer = boundedPacer{max: o.MaxRequests}
+	if o.Rate > 0 {
+		pacer = vegeta.ConstantPacer{Freq: o.Rate, Per: time.Second}
+	}
 	start := time.Now()
-	results := atk.Attack(vegeta.NewStaticTargeter(t.Target), boundedPacer{max: o.MaxRequests}, d, t.Name)
+	results := atk.Attack(vegeta.NewStaticTargeter(t.Target), pacer, d, t.Name)
 	for {
 		select {
 		case <-ctx.Done():

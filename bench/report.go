@@ -40,11 +40,14 @@ type Report struct {
 	CPUs     int       `json:"cpus"`
 	Settings Options   `json:"settings"`
 	Rows     []Row     `json:"rows"`
+	// LoadAverage is the machine's one-minute load average at the start
+	// and at the end of the run: others' jobs share its cores.
+	LoadAverage [2]float64 `json:"load_average"`
 }
 
 func newReport(o Options) *Report {
 	return &Report{Started: time.Now().UTC(), Go: runtime.Version(), OS: runtime.GOOS + "/" + runtime.GOARCH,
-		CPUs: runtime.NumCPU(), Settings: o}
+		CPUs: runtime.NumCPU(), Settings: o, LoadAverage: [2]float64{LoadAverage(), 0}}
 }
 
 func ratio(a, b float64) *float64 {
@@ -61,8 +64,8 @@ func met(ok bool) *bool { return &ok }
 func (r *Report) Markdown() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# ca-a2a benchmark results\n\n")
-	fmt.Fprintf(&b, "Run %s, %s, %s, %d CPUs, took %s. Load: %d in flight, %s per target in %d rounds, keep-alive HTTP/1.1 over mTLS on 127.0.0.1.\n\n",
-		r.Started.Format(time.RFC3339), r.Go, r.OS, r.CPUs, r.Elapsed, r.Settings.Concurrency, r.Settings.Duration, r.Settings.Rounds)
+	fmt.Fprintf(&b, "Run %s, %s, %s, %d CPUs, took %s; load average %.2f at the start, %.2f at the end. Load: %d in flight, %s per target in %d rounds, keep-alive HTTP/1.1 over mTLS on 127.0.0.1.\n\n",
+		r.Started.Format(time.RFC3339), r.Go, r.OS, r.CPUs, r.Elapsed, r.LoadAverage[0], r.LoadAverage[1], r.Settings.Concurrency, r.Settings.Duration, r.Settings.Rounds)
 	b.WriteString("| # | measurement | ratio | of | target | met | figures |\n|---|---|---|---|---|---|---|\n")
 	for _, row := range r.Rows {
 		rat, ok := "—", ""

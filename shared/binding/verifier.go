@@ -210,3 +210,8 @@ func (v *Verifier) verification(ctx context.Context, raw string) (*verified, err
 	}
 	return e, nil
 }
+
+// Config returns the configuration v was built with (its defaults
+// applied): the bench build's hand-written check reuses its keys, issuer
+// and audience.
+func (v *Verifier) Config() Config { return v.cfg }

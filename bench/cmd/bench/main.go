@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -18,6 +19,15 @@ import (
 func main() {
 	// Row 9 parses in workers that are this binary re-executed.
 	sandbox.Main()
+	// `bench load`: the load generator of the process rows, run by the
+	// driver as a child process (bench.LoadMain).
+	if len(os.Args) > 1 && os.Args[1] == "load" {
+		if err := bench.LoadMain(os.Args[2:], os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "bench load:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	o := bench.Full()
 	out := flag.String("out", "bench/results", "directory for results.md and results.json")
 	short := flag.Bool("short", false, "tiny settings: checks that everything runs, figures mean nothing")
@@ -25,11 +35,17 @@ func main() {
 	flag.IntVar(&o.Concurrency, "concurrency", o.Concurrency, "requests in flight, pinned")
 	flag.StringVar(&o.Nginx, "nginx", o.Nginx, `nginx binary ("" looks it up, "off" skips row 6)`)
 	flag.BoolVar(&o.Moto, "moto", o.Moto, "keep the Lambda's secrets in moto_server (else in memory)")
+	flag.DurationVar(&o.ProcessDuration, "process-duration", o.ProcessDuration, "measured load per agent process (rows 9a, 9b)")
+	flag.IntVar(&o.PipelineDocs, "pipeline-docs", o.PipelineDocs, "documents per concurrency (rows 11, 12)")
+	only := flag.String("only", "", "comma-separated row id prefixes: run only the steps with such rows (e.g. 9,11)")
 	flag.Parse()
 	if *short {
 		s := bench.Short()
 		s.Nginx = o.Nginx
 		o = s
+	}
+	if *only != "" {
+		o.Only = strings.Split(*only, ",")
 	}
 	o.Log = os.Stderr
 	// The whole run is bounded too, whatever the settings.
