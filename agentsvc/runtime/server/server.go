@@ -286,7 +286,7 @@ func (s *Server) HTTPServer(addr string, tlsCfg *tls.Config) *http.Server {
 		// What the auth chain derives from a client certificate is
 		// computed once per connection.
 		ConnContext: binding.ConnContext,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		ErrorLog:    slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 }
 
