@@ -88,7 +88,7 @@ func Full() Options {
 		MaxRequests: 2_000_000, Benchmarks: true, HotPathCalls: 1000, HotPathRounds: 3, HandlerCalls: 50_000, HandshakeCalls: 200,
 		FanoutDelay: 200 * time.Millisecond, FanoutReps: 3, BatchSize: 10, ExtractReps: 30, Moto: true,
 		ProcessDuration: 12 * time.Second, ProcessRounds: 6, RSSRate: 1000, RSSDuration: 10 * time.Second,
-		PipelineDocs: 600, PipelineConcurrency: []int{1, 4, 16}}
+		PipelineDocs: 1500, PipelineConcurrency: []int{1, 4, 16}}
 }
 
 // Short are settings that only check that everything runs (tests).

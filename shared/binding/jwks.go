@@ -218,7 +218,7 @@ func (k *KeySet) keyfunc(ctx context.Context, state **keyState) jwt.Keyfunc {
 			return nil, ErrUnknownKey
 		}
 		if errors.Is(err, keyfunc.ErrKeyfunc) {
-			// With the kid checked (checkHeader) and only signing keys
+			// With the kid checked (header.check) and only signing keys
 			// stored (parseJWKS), what keyfunc still refuses is a JWK
 			// published for another algorithm than the token's.
 			return nil, fmt.Errorf("%w: %w", ErrAlgNotAllowed, err)
