@@ -29,8 +29,8 @@ func TestRun(t *testing.T) {
 	t.Log("\n" + rep.Markdown())
 	want := map[string]bool{"1": true, "2a": true, "2b": true, "2c": true, "2d": true, "3a": true, "3b": true, "3c": true,
 		"4a": true, "4b": true, "5a": true, "5b": true, "6": true, "7": true, "8a": true, "8b": true, "9": true,
-		"9a": true, "9b": true, "9c": true, "9d": true, "10": true}
-	for _, id := range append(pipelineIDs("11", o), pipelineIDs("12", o)...) {
+		"10a": true, "10b": true, "10c": true, "10d": true, "11": true}
+	for _, id := range append(pipelineIDs("12", o), pipelineIDs("13", o)...) {
 		want[id] = true
 	}
 	for _, r := range rep.Rows {
@@ -42,9 +42,9 @@ func TestRun(t *testing.T) {
 		case r.Error != "":
 			t.Errorf("row %s: %s", r.ID, r.Error)
 		case r.Skipped != "":
-			// Row 6 needs nginx; rows 7 and 12 PostgreSQL, which CI has
+			// Row 6 needs nginx; rows 7 and 13 PostgreSQL, which CI has
 			// (pgtest fails the row there rather than skip it).
-			if r.ID != "6" && r.ID != "7" && !strings.HasPrefix(r.ID, "12") {
+			if r.ID != "6" && r.ID != "7" && !strings.HasPrefix(r.ID, "13") {
 				t.Errorf("row %s skipped: %s", r.ID, r.Skipped)
 			}
 		case r.Ratio == nil && r.Met == nil:
@@ -87,21 +87,21 @@ func checkProcessRow(t *testing.T, o Options, r Row) {
 	}
 	v := r.Values
 	switch {
-	case r.ID == "9a" || r.ID == "9b":
+	case r.ID == "10a" || r.ID == "10b":
 		for _, m := range []string{"auth", "bypass", "naive"} {
 			if v[m+"_requests"] == 0 || v[m+"_errors"] != 0 || v[m+"_cpu_us_per_request"] <= 0 {
 				t.Errorf("row %s, %s agent: %v", r.ID, m, v)
 			}
 		}
-	case r.ID == "9c" || r.ID == "9d":
-		if alg := map[string]string{"9c": "ES256", "9d": "RS256"}[r.ID]; v["naive_"+alg+"_ns"] <= 0 || v["middleware_cached_"+alg+"_ns"] <= 0 {
+	case r.ID == "10c" || r.ID == "10d":
+		if alg := map[string]string{"10c": "ES256", "10d": "RS256"}[r.ID]; v["naive_"+alg+"_ns"] <= 0 || v["middleware_cached_"+alg+"_ns"] <= 0 {
 			t.Errorf("row %s: %v", r.ID, v)
 		}
-	case r.ID == "10":
+	case r.ID == "11":
 		if v["requests"] == 0 || v["errors"] != 0 || v["peak_mib"] <= 0 || v["hwm_mib"] < v["rss_idle_mib"] {
-			t.Errorf("row 10: %s %v", r.Detail, v)
+			t.Errorf("row 11: %s %v", r.Detail, v)
 		}
-	case strings.HasPrefix(r.ID, "11") || strings.HasPrefix(r.ID, "12"):
+	case strings.HasPrefix(r.ID, "12") || strings.HasPrefix(r.ID, "13"):
 		if int(v["documents"]) != o.PipelineDocs || v["errors"] != 0 || v["agents_cpu_ms_per_doc"] <= 0 {
 			t.Errorf("row %s: %s %v", r.ID, r.Detail, v)
 		}

@@ -89,8 +89,8 @@ func (l pipelineLevel) quantile(q float64) time.Duration {
 
 // pipelineRows runs the four agents as processes (production build) on
 // store and pushes o.PipelineDocs small CSV documents through
-// process_document at each of o.PipelineConcurrency (rows 11, SQLite, and
-// 12, PostgreSQL).
+// process_document at each of o.PipelineConcurrency (rows 12, SQLite, and
+// 13, PostgreSQL).
 func pipelineRows(ctx context.Context, tb testing.TB, o Options, bins *binaries, store, id string) []Row {
 	var archiveEnv map[string]string
 	dbPid := 0 // PostgreSQL's postmaster

@@ -26,7 +26,8 @@ import (
 
 // Binaries are the programs the process rows run, built once per run.
 type Binaries struct {
-	// Agent is cmd/agent as production builds it.
+	// Agent is cmd/agent as production builds it (CGO_ENABLED=0,
+	// -trimpath, stripped: the Dockerfile's flags).
 	Agent string
 	// BenchAgent is cmd/agent built with -tags benchauthbypass: the same
 	// code, plus CA_A2A_BENCH_AUTH (agentsvc/runtime/server/benchauth_on.go).
@@ -71,8 +72,11 @@ func build(tb testing.TB, dir string) (Binaries, error) {
 		{bins.Load, "./bench/cmd/bench", nil},
 	} {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		cmd := exec.CommandContext(ctx, goBin, append(append([]string{"build", "-trimpath", "-o", b.out}, b.args...), b.pkg)...)
+		// As the image builds the agent: static, stripped.
+		args := append([]string{"build", "-trimpath", "-buildvcs=false", "-ldflags=-s -w", "-o", b.out}, b.args...)
+		cmd := exec.CommandContext(ctx, goBin, append(args, b.pkg)...)
 		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		out, err := cmd.CombinedOutput()
 		cancel()
 		if err != nil {

@@ -49,12 +49,12 @@ func (s serverCPU) rps() float64 {
 	return float64(s.ok) / s.elapsed.Seconds()
 }
 
-// serverCPURows measures the agent alone (rows 9a, 9b): the bench build of
+// serverCPURows measures the agent alone (rows 10a, 10b): the bench build of
 // cmd/agent as three processes, one per way of authenticating, each
 // loaded by a `bench load` process of its own with the same request, and
 // each process's CPU time read from /proc/<pid>/stat over its measured
 // windows, which alternate between the three. Then the agent's memory
-// under a paced load (row 10), on the production build.
+// under a paced load (row 11), on the production build.
 func serverCPURows(ctx context.Context, tb testing.TB, o Options, bins *binaries) []Row {
 	b := bins.get(tb)
 	f := NewFixture(tb)
@@ -152,7 +152,7 @@ func serverCPURows(ctx context.Context, tb testing.TB, o Options, bins *binaries
 		return fmt.Sprintf("%s %.1f µs CPU/request (%d requests, %.2f s CPU, %.0f req/s, p50 %.2f ms, p99 %.2f ms)",
 			name, us(s.perRequest()), s.ok, s.cpu.Seconds(), s.rps(), p50, p99)
 	}
-	rowA := Row{ID: "9a", Title: "server CPU per request: auth on vs bypassed, agent process alone (cached token)",
+	rowA := Row{ID: "10a", Title: "server CPU per request: auth on vs bypassed, agent process alone (cached token)",
 		Of:     "agent CPU µs/request (utime+stime from /proc/<pid>/stat) with the token check ÷ with it bypassed (bench build, same binary and request)",
 		Target: "<= 1.05", Ratio: ratio(float64(auth.perRequest()), float64(bypass.perRequest())),
 		Detail: fmt.Sprintf("%s; %s; the check itself %.1f µs/request", text("on", auth), text("bypassed", bypass), us(auth.perRequest()-bypass.perRequest())),
@@ -160,7 +160,7 @@ func serverCPURows(ctx context.Context, tb testing.TB, o Options, bins *binaries
 	if rowA.Ratio != nil {
 		rowA.Met = met(*rowA.Ratio <= 1.05)
 	}
-	rowB := Row{ID: "9b", Title: "server CPU per request: our chain vs the naive check (jwt ParseWithClaims + keyfunc per request, no cache)",
+	rowB := Row{ID: "10b", Title: "server CPU per request: our chain vs the naive check (jwt ParseWithClaims + keyfunc per request, no cache)",
 		Of:     "agent CPU µs/request, our chain with a cached token ÷ a hand-written check verifying the signature on every request",
 		Ratio:  ratio(float64(auth.perRequest()), float64(naive.perRequest())),
 		Detail: text("naive", naive) + fmt.Sprintf("; naive ÷ bypassed %.2f", float64(naive.perRequest())/max(float64(bypass.perRequest()), 1)),
@@ -191,11 +191,11 @@ func (f *Fixture) readToken(tb testing.TB, fl Files) string {
 	return strings.TrimSpace(string(b))
 }
 
-// rssRow measures the agent's memory (row 10): the production build of
+// rssRow measures the agent's memory (row 11): the production build of
 // cmd/agent under a paced load of o.RSSRate requests per second (the same
 // request) for o.RSSDuration, VmRSS sampled every 100 ms, VmHWM at the end.
 func rssRow(ctx context.Context, tb testing.TB, o Options, f *Fixture, fl Files, b Binaries) Row {
-	row := Row{ID: "10", Title: fmt.Sprintf("agent memory at %d req/s (get_health via POST /message, production build)", o.RSSRate),
+	row := Row{ID: "11", Title: fmt.Sprintf("agent memory at %d req/s (get_health via POST /message, production build)", o.RSSRate),
 		Of: "peak resident set of the agent process (max of VmRSS sampled every 100 ms and VmHWM at the end)", Target: "<= 40 MiB"}
 	p := f.StartProcess(tb, b.Agent, f.AgentEnv(fl, agentapi.Validator, freePort(tb)))
 	cert, key := fl.LeafPaths(agentapi.Lambda)

@@ -45,15 +45,15 @@ type Options struct {
 	BatchSize   int           `json:"batch_size"`
 	// ExtractReps times each side of row 9 (the extractor's sandbox).
 	ExtractReps int `json:"extract_reps"`
-	// ProcessDuration is the measured load per agent process of rows 9a
-	// and 9b, split into ProcessRounds windows that alternate between them.
+	// ProcessDuration is the measured load per agent process of rows 10a
+	// and 10b, split into ProcessRounds windows that alternate between them.
 	ProcessDuration time.Duration `json:"process_duration"`
 	ProcessRounds   int           `json:"process_rounds"`
-	// RSSRate and RSSDuration pace the load of row 10.
+	// RSSRate and RSSDuration pace the load of row 11.
 	RSSRate     int           `json:"rss_rate"`
 	RSSDuration time.Duration `json:"rss_duration"`
 	// PipelineDocs documents are pushed at each of PipelineConcurrency
-	// (rows 11 and 12).
+	// (rows 12 and 13).
 	PipelineDocs        int   `json:"pipeline_docs"`
 	PipelineConcurrency []int `json:"pipeline_concurrency"`
 	// Moto stores the Lambda's secrets in moto_server (else in memory).
@@ -61,7 +61,7 @@ type Options struct {
 	// Nginx is the nginx binary ("" finds it, "off" skips row 6).
 	Nginx string `json:"nginx"`
 	// Only, when not empty, runs only the steps with a row whose id starts
-	// with one of these (go run ./bench/cmd/bench -only 9,11).
+	// with one of these (go run ./bench/cmd/bench -only 10,12).
 	Only []string `json:"only,omitempty"`
 	// Log receives progress.
 	Log io.Writer `json:"-"`
@@ -131,7 +131,7 @@ func Run(ctx context.Context, o Options) *Report {
 		fmt.Fprintf(o.Log, "bench: %s done in %s\n", name, time.Since(t0).Round(time.Millisecond))
 	}
 	step("auth overhead and nginx reference", func(tb testing.TB) []Row { return loadRows(ctx, tb, o) }, "1", "6")
-	step("verifier hot path", func(tb testing.TB) []Row { return hotPathRows(tb, o) }, "2a", "2b", "2c", "2d", "9c", "9d")
+	step("verifier hot path", func(tb testing.TB) []Row { return hotPathRows(tb, o) }, "2a", "2b", "2c", "2d", "10c", "10d")
 	step("A2A client handshakes", func(tb testing.TB) []Row { return handshakeRows(ctx, tb, o) }, "3")
 	step("Lambda round trips and fan-out", func(tb testing.TB) []Row { return lambdaRows(ctx, tb, o) }, "4", "5")
 	step("archive store, PostgreSQL vs SQLite", func(tb testing.TB) []Row { return archiveRows(ctx, tb, o) }, "7")
@@ -146,13 +146,13 @@ func Run(ctx context.Context, o Options) *Report {
 		bins.err = err
 		bins.once.Do(func() {})
 	}
-	step("server CPU per request, agent processes", func(tb testing.TB) []Row { return serverCPURows(ctx, tb, o, bins) }, "9a", "9b", "10")
+	step("server CPU per request, agent processes", func(tb testing.TB) []Row { return serverCPURows(ctx, tb, o, bins) }, "10a", "10b", "11")
 	step("pipeline throughput, SQLite archive", func(tb testing.TB) []Row {
-		return pipelineRows(ctx, tb, o, bins, StoreSQLite, "11")
-	}, pipelineIDs("11", o)...)
-	step("pipeline throughput, PostgreSQL archive", func(tb testing.TB) []Row {
-		return pipelineRows(ctx, tb, o, bins, StorePostgres, "12")
+		return pipelineRows(ctx, tb, o, bins, StoreSQLite, "12")
 	}, pipelineIDs("12", o)...)
+	step("pipeline throughput, PostgreSQL archive", func(tb testing.TB) []Row {
+		return pipelineRows(ctx, tb, o, bins, StorePostgres, "13")
+	}, pipelineIDs("13", o)...)
 	authShare(rep.Rows)
 	rep.LoadAverage[1] = LoadAverage()
 	rep.Elapsed = time.Since(start).Round(time.Millisecond).String()
@@ -171,25 +171,25 @@ func pipelineIDs(id string, o Options) []string {
 // authShare adds to each pipeline row what the token check costs a
 // document: the cached path's time (row 2b, measured in-process to the
 // nanosecond) times the authenticated requests of one document, as a share
-// of the agents' CPU per document. Row 9a's difference between the agent
+// of the agents' CPU per document. Row 10a's difference between the agent
 // with and without the check says the same within its resolution, and is
 // shown beside it.
 func authShare(rows []Row) {
 	var cachedNs, perRequest float64
-	have9a := false
+	have10a := false
 	for _, r := range rows {
 		switch {
 		case r.ID == "2b" && r.Values != nil:
 			cachedNs = r.Values["middleware_cached_ES256_ns"]
-		case r.ID == "9a" && r.Values != nil:
-			perRequest, have9a = r.Values["auth_cpu_us_per_request"]-r.Values["bypass_cpu_us_per_request"], true
+		case r.ID == "10a" && r.Values != nil:
+			perRequest, have10a = r.Values["auth_cpu_us_per_request"]-r.Values["bypass_cpu_us_per_request"], true
 		}
 	}
 	if cachedNs == 0 {
 		return
 	}
 	for i, r := range rows {
-		if !strings.HasPrefix(r.ID, "11") && !strings.HasPrefix(r.ID, "12") || r.Values == nil || r.Values["agents_cpu_ms_per_doc"] == 0 {
+		if !strings.HasPrefix(r.ID, "12") && !strings.HasPrefix(r.ID, "13") || r.Values == nil || r.Values["agents_cpu_ms_per_doc"] == 0 {
 			continue
 		}
 		ms := cachedNs * float64(requestsPerDocument) / 1e6
@@ -197,8 +197,8 @@ func authShare(rows []Row) {
 		rows[i].Values["auth_cpu_ms_per_doc"], rows[i].Values["auth_share"] = ms, share
 		rows[i].Detail += fmt.Sprintf("; the token check (row 2b: %.0f ns × %d requests) %.4f ms, %.2f %% of the agents' CPU",
 			cachedNs, requestsPerDocument, ms, 100*share)
-		if have9a {
-			rows[i].Detail += fmt.Sprintf(" (row 9a: on − bypassed %.1f µs/request)", perRequest)
+		if have10a {
+			rows[i].Detail += fmt.Sprintf(" (row 10a: on − bypassed %.1f µs/request)", perRequest)
 		}
 	}
 }
@@ -329,7 +329,7 @@ func hotPathRows(tb testing.TB, o Options) []Row {
 			Of: "ns/op middleware, token cached ÷ ns/op token not cached", Ratio: ratio(figs[cached].ns, figs[first].ns),
 			Target: "<= 0.5 µs/op and <= 1 alloc/op", Met: met(figs[cached].ns <= 500 && figs[cached].allocs <= 1),
 			Detail: txt(cached), Values: values}
-		naiveRow := Row{ID: fmt.Sprintf("9%c", 'c'+i), Title: "verifier " + alg + ": our cached path vs the naive check, per request, in-process",
+		naiveRow := Row{ID: fmt.Sprintf("10%c", 'c'+i), Title: "verifier " + alg + ": our cached path vs the naive check, per request, in-process",
 			Of:    "ns/op middleware, token cached ÷ ns/op jwt ParseWithClaims + keyfunc + cnf compare on every request (internal/benchauth)",
 			Ratio: ratio(figs[cached].ns, figs[naive].ns), Detail: txt(naive), Values: values}
 		rows, naiveRows = append(rows, firstRow, cachedRow), append(naiveRows, naiveRow)
