@@ -14,9 +14,12 @@ if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
     echo "bench: nginx is missing and this is not a root shell with apt-get; row 6 will be skipped" >&2
   fi
 fi
-# Row 7 starts a throwaway PostgreSQL cluster (internal/pgcluster); without
-# the server programs the row is skipped (it fails when CI is set).
+# Rows 7 and 13 start a throwaway PostgreSQL cluster (internal/pgcluster);
+# without the server programs they are skipped (they fail when CI is set).
 if ! command -v initdb >/dev/null 2>&1 && ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
-  echo "bench: PostgreSQL's server programs are missing (apt-get install postgresql); row 7 will be skipped" >&2
+  echo "bench: PostgreSQL's server programs are missing (apt-get install postgresql); rows 7 and 13 will be skipped" >&2
 fi
+# Rows 10a, 10b and 11 to 13 build cmd/agent and this command with go build
+# and load the agents from a child process (bench load): nothing to install
+# (wrk cannot present the client certificate every agent requires).
 exec "${GO:-go}" run ./bench/cmd/bench "$@"

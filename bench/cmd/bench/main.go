@@ -49,7 +49,7 @@ func main() {
 	}
 	o.Log = os.Stderr
 	// The whole run is bounded too, whatever the settings.
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
