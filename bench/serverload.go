@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -18,17 +19,10 @@ import (
 // the access line) is all there is to measure.
 const healthBody = `{"jsonrpc":"2.0","method":"get_health","id":1}`
 
-// authMode is one way the bench build of the agent authenticates POST
-// /message (CA_A2A_BENCH_AUTH).
-type authMode struct {
-	name, env string
-}
-
-var authModes = []authMode{{"auth", ""}, {"bypass", "bypass"}, {"naive", "naive"}}
-
-// serverCPU is what one mode's agent process spent.
+// serverCPU is what one way of authenticating cost its agent process.
 type serverCPU struct {
-	cpu      time.Duration
+	cpu      time.Duration // /proc/<pid>/stat, utime + stime
+	sched    time.Duration // /proc/<pid>/task/*/schedstat
 	ok, errs uint64
 	elapsed  time.Duration
 	first    string
@@ -49,119 +43,171 @@ func (s serverCPU) rps() float64 {
 	return float64(s.ok) / s.elapsed.Seconds()
 }
 
-// serverCPURows measures the agent alone (rows 10a, 10b): the bench build of
-// cmd/agent as three processes, one per way of authenticating, each
-// loaded by a `bench load` process of its own with the same request, and
-// each process's CPU time read from /proc/<pid>/stat over its measured
-// windows, which alternate between the three. Then the agent's memory
-// under a paced load (row 11), on the production build.
+// The ways the bench build authenticates in rows 10a and 10b.
+const (
+	modeAuth   = "auth"
+	modeBypass = "bypass"
+	modeNaive  = "naive"
+)
+
+// serverCPURows measures the agent alone (rows 10a, 10b), then its memory
+// (row 11). The bench build of cmd/agent (the validator) runs as two
+// processes: one with CA_A2A_BENCH_AUTH=switch, which checks tokens as
+// production does or skips the check, as the harness signals it between
+// windows (the same process, binary and connections measured both ways),
+// and one with the naive check. Each is loaded by its own `bench load`
+// process with the same request, one window at a time, the order of the
+// windows alternating; each process's CPU time is read from
+// /proc/<pid>/stat around each window (and, to the nanosecond, from its
+// threads' schedstat, which resolves a window pair by pair).
 func serverCPURows(ctx context.Context, tb testing.TB, o Options, bins *binaries) []Row {
 	b := bins.get(tb)
 	f := NewFixture(tb)
 	fl := f.WriteFiles(tb, agentapi.Validator)
 	cert, key := fl.LeafPaths(agentapi.Lambda)
-	type target struct {
-		mode authMode
-		proc *Process
-		load *loadProcess
-		acc  serverCPU
-	}
-	var targets []*target
-	for _, m := range authModes {
+	start := func(mode string) (*Process, *loadProcess) {
 		env := f.AgentEnv(fl, agentapi.Validator, freePort(tb))
-		if m.env != "" {
-			env["CA_A2A_BENCH_AUTH"] = m.env
-		}
+		env["CA_A2A_BENCH_AUTH"] = mode
 		p := f.StartProcess(tb, b.BenchAgent, env)
-		targets = append(targets, &target{mode: m, proc: p})
-	}
-	// Each process answers the request, and only the bypass answers one
-	// without a token: the three measure what they say.
-	client := f.HTTPClient(tb, agentapi.Validator, 1)
-	token := f.readToken(tb, fl)
-	for _, t := range targets {
-		for _, tok := range []string{token, ""} {
-			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, t.proc.URL+"/message", strings.NewReader(healthBody))
-			req.Header.Set("Authorization", "Bearer "+tok)
-			req.Header.Set("Content-Type", "application/json")
-			resp, err := client.Do(req)
-			if err != nil {
-				tb.Fatalf("%s: %v", t.mode.name, err)
-			}
-			resp.Body.Close()
-			want := http.StatusOK
-			if tok == "" && t.mode.name != "bypass" {
-				want = http.StatusUnauthorized
-			}
-			if resp.StatusCode != want {
-				tb.Fatalf("%s agent, token %v: HTTP %d, want %d\n%s", t.mode.name, tok != "", resp.StatusCode, want, t.proc.Log())
-			}
-		}
-		t.load = startLoad(tb, b.Load, LoadSpec{URL: t.proc.URL + "/message", Peer: agentapi.Validator, CertPath: cert, KeyPath: key,
+		return p, startLoad(tb, b.Load, LoadSpec{URL: p.URL + "/message", Peer: agentapi.Validator, CertPath: cert, KeyPath: key,
 			CAPath: fl.CA, TokenPath: fl.Token, Body: healthBody, Connections: o.Concurrency})
 	}
-	cmd := func(d time.Duration) LoadCommand {
-		return LoadCommand{Duration: d, Concurrency: o.Concurrency, MaxRequests: o.MaxRequests}
-	}
-	for _, t := range targets {
-		if _, err := t.load.run(cmd(max(o.Warmup, 50*time.Millisecond))); err != nil {
-			tb.Fatalf("%s warm-up: %v", t.mode.name, err)
+	sw, swLoad := start("switch")
+	nv, nvLoad := start(modeNaive)
+	client := f.HTTPClient(tb, agentapi.Validator, 1)
+	token := f.readToken(tb, fl)
+	post := func(p *Process, tok string) int {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, p.URL+"/message", strings.NewReader(healthBody))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := client.Do(req)
+		if err != nil {
+			tb.Fatalf("%s: %v", p.Name, err)
 		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	// setMode switches the agent and waits until a request without a
+	// token gets that mode's answer: 200 bypassed, 401 checked. So each
+	// window measures what it says.
+	setMode := func(mode string) {
+		sig, want := syscall.SIGUSR2, http.StatusUnauthorized
+		if mode == modeBypass {
+			sig, want = syscall.SIGUSR1, http.StatusOK
+		}
+		if err := syscall.Kill(sw.Pid, sig); err != nil {
+			tb.Fatal(err)
+		}
+		for deadline := time.Now().Add(5 * time.Second); post(sw, "") != want; time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				tb.Fatalf("the agent did not switch to %s\n%s", mode, sw.Log())
+			}
+		}
+	}
+	if post(sw, token) != http.StatusOK || post(nv, token) != http.StatusOK || post(nv, "") != http.StatusUnauthorized {
+		tb.Fatalf("the agents do not answer as they should\n%s\n%s", sw.Log(), nv.Log())
+	}
+	cmd := func(d time.Duration) LoadCommand {
+		return LoadCommand{Duration: d, Rate: o.ProcessRate, Concurrency: o.Concurrency, MaxRequests: o.MaxRequests}
+	}
+	acc := map[string]*serverCPU{modeAuth: {}, modeBypass: {}, modeNaive: {}}
+	window := func(mode string, d time.Duration) time.Duration {
+		p, l := sw, swLoad
+		if mode == modeNaive {
+			p, l = nv, nvLoad
+		} else {
+			setMode(mode)
+		}
+		c0 := p.CPU(tb)
+		s0, err := SchedCPU(p.Pid)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		res, err := l.run(cmd(d))
+		if err != nil {
+			tb.Fatalf("%s: %v", mode, err)
+		}
+		s1, err := SchedCPU(p.Pid)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		a := acc[mode]
+		a.cpu += p.CPU(tb).Sub(c0).Total()
+		a.sched += s1 - s0
+		ok := res.Requests - res.Errors
+		a.ok += ok
+		a.errs += res.Errors
+		a.elapsed += res.Elapsed
+		a.lat = append(a.lat, res)
+		if res.Errors > 0 && a.first == "" {
+			a.first = res.FirstError
+		}
+		if ok == 0 {
+			return 0
+		}
+		return (s1 - s0) / time.Duration(ok)
+	}
+	warm := max(o.Warmup, 50*time.Millisecond)
+	for _, m := range []string{modeAuth, modeBypass, modeNaive} {
+		window(m, warm)
+	}
+	for _, a := range acc {
+		*a = serverCPU{}
 	}
 	rounds := max(o.ProcessRounds, 1)
 	per := o.ProcessDuration / time.Duration(rounds)
+	var ratios []float64
 	for r := 0; r < rounds && ctx.Err() == nil; r++ {
-		for i := range targets {
-			t := targets[(i+r)%len(targets)] // each starts a round in turn
-			c0 := t.proc.CPU(tb)
-			res, err := t.load.run(cmd(per))
-			c1 := t.proc.CPU(tb)
-			if err != nil {
-				tb.Fatalf("%s: %v", t.mode.name, err)
-			}
-			t.acc.cpu += c1.Sub(c0).Total()
-			t.acc.ok += res.Requests - res.Errors
-			t.acc.errs += res.Errors
-			t.acc.elapsed += res.Elapsed
-			t.acc.lat = append(t.acc.lat, res)
-			if res.Errors > 0 && t.acc.first == "" {
-				t.acc.first = res.FirstError
-			}
+		first, second := modeAuth, modeBypass
+		if r%2 == 1 {
+			first, second = second, first
+		}
+		x, y := window(first, per), window(second, per)
+		if r%2 == 1 {
+			x, y = y, x
+		}
+		if y > 0 {
+			ratios = append(ratios, float64(x)/float64(y))
+		}
+		window(modeNaive, per)
+	}
+	auth, bypass, naive := *acc[modeAuth], *acc[modeBypass], *acc[modeNaive]
+	for m, a := range acc {
+		if a.errs > 0 {
+			tb.Logf("%s: %d requests failed, first: %s", m, a.errs, a.first)
+		}
+		if a.ok == 0 || a.cpu == 0 {
+			tb.Fatalf("%s: %d requests answered, %s of CPU: nothing measured", m, a.ok, a.cpu)
 		}
 	}
-	auth, bypass, naive := targets[0].acc, targets[1].acc, targets[2].acc
-	for _, t := range targets {
-		if t.acc.errs > 0 {
-			tb.Logf("%s: %d requests failed, first: %s", t.mode.name, t.acc.errs, t.acc.first)
-		}
-		if t.acc.ok == 0 || t.acc.cpu == 0 {
-			tb.Fatalf("%s: %d requests answered, %s of CPU: nothing measured", t.mode.name, t.acc.ok, t.acc.cpu)
-		}
-	}
-	values := map[string]float64{}
-	for _, t := range targets {
-		values[t.mode.name+"_cpu_us_per_request"] = us(t.acc.perRequest())
-		values[t.mode.name+"_cpu_s"] = t.acc.cpu.Seconds()
-		values[t.mode.name+"_requests"] = float64(t.acc.ok)
-		values[t.mode.name+"_errors"] = float64(t.acc.errs)
-		values[t.mode.name+"_rps"] = t.acc.rps()
-		values[t.mode.name+"_p50_ms"], values[t.mode.name+"_p99_ms"] = medianLatency(t.acc.lat)
+	values := map[string]float64{"pair_ratio_median": medianOf(ratios), "pair_ratio_min": minOf(ratios), "pair_ratio_max": maxOf(ratios),
+		"pairs": float64(len(ratios)), "rate": float64(o.ProcessRate)}
+	for m, a := range acc {
+		values[m+"_cpu_us_per_request"] = us(a.perRequest())
+		values[m+"_sched_us_per_request"] = us(a.sched / time.Duration(max(a.ok, 1)))
+		values[m+"_cpu_s"] = a.cpu.Seconds()
+		values[m+"_requests"] = float64(a.ok)
+		values[m+"_errors"] = float64(a.errs)
+		values[m+"_rps"] = a.rps()
+		values[m+"_p50_ms"], values[m+"_p99_ms"] = medianLatency(a.lat)
 	}
 	text := func(name string, s serverCPU) string {
 		p50, p99 := medianLatency(s.lat)
 		return fmt.Sprintf("%s %.1f µs CPU/request (%d requests, %.2f s CPU, %.0f req/s, p50 %.2f ms, p99 %.2f ms)",
 			name, us(s.perRequest()), s.ok, s.cpu.Seconds(), s.rps(), p50, p99)
 	}
-	rowA := Row{ID: "10a", Title: "server CPU per request: auth on vs bypassed, agent process alone (cached token)",
-		Of:     "agent CPU µs/request (utime+stime from /proc/<pid>/stat) with the token check ÷ with it bypassed (bench build, same binary and request)",
+	rowA := Row{ID: "10a", Title: "server CPU per request: token check on vs bypassed, the agent process alone (cached token)",
+		Of:     "agent CPU µs/request (utime+stime, /proc/<pid>/stat) with the token check ÷ with it bypassed: one process of the bench build switched between windows, same request and connections",
 		Target: "<= 1.05", Ratio: ratio(float64(auth.perRequest()), float64(bypass.perRequest())),
-		Detail: fmt.Sprintf("%s; %s; the check itself %.1f µs/request", text("on", auth), text("bypassed", bypass), us(auth.perRequest()-bypass.perRequest())),
+		Detail: fmt.Sprintf("%s; %s; difference %.1f µs/request; %d window pairs of %s each (schedstat, ns): median ratio %.3f, from %.3f to %.3f",
+			text("on", auth), text("bypassed", bypass), us(auth.perRequest()-bypass.perRequest()), len(ratios), per,
+			medianOf(ratios), minOf(ratios), maxOf(ratios)),
 		Values: values}
 	if rowA.Ratio != nil {
 		rowA.Met = met(*rowA.Ratio <= 1.05)
 	}
 	rowB := Row{ID: "10b", Title: "server CPU per request: our chain vs the naive check (jwt ParseWithClaims + keyfunc per request, no cache)",
-		Of:     "agent CPU µs/request, our chain with a cached token ÷ a hand-written check verifying the signature on every request",
+		Of:     "agent CPU µs/request, our chain with a cached token ÷ a hand-written check verifying the signature on every request (another process of the bench build, its windows between the others)",
 		Ratio:  ratio(float64(auth.perRequest()), float64(naive.perRequest())),
 		Detail: text("naive", naive) + fmt.Sprintf("; naive ÷ bypassed %.2f", float64(naive.perRequest())/max(float64(bypass.perRequest()), 1)),
 		Values: values}

@@ -49,6 +49,9 @@ type Options struct {
 	// and 10b, split into ProcessRounds windows that alternate between them.
 	ProcessDuration time.Duration `json:"process_duration"`
 	ProcessRounds   int           `json:"process_rounds"`
+	// ProcessRate paces each agent's load (requests per second; 0: as
+	// fast as answered).
+	ProcessRate int `json:"process_rate"`
 	// RSSRate and RSSDuration pace the load of row 11.
 	RSSRate     int           `json:"rss_rate"`
 	RSSDuration time.Duration `json:"rss_duration"`
@@ -87,7 +90,7 @@ func Full() Options {
 	return Options{Duration: 5 * time.Second, Rounds: 2, Warmup: 500 * time.Millisecond, Concurrency: 8,
 		MaxRequests: 2_000_000, Benchmarks: true, HotPathCalls: 1000, HotPathRounds: 3, HandlerCalls: 50_000, HandshakeCalls: 200,
 		FanoutDelay: 200 * time.Millisecond, FanoutReps: 3, BatchSize: 10, ExtractReps: 30, Moto: true,
-		ProcessDuration: 12 * time.Second, ProcessRounds: 6, RSSRate: 1000, RSSDuration: 10 * time.Second,
+		ProcessDuration: 20 * time.Second, ProcessRounds: 20, RSSRate: 1000, RSSDuration: 10 * time.Second,
 		PipelineDocs: 1500, PipelineConcurrency: []int{1, 4, 16}}
 }
 

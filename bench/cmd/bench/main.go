@@ -36,6 +36,7 @@ func main() {
 	flag.StringVar(&o.Nginx, "nginx", o.Nginx, `nginx binary ("" looks it up, "off" skips row 6)`)
 	flag.BoolVar(&o.Moto, "moto", o.Moto, "keep the Lambda's secrets in moto_server (else in memory)")
 	flag.DurationVar(&o.ProcessDuration, "process-duration", o.ProcessDuration, "measured load per agent process (rows 10a, 10b)")
+	flag.IntVar(&o.ProcessRate, "process-rate", o.ProcessRate, "requests/s per agent process, rows 10a, 10b (0: unpaced)")
 	flag.IntVar(&o.PipelineDocs, "pipeline-docs", o.PipelineDocs, "documents per concurrency (rows 12, 13)")
 	only := flag.String("only", "", "comma-separated row id prefixes: run only the steps with such rows (e.g. 10,12)")
 	flag.Parse()
