@@ -12,7 +12,7 @@ import (
 // without a token, or with a bogus one, is refused as always. (cmd/agent's
 // TestNoBenchAuthInProductionBuild checks the binary itself.)
 func TestBenchAuthEnvIgnored(t *testing.T) {
-	for _, mode := range []string{"bypass", "naive"} {
+	for _, mode := range []string{"bypass", "switch", "naive"} {
 		t.Run(mode, func(t *testing.T) {
 			t.Setenv("CA_A2A_BENCH_AUTH", mode)
 			f := start(t)
