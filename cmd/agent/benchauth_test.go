@@ -11,14 +11,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/ca-a2a/ca-a2a/internal/certgen"
 	"github.com/ca-a2a/ca-a2a/internal/loopback"
-	"github.com/ca-a2a/ca-a2a/internal/procgroup"
-	"github.com/ca-a2a/ca-a2a/internal/testutil/syncbuf"
+	"github.com/ca-a2a/ca-a2a/internal/testutil/agentproc"
 )
 
 // TestNoBenchAuthInProductionBuild: the switch the benchmarks use to run
@@ -81,42 +79,22 @@ func TestNoBenchAuthInProductionBuild(t *testing.T) {
 			}
 
 			addr := fmt.Sprintf("127.0.0.1:%d", loopback.Port(t))
-			cmd := exec.Command(bin)
-			cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "AGENT_NAME=validator", "AGENT_ADDR=" + addr,
-				"MTLS_CERT_PATH=" + cert, "MTLS_KEY_PATH=" + key, "MTLS_CA_CERT_PATH=" + certgen.BundlePath(dir),
-				"OIDC_JWKS_URL=https://127.0.0.1:1/certs", "METRICS_EMF=false", "CA_A2A_BENCH_AUTH=bypass"}
-			var out syncbuf.Buffer
-			cmd.Stdout, cmd.Stderr = &out, &out
-			p, err := procgroup.Start(cmd)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer p.Stop(syscall.SIGTERM, 10*time.Second)
+			p := agentproc.Start(t, agentproc.Config{Bin: bin, Env: map[string]string{"AGENT_NAME": "validator", "AGENT_ADDR": addr,
+				"MTLS_CERT_PATH": cert, "MTLS_KEY_PATH": key, "MTLS_CA_CERT_PATH": certgen.BundlePath(dir),
+				"OIDC_JWKS_URL": "https://127.0.0.1:1/certs", "METRICS_EMF": "false", "CA_A2A_BENCH_AUTH": "bypass"}})
 			tr := &http.Transport{TLSClientConfig: &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: roots, ServerName: "validator.ca-a2a.local"}}
 			defer tr.CloseIdleConnections()
 			client := &http.Client{Transport: tr, Timeout: 5 * time.Second}
 			var resp *http.Response
-			deadline := time.Now().Add(20 * time.Second)
-			for {
+			p.WaitUntil(t, "answer POST /message", func() bool {
 				req, _ := http.NewRequestWithContext(context.Background(), http.MethodPost, "https://"+addr+"/message",
 					strings.NewReader(`{"jsonrpc":"2.0","method":"get_health","id":1}`))
 				resp, err = client.Do(req)
-				if err == nil {
-					break
-				}
-				select {
-				case <-p.Exited():
-					t.Fatalf("agent exited: %v\n%s", p.Err(), out.String())
-				default:
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("agent not answering: %v\n%s", err, out.String())
-				}
-				time.Sleep(50 * time.Millisecond)
-			}
+				return err == nil
+			})
 			resp.Body.Close()
 			if resp.StatusCode != tc.wantStatus {
-				t.Fatalf("call without a token, CA_A2A_BENCH_AUTH=bypass: HTTP %d, want %d\n%s", resp.StatusCode, tc.wantStatus, out.String())
+				t.Fatalf("call without a token, CA_A2A_BENCH_AUTH=bypass: HTTP %d, want %d", resp.StatusCode, tc.wantStatus)
 			}
 		})
 	}
