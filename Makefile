@@ -41,7 +41,7 @@ test-go: ## go test -race over the root module
 
 # FUZZ_SHORT lists the fuzz targets of fuzz-short as PACKAGE:TARGET:SECONDS:
 # the sandboxed worker entry point, then every parser of bytes that come
-# from the network or a document (60 s of fuzzing in all).
+# from the network or a document (75 s of fuzzing in all).
 FUZZ_SHORT := \
 	./agentsvc/agents/extractor:FuzzWorker:15 \
 	./agentsvc/agents/extractor:FuzzParseCSV:5 \
@@ -49,6 +49,9 @@ FUZZ_SHORT := \
 	./shared/certload:FuzzParseCRLs:5 \
 	./shared/binding:FuzzVerify:5 \
 	./shared/binding:FuzzBearerToken:5 \
+	./shared/binding:FuzzParseMatchesJWTParser:5 \
+	./shared/binding:FuzzClaimsDecode:5 \
+	./shared/binding:FuzzHeaderDecode:5 \
 	./shared/a2askill:FuzzParseSend:5 \
 	./agentsvc/agents/archivist:FuzzArchiveParams:5 \
 	./lambda:FuzzParseMessage:5 \
