@@ -81,8 +81,14 @@ func TestStop(t *testing.T) {
 			default:
 				t.Fatal("Stop returned before the command ended")
 			}
-			if alive(t, pgid) {
-				t.Fatal("a member of the group outlived Stop")
+			// Stop waits for the leader only: a member that got SIGKILL
+			// dies in its own time, which a loaded machine may stretch.
+			// What matters is that every member was signalled and dies.
+			for deadline := time.Now().Add(10 * time.Second); alive(t, pgid); {
+				if time.Now().After(deadline) {
+					t.Fatal("a member of the group outlived Stop")
+				}
+				time.Sleep(10 * time.Millisecond)
 			}
 			p.Stop(tc.sig, 0) // twice is harmless
 		})
