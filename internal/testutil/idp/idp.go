@@ -33,8 +33,11 @@ import (
 const ServerName = agentapi.Keycloak + "." + agentapi.Domain
 
 // readyTimeout bounds the wait for the provider's "listening" line once its
-// packages are installed (npm ci is not counted).
-const readyTimeout = 20 * time.Second
+// packages are installed (npm ci is not counted). Idle, node is ready in
+// under a second; CI runs test binaries of other packages (race-enabled
+// agents, PostgreSQL, sandboxed parsers) beside it on two cores, which has
+// taken it past 20 s.
+const readyTimeout = 90 * time.Second
 
 // IdP is a running identity provider.
 type IdP struct {
@@ -104,7 +107,7 @@ func StateDir(dir string) Option {
 
 // installMu serialises installs inside this process; the file lock serialises
 // them between test binaries (go test runs packages in parallel) and with
-// dev/idp/run.sh.
+// dev/idp/install.sh.
 var installMu sync.Mutex
 
 // Install runs "npm ci" in dev/idp when its packages are missing or were
@@ -225,8 +228,9 @@ func run(t testing.TB, dir string, env []string) (*IdP, error) {
 		}
 		return nil, fmt.Errorf("idp: exited before it was ready (%v):\n%s", proc.Err(), out)
 	case <-time.After(readyTimeout):
+		state := procState(cmd.Process.Pid)
 		stop()
-		return nil, fmt.Errorf("idp: not ready within %s:\n%s", readyTimeout, out)
+		return nil, fmt.Errorf("idp: not ready within %s (node %s; load average %s):\n%s", readyTimeout, state, loadAverage(), out)
 	}
 	t.Cleanup(func() {
 		stop()
@@ -262,6 +266,31 @@ func (o *output) String() string {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.stdout.String() + o.stderr.String()
+}
+
+// procState is the state and CPU ticks of pid from /proc/<pid>/stat, to
+// tell a starved provider from a stuck one when it is late.
+func procState(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return "state unknown"
+	}
+	// The fields after the command name (which ends at the last ')'):
+	// state is the first, utime and stime the 12th and 13th.
+	_, rest, _ := bytes.Cut(b[bytes.LastIndexByte(b, ')')+1:], []byte(" "))
+	f := strings.Fields(string(rest))
+	if len(f) < 13 {
+		return "state unknown"
+	}
+	return fmt.Sprintf("state %s, %s+%s CPU ticks", f[0], f[11], f[12])
+}
+
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return "unknown"
 }
 
 func lastValue(env []string, key string) string {
