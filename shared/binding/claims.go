@@ -2,6 +2,7 @@ package binding
 
 import (
 	"encoding/json"
+	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -116,40 +117,12 @@ func knownClaim(key []byte) int {
 	return -1
 }
 
-// foldsTo reports whether key equals one of names regardless of ASCII
-// case (keys are ASCII here: plainString refuses the others). A key
-// without upper-case letters can only equal a name exactly.
+// foldsTo reports whether key equals one of names regardless of case, as
+// encoding/json matches them. Every key is compared, including one without
+// upper-case letters: a name may have some ("x5t#S256").
 func foldsTo(key []byte, names ...string) bool {
-	upper := false
-	for _, c := range key {
-		if c >= 'A' && c <= 'Z' {
-			upper = true
-			break
-		}
-	}
-	if !upper {
-		return false
-	}
 	for _, n := range names {
-		if len(n) != len(key) {
-			continue
-		}
-		same := true
-		for i := range key {
-			c := key[i]
-			if c >= 'A' && c <= 'Z' {
-				c += 'a' - 'A'
-			}
-			d := n[i]
-			if d >= 'A' && d <= 'Z' {
-				d += 'a' - 'A'
-			}
-			if c != d {
-				same = false
-				break
-			}
-		}
-		if same {
+		if len(n) == len(key) && strings.EqualFold(string(key), n) {
 			return true
 		}
 	}

@@ -67,6 +67,10 @@ var claimSeeds = []string{
 	`{`,
 	`{"RegisteredClaims":{"iss":"x"}}`,
 	`{"CLIENT_ID":"x"}`,
+	// cnf's member has an upper-case letter: its all-lower-case spelling
+	// folds to it too, and the last of the two wins.
+	`{"cnf":{"x5t#s256":"b"}}`,
+	`{"cnf":{"x5t#S256":"a","x5t#s256":"b"}}`,
 }
 
 // FuzzClaimsDecode: whatever the fast path accepts decodes exactly as
