@@ -22,8 +22,14 @@
 // schema_migrations, version for version the same schema in both, applied by
 // one runner (migrate.go) under the engine's lock, so that archivists
 // starting together apply each once; a database whose schema is newer than
-// this code is refused rather than misread. A PostgreSQL database that
-// cannot be reached at start-up is retried in the background
+// this code is refused rather than misread. The runner is ours rather than
+// pressly/goose or golang-migrate: their locks cover PostgreSQL only (SQLite
+// not across processes) and are taken around the whole run, apart from each
+// step's transaction, and goose would need database/sql over the pgx pool.
+// Here the lock is part of each step's transaction (pg_advisory_xact_lock,
+// BEGIN IMMEDIATE), so a step, its version row and the lock commit or vanish
+// together, a killed archivist included, in about sixty lines. A PostgreSQL
+// database that cannot be reached at start-up is retried in the background
 // (docs/operations.md, The archive database).
 //
 // Errors are classified (ErrNotFound, *TransitionError, ErrUnavailable);
