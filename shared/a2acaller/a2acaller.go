@@ -151,7 +151,7 @@ func agentClient(src certload.Source, agent, connect string, timeout time.Durati
 	return &http.Client{
 		Timeout: timeout,
 		// A redirect would take the request, and its token, elsewhere.
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		CheckRedirect: certload.RefuseRedirect,
 		Transport: limitBody{&http.Transport{
 			TLSClientConfig:     tlsCfg,
 			DialContext:         dialer(connect),

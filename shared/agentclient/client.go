@@ -182,9 +182,10 @@ type pinnedCRL struct{ r *certload.Revocations }
 
 func (p pinnedCRL) Revocations() *certload.Revocations { return p.r }
 
-// client returns an HTTP client for agent in the current generation.
+// client returns an HTTP client for agent in the current generation. It
+// follows no redirect: an agent answers on /message or not at all.
 func (c *Client) client(agent string) *http.Client {
-	return &http.Client{Transport: c.current().transports[agent]}
+	return &http.Client{Transport: c.current().transports[agent], CheckRedirect: certload.RefuseRedirect}
 }
 
 // Close releases idle connections.

@@ -142,6 +142,29 @@ func TestCall(t *testing.T) {
 	}
 }
 
+// TestRedirectNotFollowed: a peer answering 307 gets the request back as a
+// failed call; the client never sends it, with its token, where the
+// redirect points.
+func TestRedirectNotFollowed(t *testing.T) {
+	f := newFixture(t)
+	var followed atomic.Int64
+	url := f.serve(t, "validator", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/elsewhere" {
+			followed.Add(1)
+			echo(w, r)
+			return
+		}
+		http.Redirect(w, r, "/elsewhere", http.StatusTemporaryRedirect)
+	})
+	c := f.client(t, map[string]string{"validator": url}, nil)
+	if err := c.Call(t.Context(), "validator", "list_skills", nil, nil); err == nil {
+		t.Fatal("a redirect answered as a successful call")
+	}
+	if n := followed.Load(); n != 0 {
+		t.Fatalf("the redirect was followed %d times", n)
+	}
+}
+
 func TestPeerIdentityMismatch(t *testing.T) {
 	f := newFixture(t)
 	url := f.serve(t, "extractor", echo)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"net/http"
 	"time"
 )
 
@@ -88,6 +89,12 @@ type ClientOptions struct {
 	// Now returns the current time (tests); nil means time.Now.
 	Now func() time.Time
 }
+
+// RefuseRedirect is the CheckRedirect of every HTTP client that presents a
+// certificate of this package: the 3xx answer is returned as it is, since
+// following it would carry the request, its bearer token and the client
+// certificate to another host or to plain http.
+func RefuseRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 // ClientConfig returns the tls.Config of an mTLS client that presents the
 // certificate of src and accepts only a server whose certificate chains to

@@ -71,7 +71,7 @@ type ProviderClientOptions struct {
 func ProviderClient(cert certload.Source, serverName string, opts ProviderClientOptions) *http.Client {
 	return &http.Client{
 		Timeout:       opts.Timeout,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		CheckRedirect: certload.RefuseRedirect,
 		Transport: &http.Transport{
 			TLSClientConfig: certload.ClientConfig(cert, certload.AuthorizeDNSName(serverName), certload.ClientOptions{
 				ServerName: serverName, SystemRoots: true, SkipVerify: opts.SkipVerify, CRL: opts.CRL,
