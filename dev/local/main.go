@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/ca-a2a/ca-a2a/dev/localrun"
@@ -95,7 +96,7 @@ func up(ctx context.Context, l localrun.Layout, g *localrun.Group, s *steps) err
 		archive = "PostgreSQL"
 	}
 	return s.do("agents", func() (string, error) {
-		return "orchestrator :8001, extractor :8002, validator :8003, archivist :8004 healthy (archive: " + archive + ")", l.StartAgents(ctx, g)
+		return agentPorts() + " healthy (archive: " + archive + ")", l.StartAgents(ctx, g)
 	})
 }
 
@@ -122,7 +123,8 @@ func invoke(ctx context.Context, l localrun.Layout, file string) error {
 		return fmt.Errorf("%w (run make certs first)", err)
 	}
 	if err := localrun.WaitHTTP(ctx, client, localrun.AgentURL(agentapi.Orchestrator)+"/health", 0, 2e9); err != nil {
-		return fmt.Errorf("the orchestrator is not running on 127.0.0.1:8001: start it with \"make run-agents\" in another terminal")
+		port, _ := agentapi.Port(agentapi.Orchestrator)
+		return fmt.Errorf("the orchestrator is not running on 127.0.0.1:%d: start it with \"make run-agents\" in another terminal", port)
 	}
 	var g localrun.Group
 	defer g.Stop()
@@ -135,4 +137,14 @@ func invoke(ctx context.Context, l localrun.Layout, file string) error {
 	answer, err := l.Invoke(ctx, event)
 	fmt.Println(string(answer))
 	return err
+}
+
+// agentPorts lists the agents with their ports, in port order:
+// "orchestrator :8001, extractor :8002, ...".
+func agentPorts() string {
+	var parts []string
+	for _, a := range agentapi.Agents() {
+		parts = append(parts, fmt.Sprintf("%s :%d", a.Name, a.Port))
+	}
+	return strings.Join(parts, ", ")
 }
