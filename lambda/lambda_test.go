@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -19,6 +20,7 @@ import (
 	"github.com/ca-a2a/ca-a2a/internal/samples"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/emftest"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/moto"
+	"github.com/ca-a2a/ca-a2a/internal/testutil/pgtest"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/stack"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/syncbuf"
 	"github.com/ca-a2a/ca-a2a/lambda"
@@ -39,9 +41,9 @@ type env struct {
 
 // setup runs the system, publishes the certificates to moto_server as
 // certgen publish does, and returns the Lambda's configuration.
-func setup(t *testing.T) *env {
+func setup(t *testing.T, opts ...stack.Option) *env {
 	t.Helper()
-	s := stack.Start(t)
+	s := stack.Start(t, opts...)
 	endpoint := moto.Start(t)
 	moto.Env(t, endpoint)
 	awsCfg, err := config.LoadDefaultConfig(t.Context())
@@ -105,8 +107,23 @@ func failures(t *testing.T, out any) []string {
 	return ids
 }
 
+// TestEvents runs the Lambda's handler on every sample event against the
+// four agents, once with each archive engine: SQLite, the default, and
+// PostgreSQL, the production store.
 func TestEvents(t *testing.T) {
-	e := setup(t)
+	t.Run("sqlite", func(t *testing.T) { invokeEveryEvent(t, setup(t)) })
+	t.Run("postgres", func(t *testing.T) {
+		c := pgtest.Shared(t)
+		db := c.NewDatabase(t)
+		e := setup(t, stack.ArchiveDSN(c.DSN(db.Owner, "", db.Name), db.Password))
+		invokeEveryEvent(t, e)
+		if !strings.Contains(e.stack.Log("archivist"), `"engine":"postgres"`) {
+			t.Fatalf("the archivist did not run on PostgreSQL:\n%s", e.stack.Log("archivist"))
+		}
+	})
+}
+
+func invokeEveryEvent(t *testing.T, e *env) {
 	rt := e.runtime(t)
 	ctx := withDeadline(t, 60*time.Second)
 
@@ -142,6 +159,20 @@ func TestEvents(t *testing.T) {
 	}
 	if _, err := rt.Handler.Invoke(ctx, json.RawMessage(`{"hello":"world"}`)); err == nil {
 		t.Fatal("unsupported event accepted")
+	}
+	// The three sample documents are in the archive, each once however
+	// many events named it.
+	var found agentapi.SearchResult
+	if err := archivistClient(t, e.stack).Call(ctx, agentapi.Archivist, agentapi.MethodSearchDocuments, agentapi.SearchParams{}, &found); err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for _, d := range found.Documents {
+		keys = append(keys, d.S3Key)
+	}
+	slices.Sort(keys)
+	if want := []string{"incoming/invoice.pdf", "incoming/transactions.csv", "incoming/with space.csv"}; !slices.Equal(keys, want) || found.Total != 3 {
+		t.Fatalf("archived %v (total %d), want %v", keys, found.Total, want)
 	}
 }
 

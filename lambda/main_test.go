@@ -5,11 +5,13 @@ import (
 	"testing"
 
 	"github.com/ca-a2a/ca-a2a/internal/sandbox"
+	"github.com/ca-a2a/ca-a2a/internal/testutil/pgtest"
 )
 
 // The extractor these tests run parses in workers that are this test
-// binary re-executed: sandbox.Main must come first.
+// binary re-executed: sandbox.Main must come first. The events test on
+// PostgreSQL uses the binary's one throwaway cluster.
 func TestMain(m *testing.M) {
 	sandbox.Main()
-	os.Exit(m.Run())
+	os.Exit(pgtest.SharedMain(m).Run())
 }
