@@ -31,6 +31,10 @@ type Config struct {
 	Secrets       certload.SecretIDs // CERT_SECRET_ID, KEY_SECRET_ID, CA_SECRET_ID
 	ExtensionPort string             // PARAMETERS_SECRETS_EXTENSION_HTTP_PORT
 	Cert          certload.Config    // MTLS_* (local runs)
+	// CRL is MTLS_CRL_SECRET_ID (in AWS), MTLS_CRL_PATH or MTLS_CRL: the
+	// orchestrator's and the identity provider's certificates are checked
+	// against it at every handshake, as agents check each other.
+	CRL certload.CRLConfig
 
 	TokenURL        string // OIDC_TOKEN_URL
 	ServerName      string // OIDC_SERVER_NAME
@@ -54,6 +58,7 @@ func ConfigFromEnv(getenv func(string) string) (*Config, error) {
 		},
 		ExtensionPort:   env.Raw("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT"),
 		Cert:            certload.ConfigFromEnv(env),
+		CRL:             certload.CRLConfigFromEnv(env),
 		TokenURL:        idp.TokenURL,
 		ServerName:      idp.ServerName,
 		ClientID:        idp.ClientID,
@@ -103,13 +108,17 @@ func New(ctx context.Context, cfg *Config, deps Deps) (*Runtime, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lambda: init: %w", err)
 	}
+	crl, err := loadCRL(ctx, cfg, deps, src)
+	if err != nil {
+		return nil, fmt.Errorf("lambda: init: revocation list (%s): %w", cfg.CRL.Variable(), err)
+	}
 	tokens, err := tokensource.New(tokensource.Config{TokenURL: cfg.TokenURL, ClientID: cfg.ClientID, Certificate: src,
-		ServerName: cfg.ServerName, Logger: log})
+		ServerName: cfg.ServerName, Logger: log, CRL: crl})
 	if err != nil {
 		return nil, fmt.Errorf("lambda: init: %w", err)
 	}
 	client, err := agentclient.New(agentclient.Config{Certificate: src, Tokens: tokens, Peers: map[string]string{agentapi.Orchestrator: cfg.OrchestratorURL},
-		SkipVerify: !cfg.VerifyServer, HandshakeCounter: deps.HandshakeCounter})
+		SkipVerify: !cfg.VerifyServer, HandshakeCounter: deps.HandshakeCounter, CRL: crl})
 	if err != nil {
 		return nil, fmt.Errorf("lambda: init: %w", err)
 	}
@@ -125,6 +134,26 @@ func New(ctx context.Context, cfg *Config, deps Deps) (*Runtime, error) {
 		h.Metrics = emf.NewWriter(out)
 	}
 	return &Runtime{Handler: h, Tokens: tokens, Client: client}, nil
+}
+
+// loadCRL starts the revocation list's watcher, when one is configured. It
+// lives as long as the execution environment: between invocations Lambda
+// freezes it, and its first poll after a thaw fetches the list again. The
+// secret is read with GetSecretValue, through deps.SecretsManager when that
+// client offers it.
+func loadCRL(ctx context.Context, cfg *Config, deps Deps, src certload.Source) (certload.CRLSource, error) {
+	if !cfg.CRL.Configured() {
+		return nil, nil
+	}
+	c := cfg.CRL
+	if api, ok := deps.SecretsManager.(certload.GetSecretValueAPI); ok && c.SecretsManager == nil {
+		c.SecretsManager = api
+	}
+	w, err := certload.LoadCRL(ctx, c, src, certload.Options{Usage: certload.UsageClient, Logger: deps.Log, PollInterval: time.Minute})
+	if err != nil || w == nil {
+		return nil, err
+	}
+	return w, nil
 }
 
 func loadCertificate(ctx context.Context, cfg *Config, deps Deps) (certload.Source, error) {

@@ -176,6 +176,80 @@ func invokeEveryEvent(t *testing.T, e *env) {
 	}
 }
 
+// TestRevokedOrchestrator: with MTLS_CRL_SECRET_ID the Lambda checks the
+// orchestrator's certificate against the CRL that certgen publishes. An
+// empty list changes nothing; once the orchestrator's certificate is
+// revoked and published, a warm environment refuses it within
+// MTLS_CRL_REFRESH (its kept-alive connection included) and a cold one at
+// once, and the documents are reported for retry, not lost. The
+// revocation is made in a copy of the certificates and published from
+// there, so that only the Lambda learns of it: the agents, which apply
+// the CRL file of the stack, keep serving the orchestrator.
+func TestRevokedOrchestrator(t *testing.T) {
+	e := setup(t)
+	published := t.TempDir()
+	if err := os.CopyFS(published, os.DirFS(e.stack.CertsDir)); err != nil {
+		t.Fatal(err)
+	}
+	publish := func() {
+		t.Helper()
+		if err := certgen.Publish(t.Context(), e.sm, published, "ca-a2a/", []string{"lambda"}, func(string, ...any) {}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A CRL secret that does not exist is an init error, not a Lambda
+	// that trusts every certificate.
+	absent := *e.cfg
+	absent.CRL = certload.CRLConfig{SecretID: "ca-a2a/no-such-crl"}
+	if _, err := lambda.New(t.Context(), &absent, lambda.Deps{SecretsManager: e.sm}); err == nil ||
+		!strings.Contains(err.Error(), "revocation list (MTLS_CRL_SECRET_ID)") {
+		t.Fatalf("missing CRL secret: err = %v", err)
+	}
+
+	if err := certgen.RefreshCRL(certgen.CRLOptions{Dir: published}); err != nil {
+		t.Fatal(err)
+	}
+	publish()
+	e.cfg.CRL = certload.CRLConfig{SecretID: "ca-a2a/crl", Refresh: certload.MinCRLRefresh}
+	warm := e.runtime(t)
+	event := load(t, "sqs-s3-notification.json")
+	invoke := func(rt *lambda.Runtime) []string {
+		t.Helper()
+		out, err := rt.Handler.Invoke(withDeadline(t, 30*time.Second), event)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return failures(t, out)
+	}
+	if got := invoke(warm); len(got) != 0 {
+		t.Fatalf("nothing revoked yet: failures %v\n%s", got, e.logs)
+	}
+
+	if err := certgen.Revoke(certgen.RevokeOptions{Dir: published, Name: "orchestrator"}); err != nil {
+		t.Fatal(err)
+	}
+	publish()
+	both := []string{"notif-1", "notif-2"}
+	deadline := time.Now().Add(certload.MinCRLRefresh + 20*time.Second)
+	for {
+		got := invoke(warm)
+		if slices.Equal(got, both) {
+			break
+		}
+		if len(got) != 0 || time.Now().After(deadline) {
+			t.Fatalf("after the revocation: failures %v, want both messages reported\n%s", got, e.logs)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if got := invoke(e.runtime(t)); !slices.Equal(got, both) {
+		t.Fatalf("cold start after the revocation: failures %v\n%s", got, e.logs)
+	}
+	// Refused by the Lambda at the handshake, not further down the line.
+	if n := strings.Count(e.logs.String(), "server certificate: certload: certificate has been revoked"); n < 4 {
+		t.Fatalf("%d documents refused for the orchestrator's revoked certificate, want 4 (2 warm, 2 cold):\n%s", n, e.logs)
+	}
+}
+
 func TestWarmInvocationReusesTokenAndConnection(t *testing.T) {
 	e := setup(t)
 	rt := e.runtime(t)

@@ -30,9 +30,12 @@ const (
 // Parameters and Secrets extension adds.
 func LambdaEnvironment() map[string]*string {
 	return map[string]*string{
-		"CERT_SECRET_ID":     jsii.String(CertSecretName("lambda")),
-		"KEY_SECRET_ID":      jsii.String(KeySecretName("lambda")),
-		"CA_SECRET_ID":       jsii.String(CASecretName),
+		"CERT_SECRET_ID": jsii.String(CertSecretName("lambda")),
+		"KEY_SECRET_ID":  jsii.String(KeySecretName("lambda")),
+		"CA_SECRET_ID":   jsii.String(CASecretName),
+		// A name, not a value: the function fetches the CRL itself at init
+		// and every MTLS_CRL_REFRESH while it runs.
+		"MTLS_CRL_SECRET_ID": jsii.String(CRLSecretName),
 		"OIDC_ISSUER":        jsii.String(Issuer),
 		"OIDC_TOKEN_URL":     jsii.String(Issuer + "/protocol/openid-connect/token"),
 		"OIDC_SERVER_NAME":   jsii.String("keycloak." + Namespace),
@@ -42,7 +45,8 @@ func LambdaEnvironment() map[string]*string {
 }
 
 // lambda defines the documents function in the private subnets, fed by the
-// queue, with a role that reads only its own three secrets and the queue.
+// queue, with a role that reads only its own three secrets, the CRL and the
+// queue.
 func (a *Application) lambda() {
 	st := a.Stack
 	logs := a.logGroup("FunctionLogs")
@@ -64,7 +68,7 @@ func (a *Application) lambda() {
 	for _, s := range []interface {
 		GrantRead(awsiam.IGrantable, *[]*string) awsiam.Grant
 	}{
-		a.secrets.Cert["lambda"], a.secrets.PrivateKey["lambda"], a.secrets.CA,
+		a.secrets.Cert["lambda"], a.secrets.PrivateKey["lambda"], a.secrets.CA, a.secrets.CRL,
 	} {
 		s.GrantRead(role, nil)
 	}

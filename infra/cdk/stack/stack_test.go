@@ -645,9 +645,10 @@ func TestLambda(t *testing.T) {
 	env := p["Environment"].(map[string]any)["Variables"].(map[string]any)
 	want := map[string]any{
 		"CERT_SECRET_ID": "ca-a2a/lambda-cert", "KEY_SECRET_ID": "ca-a2a/lambda-key", "CA_SECRET_ID": "ca-a2a/ca-cert",
-		"OIDC_TOKEN_URL":   "https://keycloak.ca-a2a.local:8443/realms/ca-a2a/protocol/openid-connect/token",
-		"OIDC_ISSUER":      "https://keycloak.ca-a2a.local:8443/realms/ca-a2a",
-		"OIDC_SERVER_NAME": "keycloak.ca-a2a.local", "ORCHESTRATOR_URL": "https://orchestrator.ca-a2a.local:8001",
+		"MTLS_CRL_SECRET_ID": "ca-a2a/crl",
+		"OIDC_TOKEN_URL":     "https://keycloak.ca-a2a.local:8443/realms/ca-a2a/protocol/openid-connect/token",
+		"OIDC_ISSUER":        "https://keycloak.ca-a2a.local:8443/realms/ca-a2a",
+		"OIDC_SERVER_NAME":   "keycloak.ca-a2a.local", "ORCHESTRATOR_URL": "https://orchestrator.ca-a2a.local:8001",
 		"FANOUT_CONCURRENCY": "8",
 	}
 	if !maps.Equal(env, want) {
@@ -672,7 +673,8 @@ func TestLambda(t *testing.T) {
 		"ScalingConfig":                  map[string]any{"MaximumConcurrency": 5},
 	})
 
-	// The role reads its own three secrets and the queue, nothing more.
+	// The role reads its own three secrets, the CRL and the queue, nothing
+	// more.
 	role := ref(p["Role"])
 	var secrets, queue []string
 	for _, st := range tp.statements(role) {
@@ -687,7 +689,7 @@ func TestLambda(t *testing.T) {
 		}
 	}
 	slices.Sort(secrets)
-	if !slices.Equal(secrets, []string{"CaCert", "LambdaCert", "LambdaKey"}) {
+	if !slices.Equal(secrets, []string{"CaCert", "Crl", "LambdaCert", "LambdaKey"}) {
 		t.Errorf("function reads secrets %v", secrets)
 	}
 	if !slices.Equal(queue, []string{queueID}) {
