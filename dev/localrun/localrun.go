@@ -144,13 +144,15 @@ func (l Layout) AgentEnv(agent string, port int) []string {
 	return env
 }
 
-// LambdaEnv is the environment of the local Lambda: secrets from moto,
-// token from the local identity provider, calls to the local orchestrator.
+// LambdaEnv is the environment of the local Lambda: secrets (the CRL
+// among them, as in AWS) from moto, token from the local identity
+// provider, calls to the local orchestrator.
 func (l Layout) LambdaEnv() []string {
 	return append(l.AWSEnv(),
 		"OIDC_ISSUER="+l.Issuer(), "OIDC_TOKEN_URL="+l.TokenURL(),
 		"ORCHESTRATOR_URL="+AgentURL(agentapi.Orchestrator), "FANOUT_CONCURRENCY=8",
-		"CERT_SECRET_ID=ca-a2a/lambda-cert", "KEY_SECRET_ID=ca-a2a/lambda-key", "CA_SECRET_ID=ca-a2a/ca-cert")
+		"CERT_SECRET_ID=ca-a2a/lambda-cert", "KEY_SECRET_ID=ca-a2a/lambda-key", "CA_SECRET_ID=ca-a2a/ca-cert",
+		"MTLS_CRL_SECRET_ID=ca-a2a/crl")
 }
 
 func upper(s string) string {
