@@ -61,25 +61,8 @@ const maxSkipDepth = 32
 func decodeClaims(b []byte, out *Claims) bool {
 	s := scanner{b: b}
 	s.ws()
-	if !s.consume('{') {
-		return false
-	}
 	var seen uint16
-	s.ws()
-	if s.consume('}') {
-		return s.end()
-	}
-	for {
-		s.ws()
-		key, ok := s.plainString()
-		if !ok {
-			return false
-		}
-		s.ws()
-		if !s.consume(':') {
-			return false
-		}
-		s.ws()
+	return s.object(s.plainString, func(key []byte) bool {
 		idx := knownClaim(key)
 		switch {
 		case idx >= 0:
@@ -87,25 +70,13 @@ func decodeClaims(b []byte, out *Claims) bool {
 				return false // encoding/json keeps the last; let it
 			}
 			seen |= 1 << idx
-			if !s.claim(idx, out) {
-				return false
-			}
+			return s.claim(idx, out)
 		case foldsTo(key, claimNames...):
 			return false // encoding/json matches names regardless of case
 		default:
-			if !s.skip(0) {
-				return false
-			}
+			return s.skip(0)
 		}
-		s.ws()
-		if s.consume(',') {
-			continue
-		}
-		if s.consume('}') {
-			return s.end()
-		}
-		return false
-	}
+	}) && s.end()
 }
 
 func knownClaim(key []byte) int {
@@ -195,57 +166,26 @@ func (s *scanner) audience(dst *jwt.ClaimStrings) bool {
 		*dst = jwt.ClaimStrings{string(v)}
 		return true
 	}
-	if !s.consume('[') {
-		return false
-	}
 	var aud jwt.ClaimStrings
-	s.ws()
-	if s.consume(']') {
-		*dst = aud // nil, as ClaimStrings leaves an empty array
-		return true
-	}
-	for {
-		s.ws()
+	if !s.array(func() bool {
 		v, ok := s.plainString()
 		if !ok {
 			return false
 		}
 		aud = append(aud, string(v))
-		s.ws()
-		if s.consume(',') {
-			continue
-		}
-		if s.consume(']') {
-			*dst = aud
-			return true
-		}
+		return true
+	}) {
 		return false
 	}
+	*dst = aud // nil for an empty array, as ClaimStrings leaves it
+	return true
 }
 
 // cnf reads the confirmation object.
 func (s *scanner) cnf(dst **Cnf) bool {
-	if !s.consume('{') {
-		return false
-	}
-	c := &Cnf{}
-	s.ws()
-	if s.consume('}') {
-		*dst = c
-		return true
-	}
+	var c Cnf
 	seen := false
-	for {
-		s.ws()
-		key, ok := s.plainString()
-		if !ok {
-			return false
-		}
-		s.ws()
-		if !s.consume(':') {
-			return false
-		}
-		s.ws()
+	if !s.object(s.plainString, func(key []byte) bool {
 		switch {
 		case string(key) == cnfName:
 			if seen {
@@ -257,23 +197,17 @@ func (s *scanner) cnf(dst **Cnf) bool {
 				return false
 			}
 			c.X5tS256 = string(v)
+			return true
 		case foldsTo(key, cnfName):
 			return false
 		default:
-			if !s.skip(0) {
-				return false
-			}
+			return s.skip(0)
 		}
-		s.ws()
-		if s.consume(',') {
-			continue
-		}
-		if s.consume('}') {
-			*dst = c
-			return true
-		}
+	}) {
 		return false
 	}
+	*dst = &c
+	return true
 }
 
 // scanner reads JSON from b at i.
@@ -331,6 +265,64 @@ func (s *scanner) plainString() ([]byte, bool) {
 	return nil, false
 }
 
+// object reads a JSON object. For each member it reads the key with key
+// and calls member with it, s at the member's value, which member reads;
+// it stops at the first false, from either.
+func (s *scanner) object(key func() ([]byte, bool), member func(key []byte) bool) bool {
+	if !s.consume('{') {
+		return false
+	}
+	s.ws()
+	if s.consume('}') {
+		return true
+	}
+	for {
+		s.ws()
+		k, ok := key()
+		if !ok {
+			return false
+		}
+		s.ws()
+		if !s.consume(':') {
+			return false
+		}
+		s.ws()
+		if !member(k) {
+			return false
+		}
+		s.ws()
+		if !s.consume(',') {
+			return s.consume('}')
+		}
+	}
+}
+
+// array reads a JSON array, calling elem with s at each element, which
+// elem reads; it stops at the first false.
+func (s *scanner) array(elem func() bool) bool {
+	if !s.consume('[') {
+		return false
+	}
+	s.ws()
+	if s.consume(']') {
+		return true
+	}
+	for {
+		s.ws()
+		if !elem() {
+			return false
+		}
+		s.ws()
+		if !s.consume(',') {
+			return s.consume(']')
+		}
+	}
+}
+
+// anyKey reads a key that may be any valid string, for an object whose
+// names do not matter; it returns no contents.
+func (s *scanner) anyKey() ([]byte, bool) { return nil, s.skipString() }
+
 // skip reads one JSON value of any kind and validates it.
 func (s *scanner) skip(depth int) bool {
 	if s.i >= len(s.b) || depth > maxSkipDepth {
@@ -340,47 +332,9 @@ func (s *scanner) skip(depth int) bool {
 	case c == '"':
 		return s.skipString()
 	case c == '{':
-		s.i++
-		s.ws()
-		if s.consume('}') {
-			return true
-		}
-		for {
-			s.ws()
-			if !s.skipString() {
-				return false
-			}
-			s.ws()
-			if !s.consume(':') {
-				return false
-			}
-			s.ws()
-			if !s.skip(depth + 1) {
-				return false
-			}
-			s.ws()
-			if s.consume(',') {
-				continue
-			}
-			return s.consume('}')
-		}
+		return s.object(s.anyKey, func([]byte) bool { return s.skip(depth + 1) })
 	case c == '[':
-		s.i++
-		s.ws()
-		if s.consume(']') {
-			return true
-		}
-		for {
-			s.ws()
-			if !s.skip(depth + 1) {
-				return false
-			}
-			s.ws()
-			if s.consume(',') {
-				continue
-			}
-			return s.consume(']')
-		}
+		return s.array(func() bool { return s.skip(depth + 1) })
 	case c == '-' || (c >= '0' && c <= '9'):
 		return s.skipNumber()
 	default:

@@ -173,60 +173,39 @@ func decodeHeaderFast(b []byte) (header, bool) {
 	var h header
 	s := scanner{b: b}
 	s.ws()
-	if !s.consume('{') {
-		return h, false
-	}
 	var names [16][]byte // members seen, to refuse a duplicate
 	n := 0
-	s.ws()
-	if s.consume('}') {
-		return h, s.end()
-	}
-	for {
-		s.ws()
-		key, ok := s.plainString()
-		if !ok || n == len(names) {
-			return h, false
+	if !s.object(s.plainString, func(key []byte) bool {
+		if n == len(names) {
+			return false
 		}
 		for _, seen := range names[:n] {
 			if string(seen) == string(key) {
-				return h, false // the map keeps the last; let it decide
+				return false // the map keeps the last; let it decide
 			}
 		}
 		names[n] = key
 		n++
-		s.ws()
-		if !s.consume(':') {
-			return h, false
-		}
-		s.ws()
 		switch string(key) {
 		case "alg", "kid":
 			if !s.peek('"') {
-				return h, false // not a string: the map path says what it is
+				return false // not a string: the map path says what it is
 			}
 			v, ok := s.plainString()
 			if !ok {
-				return h, false
+				return false
 			}
 			if string(key) == "alg" {
 				h.alg, h.algOK = string(v), true
 			} else {
 				h.kid, h.kidOK = string(v), true
 			}
+			return true
 		default:
-			if !s.skip(0) {
-				return h, false
-			}
+			return s.skip(0)
 		}
-		s.ws()
-		if s.consume(',') {
-			continue
-		}
-		if !s.consume('}') || !s.end() {
-			return h, false
-		}
-		break
+	}) || !s.end() {
+		return h, false
 	}
 	// As headerOf: the first of refusedHeaders in their order, then crit.
 	for _, name := range refusedHeaders {
