@@ -23,6 +23,7 @@ import (
 
 	"github.com/ca-a2a/ca-a2a/internal/certgen"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/ci"
+	"github.com/ca-a2a/ca-a2a/internal/testutil/pki"
 )
 
 // certgenRun runs one command line in-process and returns its exit status and
@@ -123,24 +124,6 @@ func requireTool(t *testing.T, name string) string {
 		ci.Required(t, name+" is not on PATH")
 	}
 	return p
-}
-
-// snapshot returns the content of every file under dir.
-func snapshot(t *testing.T, dir string) map[string][]byte {
-	t.Helper()
-	files := map[string][]byte{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, err := os.ReadFile(p)
-		files[p] = b
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return files
 }
 
 func TestGenerate(t *testing.T) {
@@ -296,7 +279,7 @@ func checkKeyType(t *testing.T, who string, key crypto.Signer, bits int) {
 func TestRerunKeepsEverything(t *testing.T) {
 	dir := t.TempDir()
 	mustRun(t, "--certs-dir", dir)
-	before := snapshot(t, dir)
+	before := pki.Snapshot(t, dir)
 	out := mustRun(t, "--certs-dir", dir)
 	for path, action := range actions(t, out) {
 		if action != "kept" {
@@ -306,7 +289,7 @@ func TestRerunKeepsEverything(t *testing.T) {
 	if n := len(actions(t, out)); n != len(certgen.DefaultAgents)+1 {
 		t.Errorf("%d lines, want one per agent and one for the CA:\n%s", n, out)
 	}
-	if after := snapshot(t, dir); !maps.EqualFunc(before, after, bytes.Equal) {
+	if after := pki.Snapshot(t, dir); !maps.EqualFunc(before, after, bytes.Equal) {
 		t.Fatal("a re-run without --force changed files")
 	}
 }
@@ -314,7 +297,7 @@ func TestRerunKeepsEverything(t *testing.T) {
 func TestForceReissuesLeavesWithSameCA(t *testing.T) {
 	dir := t.TempDir()
 	mustRun(t, "--certs-dir", dir)
-	before := snapshot(t, dir)
+	before := pki.Snapshot(t, dir)
 	out := mustRun(t, "--certs-dir", dir, "--force", "--agents", "lambda,extractor")
 
 	caCert, caKey := certgen.CAPaths(dir)
@@ -326,7 +309,7 @@ func TestForceReissuesLeavesWithSameCA(t *testing.T) {
 	if got := actions(t, out); !maps.Equal(got, want) {
 		t.Errorf("actions %v, want %v", got, want)
 	}
-	after := snapshot(t, dir)
+	after := pki.Snapshot(t, dir)
 	for path, old := range before {
 		changed := !bytes.Equal(old, after[path])
 		rel, _ := filepath.Rel(dir, path)
@@ -349,12 +332,12 @@ func TestForceReissuesLeavesWithSameCA(t *testing.T) {
 func TestForceCAReissuesEverySelectedLeaf(t *testing.T) {
 	dir := t.TempDir()
 	mustRun(t, "--certs-dir", dir)
-	before := snapshot(t, dir)
+	before := pki.Snapshot(t, dir)
 	caCert, caKey := certgen.CAPaths(dir)
 	oldCA := readCert(t, caCert)
 
 	mustRun(t, "--certs-dir", dir, "--force-ca")
-	after := snapshot(t, dir)
+	after := pki.Snapshot(t, dir)
 	for path, old := range before {
 		// ca/issued/ is a record of what was issued: it only grows.
 		if rel, _ := filepath.Rel(certgen.IssuedDir(dir), path); !strings.HasPrefix(rel, "..") {
@@ -424,7 +407,7 @@ func TestBrokenCA(t *testing.T) {
 			if err := tc.break_(caCert, caKey); err != nil {
 				t.Fatal(err)
 			}
-			before := snapshot(t, dir)
+			before := pki.Snapshot(t, dir)
 			for _, extra := range [][]string{nil, {"--force"}} {
 				code, out, errOut := certgenRun(t, append([]string{"--certs-dir", dir, "--agents", "lambda"}, extra...)...)
 				if code != 1 || !strings.HasPrefix(errOut, "certgen: ") || !strings.Contains(errOut, tc.want) {
@@ -434,7 +417,7 @@ func TestBrokenCA(t *testing.T) {
 					t.Errorf("%v: stdout %q on failure", extra, out)
 				}
 			}
-			if after := snapshot(t, dir); !maps.EqualFunc(before, after, bytes.Equal) {
+			if after := pki.Snapshot(t, dir); !maps.EqualFunc(before, after, bytes.Equal) {
 				t.Error("a failed run changed files")
 			}
 			// --force-ca is the way out.
@@ -512,7 +495,7 @@ func TestUnusableFilesAreReported(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			tc.setup(t, dir)
-			before := snapshot(t, dir)
+			before := pki.Snapshot(t, dir)
 			code, _, errOut := certgenRun(t, "--certs-dir", dir, "--agents", "lambda")
 			if code != 1 || !strings.HasPrefix(errOut, "certgen: ") {
 				t.Errorf("exit %d stderr %q, want 1 and the certgen: prefix", code, errOut)
@@ -522,7 +505,7 @@ func TestUnusableFilesAreReported(t *testing.T) {
 					t.Errorf("stderr %q lacks %q", errOut, w)
 				}
 			}
-			if after := snapshot(t, dir); !maps.EqualFunc(before, after, bytes.Equal) {
+			if after := pki.Snapshot(t, dir); !maps.EqualFunc(before, after, bytes.Equal) {
 				t.Error("a failed run changed files")
 			}
 			mustRun(t, "--certs-dir", dir, "--agents", "lambda", tc.fix)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/ca-a2a/ca-a2a/internal/testutil/ci"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/moto"
+	"github.com/ca-a2a/ca-a2a/internal/testutil/pki"
 )
 
 func quietOpts(dir string) Options { return Options{Dir: dir} }
@@ -144,21 +145,11 @@ func TestKeepForceAndForceCA(t *testing.T) {
 	if err := Generate(o); err != nil {
 		t.Fatal(err)
 	}
-	snapshot := func() map[string][]byte {
-		m := map[string][]byte{}
-		_ = filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
-			if err == nil && !info.IsDir() {
-				m[p], _ = os.ReadFile(p)
-			}
-			return nil
-		})
-		return m
-	}
-	before := snapshot()
+	before := pki.Snapshot(t, dir)
 	if err := Generate(o); err != nil {
 		t.Fatal(err)
 	}
-	after := snapshot()
+	after := pki.Snapshot(t, dir)
 	for p, b := range before {
 		if !bytes.Equal(b, after[p]) {
 			t.Fatalf("%s changed without --force", p)
@@ -169,7 +160,7 @@ func TestKeepForceAndForceCA(t *testing.T) {
 	if err := Generate(o); err != nil {
 		t.Fatal(err)
 	}
-	after = snapshot()
+	after = pki.Snapshot(t, dir)
 	lambdaCert, _ := LeafPaths(dir, "lambda")
 	orchCert, _ := LeafPaths(dir, "orchestrator")
 	caCert, caKey := CAPaths(dir)
@@ -181,7 +172,7 @@ func TestKeepForceAndForceCA(t *testing.T) {
 	if err := Generate(o); err != nil {
 		t.Fatal(err)
 	}
-	final := snapshot()
+	final := pki.Snapshot(t, dir)
 	if bytes.Equal(after[caCert], final[caCert]) || bytes.Equal(after[orchCert], final[orchCert]) {
 		t.Fatal("--force-ca must create a new CA and re-issue every leaf")
 	}

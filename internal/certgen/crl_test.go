@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/ca-a2a/ca-a2a/internal/testutil/moto"
+	"github.com/ca-a2a/ca-a2a/internal/testutil/pki"
 	"github.com/ca-a2a/ca-a2a/shared/certload"
 )
 
@@ -194,13 +195,13 @@ func TestRevoke(t *testing.T) {
 			if tc.prep != nil {
 				tc.prep()
 			}
-			before := snapshotDir(t, dir)
+			before := pki.Snapshot(t, dir)
 			tc.o.Dir = dir
 			err := Revoke(tc.o)
 			if err == nil || (tc.want != nil && !errors.Is(err, tc.want)) || !strings.HasPrefix(err.Error(), "certgen: ") {
 				t.Fatalf("err %v, want %v", err, tc.want)
 			}
-			if after := snapshotDir(t, dir); len(after) != len(before) || !bytes.Equal(after[CRLPath(dir)], before[CRLPath(dir)]) {
+			if after := pki.Snapshot(t, dir); len(after) != len(before) || !bytes.Equal(after[CRLPath(dir)], before[CRLPath(dir)]) {
 				t.Error("a failed revoke changed files")
 			}
 		})

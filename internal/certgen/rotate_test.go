@@ -15,6 +15,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ca-a2a/ca-a2a/internal/testutil/pki"
 	"github.com/ca-a2a/ca-a2a/shared/certload"
 )
 
@@ -29,24 +30,6 @@ func opensslVerify(t *testing.T, file string, args ...string) (bool, string) {
 		t.Fatalf("openssl: %v", err)
 	}
 	return ok, string(out)
-}
-
-// snapshotDir returns the content of every file under dir.
-func snapshotDir(t *testing.T, dir string) map[string][]byte {
-	t.Helper()
-	files := map[string][]byte{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, err := os.ReadFile(p)
-		files[p] = b
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return files
 }
 
 // bundleCerts parses the bundle file.
@@ -155,13 +138,13 @@ func TestRotation(t *testing.T) {
 			}
 
 			// Step 3 refused while extractor still comes from the old CA.
-			before := snapshotDir(t, dir)
+			before := pki.Snapshot(t, dir)
 			err := RetireCA(RetireOptions{Dir: dir})
 			if !errors.Is(err, ErrOldLeaves) || !strings.Contains(err.Error(), extractorCert) || strings.Contains(err.Error(), lambdaCert) ||
 				!strings.Contains(err.Error(), "--force --agents extractor") {
 				t.Fatalf("retire-ca with an old leaf: %v", err)
 			}
-			if after := snapshotDir(t, dir); !maps.EqualFunc(before, after, bytes.Equal) {
+			if after := pki.Snapshot(t, dir); !maps.EqualFunc(before, after, bytes.Equal) {
 				t.Fatal("a refused retire-ca changed files")
 			}
 			if err := Generate(Options{Dir: dir, Agents: []string{"extractor"}, Force: true, KeyType: keyType}); err != nil {
@@ -191,7 +174,7 @@ func TestRotation(t *testing.T) {
 			}
 			assertMode(t, RetiredDir(dir), 0o700)
 			// The old CA key exists nowhere any more.
-			for path, b := range snapshotDir(t, dir) {
+			for path, b := range pki.Snapshot(t, dir) {
 				if strings.Contains(string(b), "PRIVATE KEY") && path != caKey && !strings.HasPrefix(path, filepath.Join(dir, "agents")) {
 					t.Errorf("a private key at %s", path)
 				}
@@ -281,12 +264,12 @@ func TestRotationRefusals(t *testing.T) {
 				t.Fatal(err)
 			}
 			tc.setup(t, dir)
-			before := snapshotDir(t, dir)
+			before := pki.Snapshot(t, dir)
 			err := tc.run(dir)
 			if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.msg) {
 				t.Fatalf("err %v, want %v with %q", err, tc.want, tc.msg)
 			}
-			if after := snapshotDir(t, dir); !maps.EqualFunc(before, after, bytes.Equal) {
+			if after := pki.Snapshot(t, dir); !maps.EqualFunc(before, after, bytes.Equal) {
 				t.Error("a refused command changed files")
 			}
 		})
@@ -344,12 +327,12 @@ func TestBundleFromOlderDirectory(t *testing.T) {
 	if err := os.Remove(BundlePath(dir)); err != nil {
 		t.Fatal(err)
 	}
-	before := snapshotDir(t, dir)
+	before := pki.Snapshot(t, dir)
 	var lines []string
 	if err := Generate(Options{Dir: dir, Agents: []string{"lambda"}, Out: func(f string, a ...any) { lines = append(lines, f) }}); err != nil {
 		t.Fatal(err)
 	}
-	after := snapshotDir(t, dir)
+	after := pki.Snapshot(t, dir)
 	caCert, _ := CAPaths(dir)
 	if !bytes.Equal(after[BundlePath(dir)], before[caCert]) {
 		t.Error("the bundle is not the CA certificate")

@@ -12,6 +12,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"io/fs"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -121,6 +122,26 @@ func WriteFiles(t testing.TB, dir string, leaf *Leaf, caPEM []byte) (certPath, k
 		}
 	}
 	return certPath, keyPath, caPath
+}
+
+// Snapshot returns the content of every file under dir by path: a
+// certificate directory as certgen left it, to compare with after a run
+// that must not (or must only partly) change it.
+func Snapshot(t testing.TB, dir string) map[string][]byte {
+	t.Helper()
+	files := map[string][]byte{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		files[p] = b
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
 }
 
 func newKey(t testing.TB) *ecdsa.PrivateKey {
