@@ -38,15 +38,23 @@ type caller struct {
 	client *agentclient.Client
 }
 
+// newCaller's certificate is read once: it does not follow the files.
 func newCaller(t *testing.T, s *stack.Stack, name string) *caller {
 	t.Helper()
+	return loadCaller(t, s, name, time.Hour)
+}
+
+// loadCaller is a caller with the certificate of leaf name, its files
+// re-read every poll.
+func loadCaller(t *testing.T, s *stack.Stack, name string, poll time.Duration) *caller {
+	t.Helper()
 	cert, key, ca := s.Leaf(name)
-	src, closeFn, err := certload.Load(certload.Config{CertPath: cert, KeyPath: key, CAPath: ca}, certload.Options{PollInterval: time.Hour})
+	src, closeFn, err := certload.Load(certload.Config{CertPath: cert, KeyPath: key, CAPath: ca}, certload.Options{PollInterval: poll})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { closeFn() })
-	ts, err := tokensource.New(tokensource.Config{TokenURL: s.IdP.TokenURL, ClientID: name, Certificate: src, ServerName: "keycloak.ca-a2a.local"})
+	ts, err := tokensource.New(tokensource.Config{TokenURL: s.IdP.TokenURL, ClientID: name, Certificate: src, ServerName: s.IdP.ServerName})
 	if err != nil {
 		t.Fatal(err)
 	}

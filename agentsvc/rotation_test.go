@@ -30,7 +30,6 @@ import (
 	"github.com/ca-a2a/ca-a2a/internal/testutil/pki"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/stack"
 	"github.com/ca-a2a/ca-a2a/shared/agentapi"
-	"github.com/ca-a2a/ca-a2a/shared/agentclient"
 	"github.com/ca-a2a/ca-a2a/shared/certload"
 	"github.com/ca-a2a/ca-a2a/shared/tokensource"
 )
@@ -174,27 +173,7 @@ func (l *load) finish(t *testing.T) {
 // execution environment instead).
 func followingCaller(t *testing.T, s *stack.Stack, name string) *caller {
 	t.Helper()
-	cert, key, ca := s.Leaf(name)
-	src, closeFn, err := certload.Load(certload.Config{CertPath: cert, KeyPath: key, CAPath: ca}, certload.Options{PollInterval: stack.PollInterval})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { closeFn() })
-	return callerFor(t, s, name, src)
-}
-
-func callerFor(t *testing.T, s *stack.Stack, name string, src certload.Source) *caller {
-	t.Helper()
-	ts, err := tokensource.New(tokensource.Config{TokenURL: s.IdP.TokenURL, ClientID: name, Certificate: src, ServerName: s.IdP.ServerName})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := agentclient.New(agentclient.Config{Certificate: src, Tokens: ts, Peers: s.URLs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	return &caller{src: src, tokens: ts, client: c}
+	return loadCaller(t, s, name, stack.PollInterval)
 }
 
 // TestCARotationUnderLoad applies the three steps of a CA rotation
