@@ -318,23 +318,8 @@ func hotPathRows(tb testing.TB, o Options) []Row {
 	}
 	medians := map[string]float64{}
 	for _, alg := range []string{"ES256", "RS256"} {
-		pair := [2]HotPath{byName["middleware_first_sight_"+alg], byName["signature_only_"+alg]}
-		n := max(o.HotPathCalls, 1)
-		times := [2][]float64{make([]float64, 0, n), make([]float64, 0, n)}
-		for i := 0; i < n; i++ {
-			for k := range 2 {
-				j := k
-				if i%2 == 1 {
-					j = 1 - k
-				}
-				start := time.Now()
-				if err := pair[j].Op(); err != nil {
-					tb.Fatalf("%s: %v", pair[j].Name, err)
-				}
-				times[j] = append(times[j], float64(time.Since(start).Nanoseconds()))
-			}
-		}
-		medians[pair[0].Name], medians[pair[1].Name] = medianOf(times[0]), medianOf(times[1])
+		first, sig := byName["middleware_first_sight_"+alg], byName["signature_only_"+alg]
+		medians[first.Name], medians[sig.Name] = interleavedMedians(tb, max(o.HotPathCalls, 1), first, sig)
 	}
 	txt := func(name string) string {
 		g := figs[name]
@@ -515,21 +500,7 @@ func metricsRows(ctx context.Context, tb testing.TB, o Options) []Row {
 	// does falls on both alike, and a preempted call moves no median.
 	paths := ServerPaths(tb, f) // with metrics, without, ObserveCall alone
 	n := max(o.HandlerCalls, 1)
-	times := [2][]float64{make([]float64, 0, n), make([]float64, 0, n)}
-	for i := 0; i < n; i++ {
-		for k := range 2 {
-			j := k
-			if i%2 == 1 {
-				j = 1 - k
-			}
-			start := time.Now()
-			if err := paths[j].Op(); err != nil {
-				tb.Fatalf("%s: %v", paths[j].Name, err)
-			}
-			times[j] = append(times[j], float64(time.Since(start).Nanoseconds()))
-		}
-	}
-	withNs, withoutNs := medianOf(times[0]), medianOf(times[1])
+	withNs, withoutNs := interleavedMedians(tb, n, paths[0], paths[1])
 	start := time.Now()
 	for i := 0; i < n; i++ {
 		_ = paths[2].Op()
@@ -545,6 +516,29 @@ func metricsRows(ctx context.Context, tb testing.TB, o Options) []Row {
 		handlerRow.Met = met(*handlerRow.Ratio >= 0.97)
 	}
 	return []Row{loadRow, handlerRow}
+}
+
+// interleavedMedians calls a and b n times each, in turn (one call each,
+// the order swapped every time), times every call, and returns the median
+// ns/call of a and of b.
+func interleavedMedians(tb testing.TB, n int, a, b HotPath) (aNs, bNs float64) {
+	tb.Helper()
+	pair := [2]HotPath{a, b}
+	times := [2][]float64{make([]float64, 0, n), make([]float64, 0, n)}
+	for i := 0; i < n; i++ {
+		for k := range 2 {
+			j := k
+			if i%2 == 1 {
+				j = 1 - k
+			}
+			start := time.Now()
+			if err := pair[j].Op(); err != nil {
+				tb.Fatalf("%s: %v", pair[j].Name, err)
+			}
+			times[j] = append(times[j], float64(time.Since(start).Nanoseconds()))
+		}
+	}
+	return medianOf(times[0]), medianOf(times[1])
 }
 
 func medianOf(v []float64) float64 {
