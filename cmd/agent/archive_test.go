@@ -157,16 +157,6 @@ func payload(id string) map[string]any {
 	return map[string]any{"id": id, "rows": []string{strings.Repeat(id, 40)}}
 }
 
-func pgPool(t *testing.T, dsn string) *pgxpool.Pool {
-	t.Helper()
-	pool, err := pgxpool.New(context.Background(), dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	return pool
-}
-
 func count(t *testing.T, pool *pgxpool.Pool, q string, args ...any) int {
 	t.Helper()
 	var n int
@@ -193,7 +183,7 @@ func TestArchivistsSharePostgres(t *testing.T) {
 	procs := []*proc{a.start(t, archiveEnv(c, db)), a.start(t, archiveEnv(c, db))}
 	procs[0].waitHealth(200, "ok")
 	procs[1].waitHealth(200, "ok")
-	pool := pgPool(t, db.DSN)
+	pool := db.Pool(t)
 
 	t.Run("same document 20 times", func(t *testing.T) {
 		var created atomic.Int32
@@ -318,7 +308,7 @@ func TestArchivistKilledWhileArchiving(t *testing.T) {
 			t.Fatalf("acknowledged %s: %v", id, err)
 		}
 	}
-	pool := pgPool(t, db.DSN)
+	pool := db.Pool(t)
 	rows, err := pool.Query(context.Background(), `SELECT d.document_id, d.status, d.extracted_data, d.validation,
 		(SELECT COUNT(*) FROM status_history h WHERE h.document_id = d.document_id) FROM documents d`)
 	if err != nil {
@@ -423,7 +413,7 @@ func TestArchivistPostgresTLS(t *testing.T) {
 	if !strings.Contains(bad.Output.String(), "certificate signed by unknown authority") {
 		t.Fatalf("the refusal's cause is not logged:\n%s", bad.Output)
 	}
-	pool := pgPool(t, db.DSN)
+	pool := db.Pool(t)
 	if n := count(t, pool, `SELECT COUNT(*) FROM documents`); n != 1 {
 		t.Fatalf("%d rows, want the one stored over verified TLS", n)
 	}

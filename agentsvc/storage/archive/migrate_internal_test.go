@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/ca-a2a/ca-a2a/internal/testutil/pgtest"
 )
 
@@ -77,11 +75,7 @@ func sqliteRunnerDB(t *testing.T) *runnerDB {
 func postgresRunnerDB(t *testing.T) *runnerDB {
 	c := pgtest.Shared(t)
 	d := c.NewDatabase(t)
-	pool, err := pgxpool.New(t.Context(), d.DSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool := d.Pool(t)
 	return &runnerDB{
 		begin: postgresBegin(pool, time.Now),
 		exec:  func(q string) error { _, err := pool.Exec(context.Background(), q); return err },

@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/ca-a2a/ca-a2a/agentsvc/storage/archive"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/pgtest"
 )
@@ -146,11 +144,7 @@ func newPostgres(t testing.TB) *DB {
 	t.Helper()
 	c := pgtest.Shared(t)
 	d := c.NewDatabase(t)
-	pool, err := pgxpool.New(context.Background(), d.DSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool := d.Pool(t)
 	return &DB{
 		Engine: archive.EnginePostgres, Where: d.Name,
 		Config: archive.Config{DSN: c.DSN(d.Owner, "", d.Name), Password: d.Password},

@@ -28,6 +28,7 @@
 package pgtest
 
 import (
+	"context"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -36,6 +37,8 @@ import (
 	"runtime"
 	"sync/atomic"
 	"testing"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ca-a2a/ca-a2a/internal/pgcluster"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/ci"
@@ -208,6 +211,18 @@ type Database struct {
 	Password string
 	// DSN connects as Owner to Name (see Cluster.DSN).
 	DSN string
+}
+
+// Pool returns a pool connected to d as its owner, closed when the test
+// ends (before the database is dropped).
+func (d Database) Pool(t testing.TB) *pgxpool.Pool {
+	t.Helper()
+	pool, err := pgxpool.New(context.Background(), d.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
 }
 
 // CreateDatabase creates the login role owner with password (or sets its
