@@ -27,6 +27,7 @@ import (
 
 	"github.com/ca-a2a/ca-a2a/internal/testutil/ci"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/pki"
+	"github.com/ca-a2a/ca-a2a/internal/testutil/poll"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/tokens"
 	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 	"github.com/ca-a2a/ca-a2a/shared/binding"
@@ -562,7 +563,7 @@ func TestWithdrawnSigningKey(t *testing.T) {
 	removed := time.Now()
 	idp.RemoveKey(keyA.KID)
 	keyB := idp.AddKey(t, "ec-B")
-	waitUntil(t, "a background refresh after the change", func() bool {
+	poll.Until(t, "a background refresh after the change", func() bool {
 		st := ks.Status()
 		return st.LastSuccess.After(removed) && st.LastError == nil
 	})
@@ -603,7 +604,7 @@ func TestSigningKeyChanges(t *testing.T) {
 		idp.RemoveKey(other.KID)
 		changed := time.Now()
 		idp.PublishKey(&tokens.Key{KID: idp.EC.KID, Alg: "ES256", Signer: other.Signer})
-		waitUntil(t, "a refresh", func() bool { return ks.Status().LastSuccess.After(changed) })
+		poll.Until(t, "a refresh", func() bool { return ks.Status().LastSuccess.After(changed) })
 		if _, err := v.Verify(t.Context(), token, lambda.Cert); !errors.Is(err, jwt.ErrTokenSignatureInvalid) {
 			t.Fatalf("cached token of the replaced key: %v, want a bad signature", err)
 		}
@@ -615,13 +616,13 @@ func TestSigningKeyChanges(t *testing.T) {
 		token := idp.Mint(t, idp.EC, claims, nil)
 		removed := time.Now()
 		idp.RemoveKey(idp.EC.KID)
-		waitUntil(t, "a refresh", func() bool { return ks.Status().LastSuccess.After(removed) })
+		poll.Until(t, "a refresh", func() bool { return ks.Status().LastSuccess.After(removed) })
 		if _, err := v.Verify(t.Context(), token, lambda.Cert); !errors.Is(err, binding.ErrUnknownKey) {
 			t.Fatalf("withdrawn: %v", err)
 		}
 		back := time.Now()
 		idp.PublishKey(idp.EC)
-		waitUntil(t, "a refresh", func() bool { return ks.Status().LastSuccess.After(back) })
+		poll.Until(t, "a refresh", func() bool { return ks.Status().LastSuccess.After(back) })
 		if _, err := v.Verify(t.Context(), token, lambda.Cert); err != nil {
 			t.Fatalf("published again: %v", err)
 		}
@@ -658,17 +659,5 @@ func TestKeyReplacedDuringLookup(t *testing.T) {
 	binding.SetAfterLookup(ks, nil)
 	if _, err := v.Verify(t.Context(), token, lambda.Cert); !errors.Is(err, jwt.ErrTokenSignatureInvalid) {
 		t.Fatalf("the token of the replaced key, next request: %v, want a bad signature", err)
-	}
-}
-
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	// A bound on a hang, not an expected speed.
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 60s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }

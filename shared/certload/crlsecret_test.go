@@ -18,6 +18,7 @@ import (
 	"github.com/ca-a2a/ca-a2a/internal/loopback"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/moto"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/pki"
+	"github.com/ca-a2a/ca-a2a/internal/testutil/poll"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/syncbuf"
 	"github.com/ca-a2a/ca-a2a/shared/certload"
 )
@@ -212,10 +213,10 @@ func TestCRLFromSecretsManager(t *testing.T) {
 			t.Errorf("no load line naming the secret: %s", logs.String())
 		}
 		secrets.put(id, revoking(2, lambda))
-		waitFor(t, "the new version in force", func() bool { return w.Revocations().IsRevoked(lambda.Cert) })
+		poll.Until(t, "the new version in force", func() bool { return w.Revocations().IsRevoked(lambda.Cert) })
 
 		secrets.put(id, crlOf(t, impostor.Cert, impostor.Key, 3, nil, nil))
-		waitFor(t, "the refusal in the log", func() bool {
+		poll.Until(t, "the refusal in the log", func() bool {
 			return strings.Contains(logs.String(), `"msg":"CRL refused; the previous CRL stays in force"`)
 		})
 		line := lineWith(logs.String(), "CRL refused")
@@ -226,7 +227,7 @@ func TestCRLFromSecretsManager(t *testing.T) {
 		}
 
 		secrets.remove(id)
-		waitFor(t, "the failed read in the log", func() bool {
+		poll.Until(t, "the failed read in the log", func() bool {
 			return strings.Contains(logs.String(), `"msg":"CRL could not be read; the previous CRL stays in force"`)
 		})
 		line = lineWith(logs.String(), "CRL could not be read")

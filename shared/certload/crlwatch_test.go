@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ca-a2a/ca-a2a/internal/testutil/pki"
+	"github.com/ca-a2a/ca-a2a/internal/testutil/poll"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/syncbuf"
 	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 	"github.com/ca-a2a/ca-a2a/shared/certload"
@@ -328,9 +329,9 @@ func TestCRLWatcherPolls(t *testing.T) {
 	}
 	defer w.Close()
 	writeAtomic(t, f.crlPath, crlOf(t, ca.Cert, ca.Key, 2, []*big.Int{lambda.Cert.SerialNumber}, nil))
-	waitFor(t, "the new list", func() bool { return w.Revocations().IsRevoked(lambda.Cert) })
+	poll.Until(t, "the new list", func() bool { return w.Revocations().IsRevoked(lambda.Cert) })
 	writeAtomic(t, f.crlPath, crlOf(t, rogue.Cert, rogue.Key, 1, nil, nil))
-	waitFor(t, "the refusal in the log", func() bool {
+	poll.Until(t, "the refusal in the log", func() bool {
 		return strings.Contains(logs.String(), `"msg":"CRL refused; the previous CRL stays in force"`)
 	})
 	line := lineWith(logs.String(), "CRL refused")
@@ -344,21 +345,9 @@ func TestCRLWatcherPolls(t *testing.T) {
 	}
 	// Several more polls: the same bad file is reported once.
 	polled := certload.Polls(w)
-	waitFor(t, "three more polls", func() bool { return certload.Polls(w) >= polled+3 })
+	poll.Until(t, "three more polls", func() bool { return certload.Polls(w) >= polled+3 })
 	if n := strings.Count(logs.String(), "CRL refused"); n != 1 {
 		t.Errorf("the same refused file was reported %d times", n)
-	}
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	// A bound on a hang, not an expected speed.
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 60s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 

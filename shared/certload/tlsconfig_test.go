@@ -17,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/ca-a2a/ca-a2a/internal/testutil/pki"
+	"github.com/ca-a2a/ca-a2a/internal/testutil/poll"
 	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 	"github.com/ca-a2a/ca-a2a/shared/certload"
 )
@@ -236,7 +237,7 @@ func TestRotation(t *testing.T) {
 	second := ca.Issue(t, "orchestrator")
 	writeAtomic(t, keyPath, second.KeyPEM)
 	writeAtomic(t, certPath, second.CertPEM)
-	waitFor(t, "the rotation picked up", func() bool { return files.Bundle().Leaf().Equal(second.Cert) })
+	poll.Until(t, "the rotation picked up", func() bool { return files.Bundle().Leaf().Equal(second.Cert) })
 	if got := served(); string(got) != string(first.Cert.Raw) {
 		t.Fatal("the connection in flight changed certificate")
 	}
