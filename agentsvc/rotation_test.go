@@ -28,28 +28,21 @@ import (
 	"github.com/ca-a2a/ca-a2a/internal/certgen"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/moto"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/pki"
+	"github.com/ca-a2a/ca-a2a/internal/testutil/poll"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/stack"
 	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 	"github.com/ca-a2a/ca-a2a/shared/certload"
 	"github.com/ca-a2a/ca-a2a/shared/tokensource"
 )
 
-// stepBound bounds how long one rotation or revocation step may take to be
-// observed everywhere. The agents and the identity provider poll their
-// files every stack.PollInterval, so this is a generous ceiling, not a
-// measurement.
-const stepBound = 60 * time.Second
-
-// eventually polls cond until it holds or stepBound passes.
+// eventually polls cond every 50 ms (a check may be a handshake) until it
+// holds, for at most poll.Bound: how long one rotation or revocation step
+// may take to be observed everywhere. The agents and the identity provider
+// poll their files every stack.PollInterval, so this is a generous
+// ceiling, not a measurement.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(stepBound)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, stepBound)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	poll.Every(t, 50*time.Millisecond, what, cond)
 }
 
 // probe sends one request over a new connection that presents leaf (nil:
