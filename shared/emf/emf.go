@@ -10,8 +10,13 @@
 // 100 metrics per directive, 30 keys per dimension set and 100 values per
 // metric. What to emit and how often is the caller's business.
 //
-// (No maintained EMF library for Go is served by the module proxy; the
-// format is small enough to write here and test against the specification.)
+// Why not a library: AWS publishes its EMF libraries for other languages,
+// not Go. Of the community ones, prozz/aws-embedded-metrics-golang has not
+// changed since 2021, its maintained fork (dangrier/...) needs Go 1.27,
+// newer than this module's toolchain, and udhos/aws-emf is pre-1.0. The
+// format is small enough to write here and test against the specification
+// (emf_test.go); moving to the fork once the toolchain allows is cheap, as
+// only this package writes EMF.
 package emf
 
 import (
