@@ -11,7 +11,10 @@
 // with sslmode=verify-full only.
 //
 // Both give the same answers to the same calls, which one contract test
-// suite checks on each. Archive is one INSERT ... ON CONFLICT(document_id)
+// suite checks on each: the operations are written once (ops.go) over a
+// small engine of each driver (its transactions, placeholders and the few
+// clauses where the two dialects differ), each engine keeping its own
+// connection handling, Ping and Close. Archive is one INSERT ... ON CONFLICT(document_id)
 // DO NOTHING, the history row of a new document, and a read of the stored
 // row, in one transaction, so concurrent redeliveries of the same document
 // create exactly one row and one history entry. UpdateStatus reads (locking

@@ -22,7 +22,7 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 // runnerDB is a database with the runner's transactions on it and raw SQL
 // access.
 type runnerDB struct {
-	begin func(context.Context) (migrationTx, error)
+	begin func(context.Context) (*migration, error)
 	exec  func(q string) error
 	count func(q string) int
 	// hold takes the migration lock the way another archivist's migration

@@ -18,8 +18,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
-
-	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 )
 
 // postgresMigrations are the twins of migrations (SQLite), version for
@@ -85,6 +83,7 @@ var (
 // Postgres is the Store on a PostgreSQL database (pgxpool), shared by any
 // number of archivists.
 type Postgres struct {
+	ops
 	pool *pgxpool.Pool
 	log  *slog.Logger
 	now  func() time.Time
@@ -140,6 +139,31 @@ func openPostgres(ctx context.Context, c Config, logger *slog.Logger) (*Postgres
 	loopCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s := &Postgres{pool: pool, log: logger, now: time.Now, cancel: cancel, done: make(chan struct{}),
 		retryBase: retryBase, retryMax: retryMax}
+	s.e = engine{
+		log: logger,
+		db:  pgQuerier{pool},
+		begin: func(ctx context.Context, readOnly bool) (txn, error) {
+			opts := pgx.TxOptions{}
+			if readOnly {
+				// One snapshot for every statement, not one each.
+				opts = pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}
+			}
+			tx, err := pool.BeginTx(ctx, opts)
+			if err != nil {
+				return nil, err
+			}
+			return pgTx{tx}, nil
+		},
+		ready:   s.notReady,
+		noRows:  pgx.ErrNoRows,
+		now:     func() any { return s.now().UTC() },
+		lockRow: " FOR UPDATE",
+		// translate() folds ASCII letters only, as SQLite's LIKE does,
+		// whatever the database's locale; E'\\' is one backslash whatever
+		// standard_conforming_strings says.
+		fileNameLike: `translate(file_name, '` + asciiUpper + `', '` + asciiLower + `') LIKE ? ESCAPE E'\\'`,
+		foldPattern:  asciiFold,
+	}
 
 	first, cancelFirst := context.WithTimeout(ctx, firstAttemptTimeout)
 	err = s.prepare(first)
@@ -196,19 +220,24 @@ func (s *Postgres) prepare(ctx context.Context) error {
 	return migrate(ctx, s.log, EnginePostgres, postgresMigrations, postgresBegin(s.pool, s.now))
 }
 
+// postgresVersionTable is schema_migrations in PostgreSQL's types.
+const postgresVersionTable = `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version    INTEGER PRIMARY KEY,
+		applied_at TIMESTAMPTZ NOT NULL)`
+
 // postgresBegin starts migration transactions on pool, each holding the
 // archive's advisory lock from its first statement. The lock is released
 // by the transaction's end, also when the connection dies: a crashed
 // archivist cannot leave it held.
-func postgresBegin(pool *pgxpool.Pool, now func() time.Time) func(context.Context) (migrationTx, error) {
-	return func(ctx context.Context) (migrationTx, error) {
+func postgresBegin(pool *pgxpool.Pool, now func() time.Time) func(context.Context) (*migration, error) {
+	return func(ctx context.Context) (*migration, error) {
 		tx, err := pool.Begin(ctx)
 		if err != nil {
 			return nil, err
 		}
-		m := &pgMigration{tx: tx, now: now}
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, migrationLockKey); err != nil {
-			m.rollback(ctx)
+		m := &migration{tx: pgTx{tx}, table: postgresVersionTable, now: func() any { return now().UTC() }}
+		if _, err := m.tx.exec(ctx, `SELECT pg_advisory_xact_lock(?)`, migrationLockKey); err != nil {
+			m.tx.rollback(ctx)
 			return nil, fmt.Errorf("migration lock: %w", err)
 		}
 		return m, nil
@@ -263,166 +292,69 @@ func (s *Postgres) notReady(op string) error {
 	return fmt.Errorf("%w (%s: database not reachable yet)", ErrUnavailable, op)
 }
 
-func (s *Postgres) unavailable(ctx context.Context, op, id string, err error) error {
-	return storeFailure(ctx, s.log, op, id, err)
-}
-
-// pgMigration is a migrationTx on a transaction holding the advisory lock.
-type pgMigration struct {
-	tx  pgx.Tx
-	now func() time.Time
-}
-
-func (m *pgMigration) version(ctx context.Context) (int, error) {
-	if _, err := m.tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-		version    INTEGER PRIMARY KEY,
-		applied_at TIMESTAMPTZ NOT NULL)`); err != nil {
-		return 0, fmt.Errorf("schema_migrations: %w", err)
+// pgQuerier runs the operations' queries on a pool or a transaction,
+// numbering their placeholders.
+type pgQuerier struct {
+	q interface {
+		QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+		Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 	}
-	var v int
-	err := m.tx.QueryRow(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&v)
-	return v, err
 }
 
-func (m *pgMigration) exec(ctx context.Context, q string) error {
-	_, err := m.tx.Exec(ctx, q)
-	return err
+func (p pgQuerier) queryRow(ctx context.Context, q string, args ...any) row {
+	return p.q.QueryRow(ctx, numbered(q), args...)
 }
 
-func (m *pgMigration) record(ctx context.Context, version int) error {
-	_, err := m.tx.Exec(ctx, `INSERT INTO schema_migrations(version, applied_at) VALUES ($1, $2)`, version, m.now().UTC())
-	return err
+func (p pgQuerier) query(ctx context.Context, q string, args ...any) (rows, error) {
+	return p.q.Query(ctx, numbered(q), args...)
 }
 
-func (m *pgMigration) commit(ctx context.Context) error { return m.tx.Commit(ctx) }
+// pgTx is a pgx transaction as the operations use it.
+type pgTx struct{ tx pgx.Tx }
 
-func (m *pgMigration) rollback(ctx context.Context) {
-	// A fresh context: the transaction must end even when ctx has.
+func (t pgTx) queryRow(ctx context.Context, q string, args ...any) row {
+	return pgQuerier{t.tx}.queryRow(ctx, q, args...)
+}
+
+func (t pgTx) query(ctx context.Context, q string, args ...any) (rows, error) {
+	return pgQuerier{t.tx}.query(ctx, q, args...)
+}
+
+func (t pgTx) exec(ctx context.Context, q string, args ...any) (int64, error) {
+	if len(args) > 0 {
+		q = numbered(q)
+	}
+	tag, err := t.tx.Exec(ctx, q, args...)
+	return tag.RowsAffected(), err
+}
+
+func (t pgTx) commit(ctx context.Context) error { return t.tx.Commit(ctx) }
+
+func (t pgTx) rollback(ctx context.Context) {
+	// A fresh context: the transaction must end even when ctx has (a
+	// cancelled call must not leave its connection in a transaction).
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	_ = m.tx.Rollback(rctx)
+	_ = t.tx.Rollback(rctx)
 }
 
-// rollback ends tx unless it was committed (pgx: a no-op then).
-func rollback(ctx context.Context, tx pgx.Tx) {
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	_ = tx.Rollback(rctx)
-}
-
-// Archive implements Store. The INSERT ... ON CONFLICT DO NOTHING, the
-// history row of a new document and the read of the stored row share one
-// transaction. Under READ COMMITTED, a concurrent INSERT of the same id
-// waits for the first one's transaction and then does nothing; the SELECT
-// that follows is a new statement and sees the row that won.
-func (s *Postgres) Archive(ctx context.Context, d *agentapi.Document) (*agentapi.Document, bool, error) {
-	if err := s.notReady("archive"); err != nil {
-		return nil, false, err
+// numbered turns the operations' "?" placeholders into PostgreSQL's $1,
+// $2, ... Their SQL has no "?" anywhere else (no literal, no operator).
+func numbered(q string) string {
+	if !strings.Contains(q, "?") {
+		return q
 	}
-	now := s.now().UTC()
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return nil, false, s.unavailable(ctx, "archive", d.DocumentID, err)
-	}
-	defer rollback(ctx, tx)
-	tag, err := tx.Exec(ctx, `INSERT INTO documents (`+columns+`)
-		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)
-		ON CONFLICT (document_id) DO NOTHING`,
-		d.DocumentID, d.S3Key, d.Bucket, d.DocumentType, d.FileName, d.SHA256, d.Status,
-		d.Score, d.Passed, nullJSON(d.ExtractedData), nullJSON(d.Validation),
-		d.Stage, d.Error, now, now)
-	if err != nil {
-		return nil, false, s.unavailable(ctx, "archive", d.DocumentID, err)
-	}
-	created := tag.RowsAffected() == 1
-	if created {
-		if _, err := tx.Exec(ctx, `INSERT INTO status_history(document_id, from_status, to_status, reason, changed_at) VALUES ($1,$2,$3,$4,$5)`,
-			d.DocumentID, "", d.Status, CreatedReason, now); err != nil {
-			return nil, false, s.unavailable(ctx, "archive", d.DocumentID, err)
+	var b strings.Builder
+	n := 0
+	for _, c := range q {
+		if c == '?' {
+			n++
+			b.WriteString("$" + strconv.Itoa(n))
+			continue
 		}
+		b.WriteRune(c)
 	}
-	stored, err := s.get(ctx, tx, d.DocumentID)
-	if err != nil {
-		if errors.Is(err, ErrNotFound) {
-			return nil, false, s.unavailable(ctx, "archive", d.DocumentID, errors.New("row missing after insert"))
-		}
-		return nil, false, err
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return nil, false, s.unavailable(ctx, "archive", d.DocumentID, err)
-	}
-	return stored, created, nil
-}
-
-// Get implements Store.
-func (s *Postgres) Get(ctx context.Context, id string) (*agentapi.Document, error) {
-	if err := s.notReady("get"); err != nil {
-		return nil, err
-	}
-	return s.get(ctx, s.pool, id)
-}
-
-// pgQuerier is what get needs of a pool or a transaction.
-type pgQuerier interface {
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}
-
-func (s *Postgres) get(ctx context.Context, q pgQuerier, id string) (*agentapi.Document, error) {
-	d, err := scanDocument(q.QueryRow(ctx, `SELECT `+columns+` FROM documents WHERE document_id = $1`, id))
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, ErrNotFound
-	}
-	if err != nil {
-		return nil, s.unavailable(ctx, "get", id, err)
-	}
-	return d, nil
-}
-
-// UpdateStatus implements Store. SELECT ... FOR UPDATE locks the row for
-// the transaction, so concurrent changes of one document queue and each
-// sees the status the previous one left; the update is conditioned on it
-// anyway, and the history row shares the transaction.
-func (s *Postgres) UpdateStatus(ctx context.Context, id, status, reason string) (string, error) {
-	if !agentapi.ValidStatus(status) {
-		return "", fmt.Errorf("%w %q", ErrUnknownStatus, status)
-	}
-	if err := s.notReady("update_status"); err != nil {
-		return "", err
-	}
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return "", s.unavailable(ctx, "update_status", id, err)
-	}
-	defer rollback(ctx, tx)
-	var prev string
-	err = tx.QueryRow(ctx, `SELECT status FROM documents WHERE document_id = $1 FOR UPDATE`, id).Scan(&prev)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return "", ErrNotFound
-	}
-	if err != nil {
-		return "", s.unavailable(ctx, "update_status", id, err)
-	}
-	if !agentapi.CanTransition(prev, status) {
-		return prev, &TransitionError{From: prev, To: status}
-	}
-	now := s.now().UTC()
-	tag, err := tx.Exec(ctx, `UPDATE documents SET status = $1, updated_at = $2 WHERE document_id = $3 AND status = $4`,
-		status, now, id, prev)
-	if err != nil {
-		return "", s.unavailable(ctx, "update_status", id, err)
-	}
-	if n := tag.RowsAffected(); n != 1 {
-		// Cannot happen under FOR UPDATE; refuse rather than guess.
-		return "", s.unavailable(ctx, "update_status", id, fmt.Errorf("conditioned update touched %d rows", n))
-	}
-	if _, err := tx.Exec(ctx, `INSERT INTO status_history(document_id, from_status, to_status, reason, changed_at) VALUES ($1,$2,$3,$4,$5)`,
-		id, prev, status, reason, now); err != nil {
-		return "", s.unavailable(ctx, "update_status", id, err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return "", s.unavailable(ctx, "update_status", id, err)
-	}
-	return prev, nil
+	return b.String()
 }
 
 // asciiUpper and asciiLower fold ASCII letters only, which is what SQLite's
@@ -441,74 +373,6 @@ func asciiFold(s string) string {
 		}
 	}
 	return string(b)
-}
-
-// Search implements Store. The count and the page come from one read-only
-// REPEATABLE READ transaction, so they describe the same snapshot.
-func (s *Postgres) Search(ctx context.Context, q Query) ([]agentapi.DocumentSummary, int, error) {
-	if err := s.notReady("search"); err != nil {
-		return nil, 0, err
-	}
-	var where []string
-	var args []any
-	arg := func(v any) string {
-		args = append(args, v)
-		return "$" + strconv.Itoa(len(args))
-	}
-	if q.Status != "" {
-		where = append(where, "status = "+arg(q.Status))
-	}
-	if q.DocumentType != "" {
-		where = append(where, "document_type = "+arg(q.DocumentType))
-	}
-	if q.FileName != "" {
-		// E'\\' is one backslash whatever standard_conforming_strings says.
-		where = append(where, `translate(file_name, '`+asciiUpper+`', '`+asciiLower+`') LIKE `+
-			arg("%"+escapeLike(asciiFold(q.FileName))+"%")+` ESCAPE E'\\'`)
-	}
-	cond := ""
-	if len(where) > 0 {
-		cond = " WHERE " + strings.Join(where, " AND ")
-	}
-	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
-	if err != nil {
-		return nil, 0, s.unavailable(ctx, "search", "", err)
-	}
-	defer rollback(ctx, tx)
-	var total int
-	if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM documents`+cond, args...).Scan(&total); err != nil {
-		return nil, 0, s.unavailable(ctx, "search", "", err)
-	}
-	limit, offset := arg(q.Limit), arg(q.Offset)
-	rows, err := tx.Query(ctx, `SELECT `+summaryColumns+` FROM documents`+cond+
-		` ORDER BY created_at DESC, document_id LIMIT `+limit+` OFFSET `+offset, args...)
-	if err != nil {
-		return nil, 0, s.unavailable(ctx, "search", "", err)
-	}
-	defer rows.Close()
-	page, err := scanSummaries(rows)
-	if err != nil {
-		return nil, 0, s.unavailable(ctx, "search", "", err)
-	}
-	return page, total, nil
-}
-
-// Stats implements Store with one grouped query, hence one snapshot.
-func (s *Postgres) Stats(ctx context.Context) (*agentapi.DocumentStats, error) {
-	if err := s.notReady("stats"); err != nil {
-		return nil, err
-	}
-	rows, err := s.pool.Query(ctx, `SELECT status, document_type, COUNT(*), COUNT(score), COALESCE(SUM(score), 0)
-		FROM documents GROUP BY status, document_type`)
-	if err != nil {
-		return nil, s.unavailable(ctx, "stats", "", err)
-	}
-	defer rows.Close()
-	st, err := aggregateStats(rows)
-	if err != nil {
-		return nil, s.unavailable(ctx, "stats", "", err)
-	}
-	return st, nil
 }
 
 // Ping implements Store: ErrUnavailable until the database was reached and

@@ -7,9 +7,9 @@ import (
 	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 )
 
-// Reading rows is the same on both engines: each keeps its own SQL, and
-// hands the answer to these helpers through the part of *sql.Row(s)
-// (SQLite) and pgx.Row(s) (PostgreSQL) they share. The scan targets work
+// Reading rows is the same on both engines: the operations (ops.go) hand
+// the answer to these helpers through the part of *sql.Row(s) (SQLite) and
+// pgx.Row(s) (PostgreSQL) they share. The scan targets work
 // for both drivers: database/sql and pgx both fill a **int, **bool or
 // **string with nil for NULL, and both hand a sql.Scanner (stamp) the
 // column's value.
@@ -26,11 +26,13 @@ type row interface {
 	Scan(dest ...any) error
 }
 
-// rows is a result set: *sql.Rows, pgx.Rows. The caller closes it.
+// rows is a result set: pgx.Rows, or *sql.Rows behind sqlRows (whose
+// Close returns an error). The caller closes it.
 type rows interface {
 	row
 	Next() bool
 	Err() error
+	Close()
 }
 
 // scanDocument reads one row of columns. The driver's error comes back

@@ -12,8 +12,6 @@ import (
 	"time"
 
 	"modernc.org/sqlite" // the "sqlite" database/sql driver
-
-	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 )
 
 // pragmas travel in the DSN so that every connection of the pool gets them,
@@ -77,6 +75,7 @@ func SchemaVersion() int { return len(migrations) }
 
 // SQLite is the Store on a SQLite file.
 type SQLite struct {
+	ops
 	db  *sql.DB
 	log *slog.Logger
 	now func() time.Time
@@ -140,6 +139,21 @@ func start(ctx context.Context, db *sql.DB, logger *slog.Logger) (*SQLite, error
 		logger = slog.Default()
 	}
 	s := &SQLite{db: db, log: logger, now: time.Now}
+	s.e = engine{
+		log: logger,
+		db:  sqlQuerier{db},
+		begin: func(ctx context.Context, readOnly bool) (txn, error) {
+			tx, err := db.BeginTx(ctx, &sql.TxOptions{ReadOnly: readOnly})
+			if err != nil {
+				return nil, err
+			}
+			return sqlTx{tx}, nil
+		},
+		noRows:       sql.ErrNoRows,
+		now:          func() any { return s.stamp() },
+		fileNameLike: `file_name LIKE ? ESCAPE '\'`,
+		foldPattern:  func(p string) string { return p }, // LIKE folds ASCII itself
+	}
 	if err := firstConnection(ctx, db); err != nil {
 		db.Close()
 		return nil, err
@@ -204,241 +218,71 @@ func (s *SQLite) migrate(ctx context.Context) error {
 	return migrate(ctx, s.log, EngineSQLite, migrations, sqliteBegin(s.db, s.stamp))
 }
 
+// sqliteVersionTable is schema_migrations in SQLite's types.
+const sqliteVersionTable = `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version    INTEGER PRIMARY KEY,
+		applied_at TEXT NOT NULL)`
+
 // sqliteBegin starts migration transactions on db, whose DSN must carry
 // _txlock=immediate.
-func sqliteBegin(db *sql.DB, now func() string) func(context.Context) (migrationTx, error) {
-	return func(ctx context.Context) (migrationTx, error) {
+func sqliteBegin(db *sql.DB, now func() string) func(context.Context) (*migration, error) {
+	return func(ctx context.Context) (*migration, error) {
 		tx, err := db.BeginTx(ctx, nil)
 		if err != nil {
 			return nil, err
 		}
-		return &sqliteMigration{tx: tx, now: now}, nil
+		return &migration{tx: sqlTx{tx}, table: sqliteVersionTable, now: func() any { return now() }}, nil
 	}
 }
 
-// sqliteMigration is a migrationTx on a BEGIN IMMEDIATE transaction.
-type sqliteMigration struct {
-	tx  *sql.Tx
-	now func() string
-}
-
-func (m *sqliteMigration) version(ctx context.Context) (int, error) {
-	if _, err := m.tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-		version    INTEGER PRIMARY KEY,
-		applied_at TEXT NOT NULL)`); err != nil {
-		return 0, fmt.Errorf("schema_migrations: %w", err)
+// sqlQuerier runs the operations' queries on a *sql.DB or *sql.Tx.
+type sqlQuerier struct {
+	q interface {
+		QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+		QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 	}
-	var v int
-	err := m.tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&v)
-	return v, err
 }
 
-func (m *sqliteMigration) exec(ctx context.Context, q string) error {
-	_, err := m.tx.ExecContext(ctx, q)
-	return err
+func (s sqlQuerier) queryRow(ctx context.Context, q string, args ...any) row {
+	return s.q.QueryRowContext(ctx, q, args...)
 }
 
-func (m *sqliteMigration) record(ctx context.Context, version int) error {
-	_, err := m.tx.ExecContext(ctx, `INSERT INTO schema_migrations(version, applied_at) VALUES (?, ?)`, version, m.now())
-	return err
+func (s sqlQuerier) query(ctx context.Context, q string, args ...any) (rows, error) {
+	rs, err := s.q.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	return sqlRows{rs}, nil
 }
 
-func (m *sqliteMigration) commit(context.Context) error { return m.tx.Commit() }
-func (m *sqliteMigration) rollback(context.Context)     { _ = m.tx.Rollback() }
+// sqlRows is *sql.Rows with the Close of the rows interface.
+type sqlRows struct{ *sql.Rows }
+
+func (r sqlRows) Close() { _ = r.Rows.Close() }
+
+// sqlTx is a database/sql transaction as the operations use it.
+type sqlTx struct{ tx *sql.Tx }
+
+func (t sqlTx) queryRow(ctx context.Context, q string, args ...any) row {
+	return sqlQuerier{t.tx}.queryRow(ctx, q, args...)
+}
+
+func (t sqlTx) query(ctx context.Context, q string, args ...any) (rows, error) {
+	return sqlQuerier{t.tx}.query(ctx, q, args...)
+}
+
+func (t sqlTx) exec(ctx context.Context, q string, args ...any) (int64, error) {
+	res, err := t.tx.ExecContext(ctx, q, args...)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+func (t sqlTx) commit(context.Context) error { return t.tx.Commit() }
+func (t sqlTx) rollback(context.Context)     { _ = t.tx.Rollback() }
 
 func (s *SQLite) stamp() string { return s.now().UTC().Format(timeLayout) }
-
-func (s *SQLite) unavailable(ctx context.Context, op, id string, err error) error {
-	return storeFailure(ctx, s.log, op, id, err)
-}
-
-// Archive implements Store. The INSERT ... ON CONFLICT DO NOTHING, the
-// history row of a new document and the read of the stored row share one
-// (immediate) transaction: there is no check-then-insert window, and the
-// row returned is the one that won.
-func (s *SQLite) Archive(ctx context.Context, d *agentapi.Document) (*agentapi.Document, bool, error) {
-	now := s.stamp()
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return nil, false, s.unavailable(ctx, "archive", d.DocumentID, err)
-	}
-	defer tx.Rollback()
-	res, err := tx.ExecContext(ctx, `INSERT INTO documents (`+columns+`)
-		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
-		ON CONFLICT(document_id) DO NOTHING`,
-		d.DocumentID, d.S3Key, d.Bucket, d.DocumentType, d.FileName, d.SHA256, d.Status,
-		nullInt(d.Score), nullBool(d.Passed), nullJSON(d.ExtractedData), nullJSON(d.Validation),
-		d.Stage, d.Error, now, now)
-	if err != nil {
-		return nil, false, s.unavailable(ctx, "archive", d.DocumentID, err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return nil, false, s.unavailable(ctx, "archive", d.DocumentID, err)
-	}
-	if n == 1 {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO status_history(document_id, from_status, to_status, reason, changed_at) VALUES (?,?,?,?,?)`,
-			d.DocumentID, "", d.Status, CreatedReason, now); err != nil {
-			return nil, false, s.unavailable(ctx, "archive", d.DocumentID, err)
-		}
-	}
-	stored, err := s.get(ctx, tx, d.DocumentID)
-	if err != nil {
-		if errors.Is(err, ErrNotFound) {
-			// Inserted or found a moment ago in this transaction.
-			return nil, false, s.unavailable(ctx, "archive", d.DocumentID, errors.New("row missing after insert"))
-		}
-		return nil, false, err
-	}
-	if err := tx.Commit(); err != nil {
-		return nil, false, s.unavailable(ctx, "archive", d.DocumentID, err)
-	}
-	return stored, n == 1, nil
-}
-
-func nullInt(p *int) any {
-	if p == nil {
-		return nil
-	}
-	return *p
-}
-
-func nullBool(p *bool) any {
-	if p == nil {
-		return nil
-	}
-	return *p
-}
-
-func nullJSON(r []byte) any {
-	if len(r) == 0 {
-		return nil
-	}
-	return string(r)
-}
-
-// Get implements Store.
-func (s *SQLite) Get(ctx context.Context, id string) (*agentapi.Document, error) {
-	return s.get(ctx, s.db, id)
-}
-
-// querier is what Get needs of a pool or a transaction.
-type querier interface {
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-}
-
-func (s *SQLite) get(ctx context.Context, q querier, id string) (*agentapi.Document, error) {
-	d, err := scanDocument(q.QueryRowContext(ctx, `SELECT `+columns+` FROM documents WHERE document_id = ?`, id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, ErrNotFound
-	}
-	if err != nil {
-		return nil, s.unavailable(ctx, "get", id, err)
-	}
-	return d, nil
-}
-
-// UpdateStatus implements Store. The read, the conditioned update and the
-// history row share one transaction; the update is conditioned on the
-// status read, so a concurrent change is never overwritten.
-func (s *SQLite) UpdateStatus(ctx context.Context, id, status, reason string) (string, error) {
-	if !agentapi.ValidStatus(status) {
-		return "", fmt.Errorf("%w %q", ErrUnknownStatus, status)
-	}
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return "", s.unavailable(ctx, "update_status", id, err)
-	}
-	defer tx.Rollback()
-	var prev string
-	err = tx.QueryRowContext(ctx, `SELECT status FROM documents WHERE document_id = ?`, id).Scan(&prev)
-	if errors.Is(err, sql.ErrNoRows) {
-		return "", ErrNotFound
-	}
-	if err != nil {
-		return "", s.unavailable(ctx, "update_status", id, err)
-	}
-	if !agentapi.CanTransition(prev, status) {
-		return prev, &TransitionError{From: prev, To: status}
-	}
-	now := s.stamp()
-	res, err := tx.ExecContext(ctx, `UPDATE documents SET status = ?, updated_at = ? WHERE document_id = ? AND status = ?`,
-		status, now, id, prev)
-	if err != nil {
-		return "", s.unavailable(ctx, "update_status", id, err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return "", s.unavailable(ctx, "update_status", id, err)
-	}
-	if n != 1 {
-		// Cannot happen under BEGIN IMMEDIATE; refuse rather than guess.
-		return "", s.unavailable(ctx, "update_status", id, fmt.Errorf("conditioned update touched %d rows", n))
-	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO status_history(document_id, from_status, to_status, reason, changed_at) VALUES (?,?,?,?,?)`,
-		id, prev, status, reason, now); err != nil {
-		return "", s.unavailable(ctx, "update_status", id, err)
-	}
-	if err := tx.Commit(); err != nil {
-		return "", s.unavailable(ctx, "update_status", id, err)
-	}
-	return prev, nil
-}
-
-// Search implements Store. The count and the page come from one read
-// transaction, so they describe the same snapshot.
-func (s *SQLite) Search(ctx context.Context, q Query) ([]agentapi.DocumentSummary, int, error) {
-	var where []string
-	var args []any
-	if q.Status != "" {
-		where, args = append(where, "status = ?"), append(args, q.Status)
-	}
-	if q.DocumentType != "" {
-		where, args = append(where, "document_type = ?"), append(args, q.DocumentType)
-	}
-	if q.FileName != "" {
-		where, args = append(where, `file_name LIKE ? ESCAPE '\'`), append(args, "%"+escapeLike(q.FileName)+"%")
-	}
-	cond := ""
-	if len(where) > 0 {
-		cond = " WHERE " + strings.Join(where, " AND ")
-	}
-	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
-	if err != nil {
-		return nil, 0, s.unavailable(ctx, "search", "", err)
-	}
-	defer tx.Rollback()
-	var total int
-	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM documents`+cond, args...).Scan(&total); err != nil {
-		return nil, 0, s.unavailable(ctx, "search", "", err)
-	}
-	rows, err := tx.QueryContext(ctx, `SELECT `+summaryColumns+` FROM documents`+cond+
-		` ORDER BY created_at DESC, document_id LIMIT ? OFFSET ?`, append(args, q.Limit, q.Offset)...)
-	if err != nil {
-		return nil, 0, s.unavailable(ctx, "search", "", err)
-	}
-	defer rows.Close()
-	page, err := scanSummaries(rows)
-	if err != nil {
-		return nil, 0, s.unavailable(ctx, "search", "", err)
-	}
-	return page, total, nil
-}
-
-// Stats implements Store with one grouped query, hence one snapshot.
-func (s *SQLite) Stats(ctx context.Context) (*agentapi.DocumentStats, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT status, document_type, COUNT(*), COUNT(score), COALESCE(SUM(score), 0)
-		FROM documents GROUP BY status, document_type`)
-	if err != nil {
-		return nil, s.unavailable(ctx, "stats", "", err)
-	}
-	defer rows.Close()
-	st, err := aggregateStats(rows)
-	if err != nil {
-		return nil, s.unavailable(ctx, "stats", "", err)
-	}
-	return st, nil
-}
 
 // Ping implements Store: a query on the schema table, so a deleted or
 // unreadable file fails, not only a closed pool. The error is for the log.
