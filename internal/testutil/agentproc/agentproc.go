@@ -26,7 +26,7 @@ import (
 // when a test gives up.
 const (
 	// ReadyTimeout bounds WaitUntil.
-	ReadyTimeout = 30 * time.Second
+	ReadyTimeout = 60 * time.Second
 	// StopGrace is how long a process has to stop after SIGTERM (an agent
 	// drains requests in flight for up to 25 s) before it is killed.
 	StopGrace = 30 * time.Second
