@@ -301,33 +301,61 @@ func (w *CRLWatcher) reload(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	revs, kept := keepOmitted(revs, w.current.Load(), cas)
+	revs, kept, older := keepCurrent(revs, w.current.Load(), cas)
 	for _, c := range kept {
 		w.opts.logger().Warn("CRL leaves out the list of a trusted CA; its previous list stays in force",
 			"crl", w.origin, "ca", c.Issuer.Subject.String(), "revoked", c.Len())
+	}
+	for _, c := range older {
+		w.opts.logger().Error("CRL holds an older list of a CA than the one in force; the newer list stays in force",
+			"crl", w.origin, "ca", c.Issuer.Subject.String(), "number_in_force", c.List.Number, "revoked", c.Len())
 	}
 	w.current.Store(revs)
 	return true, nil
 }
 
-// keepOmitted returns next plus the lists of prev whose CA is still one of
-// cas and which next leaves out, and those kept lists. Leaving a list out
-// never un-revokes: a CA stops having a list only by leaving the bundle
-// (certgen retire-ca). It matters when a new list and a new bundle arrive
-// apart: in AWS the agents fetch ca-a2a/crl while their bundle changes only
-// at a redeploy, so during certgen retire-ca's rollout a running agent sees
-// the next CA's list alone while it still trusts the old CA.
-func keepOmitted(next, prev *Revocations, cas []*x509.Certificate) (*Revocations, []*CRL) {
-	var kept []*CRL
+// keepCurrent returns next, amended so that a new list never un-revokes:
+//
+//   - a list of prev that next replaces with an older one (a lower CRL
+//     number, or without numbers an earlier thisUpdate: a stale copy
+//     published again, an earlier secret version restored) stays in force,
+//     and is returned in older;
+//   - a list of prev whose CA is still one of cas and which next leaves
+//     out stays in force, and is returned in kept. A CA stops having a
+//     list only by leaving the bundle (certgen retire-ca). It matters when
+//     a new list and a new bundle arrive apart: in AWS the agents fetch
+//     ca-a2a/crl while their bundle changes only at a redeploy, so during
+//     certgen retire-ca's rollout a running agent sees the next CA's list
+//     alone while it still trusts the old CA.
+func keepCurrent(next, prev *Revocations, cas []*x509.Certificate) (revs *Revocations, kept, older []*CRL) {
+	var out []*CRL
+	for _, c := range next.CRLs() {
+		if p := prev.For(c.Issuer); p != nil && olderThan(c, p) {
+			older = append(older, p)
+			c = p
+		}
+		out = append(out, c)
+	}
 	for _, c := range prev.CRLs() {
 		if next.For(c.Issuer) == nil && slices.ContainsFunc(cas, c.Issuer.Equal) {
 			kept = append(kept, c)
+			out = append(out, c)
 		}
 	}
-	if len(kept) == 0 {
-		return next, nil
+	if len(kept) == 0 && len(older) == 0 {
+		return next, nil, nil
 	}
-	return &Revocations{crls: append(next.CRLs(), kept...)}, kept
+	return &Revocations{crls: out}, kept, older
+}
+
+// olderThan reports whether list a of a CA was issued before list b of the
+// same CA: by CRL number when both carry one (certgen increments it), else
+// by thisUpdate.
+func olderThan(a, b *CRL) bool {
+	if a.List.Number != nil && b.List.Number != nil {
+		return a.List.Number.Cmp(b.List.Number) < 0
+	}
+	return a.List.ThisUpdate.Before(b.List.ThisUpdate)
 }
 
 func (w *CRLWatcher) logLoaded() {

@@ -255,6 +255,9 @@ func TestCRLWatcher(t *testing.T) {
 		{"lambda revoked", func() {
 			writeAtomic(t, f.crlPath, crlOf(t, ca.Cert, ca.Key, 2, []*big.Int{lambda.Cert.SerialNumber}, nil))
 		}, nil, map[*pki.Leaf]bool{lambda: true, extractor: false}},
+		{"an older list of the CA (a stale copy published again) does not un-revoke", func() {
+			writeAtomic(t, f.crlPath, crlOf(t, ca.Cert, ca.Key, 1, nil, nil))
+		}, nil, map[*pki.Leaf]bool{lambda: true, extractor: false}},
 		{"a list signed by an impostor of the CA's name is refused, the previous one kept", func() {
 			writeAtomic(t, f.crlPath, crlOf(t, impostor.Cert, impostor.Key, 3, []*big.Int{extractor.Cert.SerialNumber}, nil))
 		}, certload.ErrUntrustedCRL, map[*pki.Leaf]bool{lambda: true, extractor: false}},
@@ -310,6 +313,10 @@ func TestCRLWatcher(t *testing.T) {
 	// The list kept for the CA the file left out is said in the log, once.
 	if n := strings.Count(logs.String(), `"msg":"CRL leaves out the list of a trusted CA; its previous list stays in force"`); n != 1 {
 		t.Errorf("%d warnings of a list left out, want 1:\n%s", n, logs.String())
+	}
+	// So is the newer list kept against an older one.
+	if n := strings.Count(logs.String(), `"msg":"CRL holds an older list of a CA than the one in force; the newer list stays in force"`); n != 1 {
+		t.Errorf("%d errors of an older list, want 1:\n%s", n, logs.String())
 	}
 }
 
