@@ -146,6 +146,8 @@ func startLoad(tb testing.TB, bin string, spec LoadSpec) *loadProcess {
 	}
 	l := &loadProcess{in: in, out: bufio.NewScanner(out), log: &syncbuf.Buffer{Max: 8 << 10}}
 	cmd.Stderr = l.log
+	// Dies with this process even when no cleanup runs (a -timeout panic).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if l.proc, err = procgroup.Start(cmd); err != nil {
 		tb.Fatal(err)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/ca-a2a/ca-a2a/internal/loopback"
 	"github.com/ca-a2a/ca-a2a/internal/samples"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/pgtest"
 	"github.com/ca-a2a/ca-a2a/shared/agentapi"
@@ -111,7 +112,7 @@ func pipelineRows(ctx context.Context, tb testing.TB, o Options, bins *binaries,
 	}
 	ports := map[string]int{}
 	for _, a := range agents {
-		ports[a] = freePort(tb)
+		ports[a] = loopback.Port(tb)
 	}
 	procs := map[string]*Process{}
 	for _, a := range agents { // peers first, as the orchestrator calls them

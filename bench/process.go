@@ -6,20 +6,18 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"maps"
 	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/ca-a2a/ca-a2a/internal/loopback"
-	"github.com/ca-a2a/ca-a2a/internal/procgroup"
+	"github.com/ca-a2a/ca-a2a/internal/testutil/agentproc"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/repo"
-	"github.com/ca-a2a/ca-a2a/internal/testutil/syncbuf"
 	"github.com/ca-a2a/ca-a2a/internal/testutil/tokens"
 	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 )
@@ -136,8 +134,7 @@ type Process struct {
 	Name string
 	URL  string // https://127.0.0.1:PORT
 	Pid  int
-	proc *procgroup.Process
-	log  *syncbuf.Buffer
+	ap   *agentproc.Process
 }
 
 // AgentEnv is the environment of agent name on port, as local runs
@@ -158,38 +155,22 @@ func (f *Fixture) AgentEnv(fl Files, name string, port int) map[string]string {
 // GET /health over mTLS (any status: a degraded agent is up).
 func (f *Fixture) StartProcess(tb testing.TB, bin string, env map[string]string) *Process {
 	tb.Helper()
-	p := &Process{Name: env["AGENT_NAME"], URL: "https://" + env["AGENT_ADDR"], log: &syncbuf.Buffer{Max: 32 << 10}}
-	cmd := exec.Command(bin)
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.TempDir()}
-	for k, v := range env {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
-	// The access log goes through a pipe, as a container's does.
-	cmd.Stdout, cmd.Stderr = p.log, p.log
-	var err error
-	if p.proc, err = procgroup.Start(cmd); err != nil {
-		tb.Fatal(err)
-	}
-	p.Pid = p.proc.Pid()
-	tb.Cleanup(func() { p.proc.Stop(syscall.SIGTERM, 10*time.Second) })
+	env = maps.Clone(env)
+	env["HOME"] = os.TempDir()
+	// The access log goes through a pipe, as a container's does; its tail
+	// is kept for a failure message.
+	ap := agentproc.Start(tb, agentproc.Config{Bin: bin, Env: env, OutputMax: 32 << 10})
+	p := &Process{Name: env["AGENT_NAME"], URL: "https://" + env["AGENT_ADDR"], Pid: ap.Pid(), ap: ap}
 	client := f.HTTPClient(tb, p.Name, 1)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	ap.WaitUntil(tb, "answer GET /health", func() bool {
 		resp, err := client.Get(p.URL + "/health")
-		if err == nil {
-			resp.Body.Close()
-			return p
+		if err != nil {
+			return false
 		}
-		select {
-		case <-p.proc.Exited():
-			tb.Fatalf("%s exited at start: %v\n%s", p.Name, p.proc.Err(), p.log.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("%s not answering after 30s: %v\n%s", p.Name, err, p.log.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		resp.Body.Close()
+		return true
+	})
+	return p
 }
 
 // CPU reads the process's CPU time.
@@ -213,14 +194,4 @@ func (p *Process) TreeCPU(tb testing.TB) CPUTime {
 }
 
 // Log is the tail of the process's output.
-func (p *Process) Log() string { return p.log.String() }
-
-// freePort is a free port on 127.0.0.1.
-func freePort(tb testing.TB) int {
-	tb.Helper()
-	port, err := loopback.FreePort()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return port
-}
+func (p *Process) Log() string { return p.ap.Output.String() }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ca-a2a/ca-a2a/internal/loopback"
 	"github.com/ca-a2a/ca-a2a/shared/agentapi"
 )
 
@@ -66,7 +67,7 @@ func serverCPURows(ctx context.Context, tb testing.TB, o Options, bins *binaries
 	fl := f.WriteFiles(tb, agentapi.Validator)
 	cert, key := fl.LeafPaths(agentapi.Lambda)
 	start := func(mode string) (*Process, *loadProcess) {
-		env := f.AgentEnv(fl, agentapi.Validator, freePort(tb))
+		env := f.AgentEnv(fl, agentapi.Validator, loopback.Port(tb))
 		env["CA_A2A_BENCH_AUTH"] = mode
 		p := f.StartProcess(tb, b.BenchAgent, env)
 		return p, startLoad(tb, b.Load, LoadSpec{URL: p.URL + "/message", Peer: agentapi.Validator, CertPath: cert, KeyPath: key,
@@ -243,7 +244,7 @@ func (f *Fixture) readToken(tb testing.TB, fl Files) string {
 func rssRow(ctx context.Context, tb testing.TB, o Options, f *Fixture, fl Files, b Binaries) Row {
 	row := Row{ID: "11", Title: fmt.Sprintf("agent memory at %d req/s (get_health via POST /message, production build)", o.RSSRate),
 		Of: "peak resident set of the agent process (max of VmRSS sampled every 100 ms and VmHWM at the end)", Target: "<= 40 MiB"}
-	p := f.StartProcess(tb, b.Agent, f.AgentEnv(fl, agentapi.Validator, freePort(tb)))
+	p := f.StartProcess(tb, b.Agent, f.AgentEnv(fl, agentapi.Validator, loopback.Port(tb)))
 	cert, key := fl.LeafPaths(agentapi.Lambda)
 	l := startLoad(tb, b.Load, LoadSpec{URL: p.URL + "/message", Peer: agentapi.Validator, CertPath: cert, KeyPath: key,
 		CAPath: fl.CA, TokenPath: fl.Token, Body: healthBody, Connections: o.Concurrency})

@@ -116,21 +116,15 @@ func (p *proc) health() (int, string) {
 	return resp.StatusCode, rep.Checks["archive"].Status
 }
 
-// waitHealth waits, bounded, for /health to answer code with the archive
-// check in status (reports are cached for 2 s).
+// waitHealth waits, bounded (agentproc.ReadyTimeout), for /health to
+// answer code with the archive check in status (reports are cached for
+// 2 s); it fails at once if the archivist exits.
 func (p *proc) waitHealth(code int, status string) {
 	p.t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	p.WaitUntil(p.t, fmt.Sprintf("report /health %d with archive %q", code, status), func() bool {
 		c, s := p.health()
-		if c == code && s == status {
-			return
-		}
-		if time.Now().After(deadline) {
-			p.t.Fatalf("/health %d with archive %q, want %d %q, for 60s:\n%s", c, s, code, status, p.Output)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return c == code && s == status
+	})
 }
 
 func (p *proc) call(method string, params, result any) error {

@@ -47,6 +47,9 @@ type Config struct {
 	// Kill ends the process with SIGKILL when the test ends. By default it
 	// gets SIGTERM and StopGrace to exit with status 0, or the test fails.
 	Kill bool
+	// OutputMax, when above 0, keeps only the last OutputMax bytes of
+	// Output (an agent under load writes an access line per request).
+	OutputMax int
 }
 
 // Process is a running agent.
@@ -68,11 +71,14 @@ func Start(t testing.TB, c Config) *Process {
 	for k, v := range c.Env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	p := &Process{Output: &syncbuf.Buffer{}}
+	p := &Process{Output: &syncbuf.Buffer{Max: c.OutputMax}}
 	cmd.Stdout, cmd.Stderr = p.Output, p.Output
 	if c.Stdout != nil {
 		cmd.Stdout = c.Stdout
 	}
+	// If the test binary dies without its cleanups (a -timeout panic), the
+	// kernel kills the agent rather than leave it holding its port.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	proc, err := procgroup.Start(cmd)
 	if err != nil {
 		t.Fatalf("agentproc: start %s: %v", c.Bin, err)
