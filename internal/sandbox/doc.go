@@ -188,9 +188,10 @@
 //     the pipes a second after the group is dead.
 //   - RLIMIT_NPROC is not set: it counts every process and thread of the
 //     user, the agent's included, and root ignores it.
-//   - Pdeathsig follows the thread that started the worker: if that thread
-//     exits (only a goroutine ending while locked to its thread does that),
-//     the worker is killed early; the run then reports a crash.
+//   - Pdeathsig follows the thread that started the worker, and a thread
+//     exits when a goroutine ends locked to it; the run therefore holds its
+//     thread (runtime.LockOSThread) from the fork until the worker is
+//     reaped, so no such goroutine can end the worker early.
 //   - Without Landlock a worker can open any file its user can read; the
 //     agent can keep /proc/<pid>/environ from its own user with
 //     prctl(PR_SET_DUMPABLE, 0).

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -63,6 +64,14 @@ func (p *Pool) execute(ctx context.Context, kind string, doc []byte) ([]byte, er
 		cpuSeconds:  p.cpuSeconds(wall),
 		maxOutput:   p.cfg.MaxOutputBytes,
 	}
+	// The worker's parent-death signal fires when the thread that forks
+	// it ends, not the process: Go ends a thread when a goroutine exits
+	// locked to it, which some code does (procgroup in the test binaries,
+	// which also start PostgreSQL with a parent-death signal). Holding the
+	// thread from the fork until the worker is reaped means no such
+	// goroutine can run on it meanwhile; it stays in Go's pool afterwards.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	w, err := startWorker(p.cfg.Executable, spec)
 	if err != nil {
 		return nil, &RunError{Kind: ErrSetup, cause: err}
@@ -107,8 +116,7 @@ func startWorker(exe string, spec workerSpec) (*worker, error) {
 			// whatever the worker starts.
 			Setpgid: true,
 			// Dies with the agent (the thread that forked it, in
-			// fact: Go keeps its threads unless a goroutine exits
-			// locked to one).
+			// fact, which execute holds until the worker is reaped).
 			Pdeathsig: syscall.SIGKILL,
 		},
 	}
