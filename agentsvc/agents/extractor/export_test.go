@@ -28,3 +28,7 @@ var WriteCSV = writeCSV
 // SetMinCPUShare changes the share of the time limit a worker must have
 // spent on the CPU for a time limit to blame the document.
 func SetMinCPUShare(e *Extractor, share float64) { e.minCPUShare = share }
+
+// CPUShareThreshold is the share of the wall clock a worker killed by the
+// time limit must have used on the CPU for its document to be blamed.
+func CPUShareThreshold(e *Extractor) float64 { return e.minCPUShare }

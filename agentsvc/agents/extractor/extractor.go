@@ -17,8 +17,8 @@
 //	extracted data over the hop limit                   -32012                                         permanent
 //	no worker free before the request's deadline        -32002 "extractor busy"                        transient
 //	the request's own deadline ended the parse          -32002                                         transient
-//	the time limit, with less than MinCPUShare of it
-//	  in CPU time (the worker was starved of CPU)       -32002 "extractor overloaded"                  transient
+//	the time limit, with less than MinCPUShare of its
+//	  fair CPU share (the worker was starved of CPU)    -32002 "extractor overloaded"                  transient
 //	the worker could not be set up                      -32603                                         internal
 package extractor
 
@@ -30,6 +30,7 @@ import (
 	"errors"
 	"log/slog"
 	"path"
+	"runtime"
 	"strings"
 
 	"github.com/ca-a2a/ca-a2a/agentsvc/runtime/skill"
@@ -46,11 +47,16 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// MinCPUShare is the share of its wall-clock limit that a worker killed
-// by the time limit must have spent on the CPU for the document to be
-// blamed (permanent). Below it the worker was starved of CPU by the other
-// parses (EXTRACT_WORKERS share the task's vCPUs), which says nothing
-// about the document: transient, the Lambda retries it.
+// MinCPUShare is the share of its fair share of the CPU that a worker
+// killed by the time limit must have used for the document to be blamed
+// (permanent). The fair share is a whole CPU, or the agent's CPUs
+// (GOMAXPROCS, which follows the task's limit) divided among
+// EXTRACT_WORKERS when they are fewer. Below it the worker was starved of
+// CPU by something else, which says nothing about the document: transient,
+// the Lambda retries it. Measured against the fair share, not a whole CPU,
+// so that uploading as many looping documents as there are workers does
+// not make every one of them look starved (and retried until the
+// dead-letter queue).
 const MinCPUShare = 0.5
 
 // Extractor offers extract_document and list_supported_formats.
@@ -60,7 +66,8 @@ type Extractor struct {
 	log   *slog.Logger
 	// maxBytes bounds a document: the pool's MaxDocumentBytes.
 	maxBytes int64
-	// minCPUShare is MinCPUShare (tests change it).
+	// minCPUShare is MinCPUShare of the fair share, as a share of the
+	// wall clock (tests change it).
 	minCPUShare float64
 }
 
@@ -72,7 +79,9 @@ func New(store documents.Store, pool *sandbox.Pool, opts Options) *Extractor {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Extractor{store: store, pool: pool, log: log, maxBytes: pool.Config().MaxDocumentBytes, minCPUShare: MinCPUShare}
+	cfg := pool.Config()
+	fair := min(1, float64(runtime.GOMAXPROCS(0))/float64(max(cfg.Workers, 1)))
+	return &Extractor{store: store, pool: pool, log: log, maxBytes: cfg.MaxDocumentBytes, minCPUShare: MinCPUShare * fair}
 }
 
 // Stats are the worker pool's counters (/health check extract_workers).

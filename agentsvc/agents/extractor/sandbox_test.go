@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"math"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -253,4 +255,24 @@ func FuzzWorker(f *testing.F) {
 			t.Fatalf("result %.200q does not decode: %v", out, err)
 		}
 	})
+}
+
+// TestCPUShareIsAgainstTheFairShare: with more workers than CPUs, a worker
+// that got its fair share (CPUs / workers) is not "starved": as many
+// looping documents as workers, uploaded at once, are still blamed.
+func TestCPUShareIsAgainstTheFairShare(t *testing.T) {
+	cpus := runtime.GOMAXPROCS(0)
+	for _, tc := range []struct {
+		workers int
+		want    float64
+	}{
+		{1, extractor.MinCPUShare},
+		{cpus, extractor.MinCPUShare},
+		{4 * cpus, extractor.MinCPUShare / 4},
+	} {
+		e := extractor.New(nil, pool(t, sandbox.Config{Workers: tc.workers}), extractor.Options{})
+		if got := extractor.CPUShareThreshold(e); math.Abs(got-tc.want) > 1e-9 {
+			t.Errorf("%d workers on %d CPUs: threshold %v of the wall clock, want %v", tc.workers, cpus, got, tc.want)
+		}
+	}
 }
