@@ -93,6 +93,15 @@ type Runtime struct {
 	Handler *Handler
 	Tokens  *tokensource.Source
 	Client  *agentclient.Client
+	crl     *certload.CRLWatcher // nil without a CRL
+}
+
+// Close releases the client's connections and stops the CRL watcher. A
+// deployed function never calls it (the environment ends with the
+// process); tests do.
+func (r *Runtime) Close() {
+	r.Client.Close()
+	_ = r.crl.Close()
 }
 
 // New loads the certificate (MTLS_* for local runs, else the Parameters and
@@ -108,9 +117,15 @@ func New(ctx context.Context, cfg *Config, deps Deps) (*Runtime, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lambda: init: %w", err)
 	}
-	crl, err := loadCRL(ctx, cfg, deps, src)
+	watcher, err := loadCRL(ctx, cfg, deps, src)
 	if err != nil {
 		return nil, fmt.Errorf("lambda: init: revocation list (%s): %w", cfg.CRL.Variable(), err)
+	}
+	var crl certload.CRLSource // nil without a CRL, not a nil *CRLWatcher
+	if watcher != nil {
+		crl = watcher
+	} else {
+		log.Warn("protection switched off", "detail", "no CRL (MTLS_CRL_SECRET_ID, MTLS_CRL_PATH, MTLS_CRL): a revoked orchestrator or identity provider certificate is accepted")
 	}
 	tokens, err := tokensource.New(tokensource.Config{TokenURL: cfg.TokenURL, ClientID: cfg.ClientID, Certificate: src,
 		ServerName: cfg.ServerName, Logger: log, CRL: crl})
@@ -133,7 +148,7 @@ func New(ctx context.Context, cfg *Config, deps Deps) (*Runtime, error) {
 		}
 		h.Metrics = emf.NewWriter(out)
 	}
-	return &Runtime{Handler: h, Tokens: tokens, Client: client}, nil
+	return &Runtime{Handler: h, Tokens: tokens, Client: client, crl: watcher}, nil
 }
 
 // loadCRL starts the revocation list's watcher, when one is configured. It
@@ -141,19 +156,12 @@ func New(ctx context.Context, cfg *Config, deps Deps) (*Runtime, error) {
 // freezes it, and its first poll after a thaw fetches the list again. The
 // secret is read with GetSecretValue, through deps.SecretsManager when that
 // client offers it.
-func loadCRL(ctx context.Context, cfg *Config, deps Deps, src certload.Source) (certload.CRLSource, error) {
-	if !cfg.CRL.Configured() {
-		return nil, nil
-	}
+func loadCRL(ctx context.Context, cfg *Config, deps Deps, src certload.Source) (*certload.CRLWatcher, error) {
 	c := cfg.CRL
 	if api, ok := deps.SecretsManager.(certload.GetSecretValueAPI); ok && c.SecretsManager == nil {
 		c.SecretsManager = api
 	}
-	w, err := certload.LoadCRL(ctx, c, src, certload.Options{Usage: certload.UsageClient, Logger: deps.Log, PollInterval: time.Minute})
-	if err != nil || w == nil {
-		return nil, err
-	}
-	return w, nil
+	return certload.LoadCRL(ctx, c, src, certload.Options{Usage: certload.UsageClient, Logger: deps.Log, PollInterval: time.Minute})
 }
 
 func loadCertificate(ctx context.Context, cfg *Config, deps Deps) (certload.Source, error) {

@@ -75,7 +75,7 @@ func (e *env) runtime(t *testing.T) *lambda.Runtime {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(rt.Client.Close)
+	t.Cleanup(rt.Close)
 	return rt
 }
 
@@ -210,8 +210,17 @@ func TestRevokedOrchestrator(t *testing.T) {
 		t.Fatal(err)
 	}
 	publish()
+	// Without a CRL the Lambda says so at init; with one it does not.
+	e.runtime(t)
+	const noCRL = `"msg":"protection switched off","detail":"no CRL`
+	if n := strings.Count(e.logs.String(), noCRL); n != 1 {
+		t.Fatalf("%d warnings of a Lambda without a CRL, want 1:\n%s", n, e.logs)
+	}
 	e.cfg.CRL = certload.CRLConfig{SecretID: "ca-a2a/crl", Refresh: certload.MinCRLRefresh}
 	warm := e.runtime(t)
+	if n := strings.Count(e.logs.String(), noCRL); n != 1 {
+		t.Fatalf("a Lambda with a CRL warned that it has none:\n%s", e.logs)
+	}
 	event := load(t, "sqs-s3-notification.json")
 	invoke := func(rt *lambda.Runtime) []string {
 		t.Helper()
