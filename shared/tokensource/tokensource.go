@@ -99,7 +99,8 @@ type Source struct {
 
 	mu       sync.Mutex
 	reuse    oauth2.TokenSource
-	rotation certload.Rotation // of the certificate reuse was built for
+	rotation certload.Rotation     // of the certificate reuse was built for
+	revs     *certload.Revocations // the CRL the client's connections were checked against
 	fetchs   int
 }
 
@@ -156,6 +157,17 @@ func (s *Source) current() oauth2.TokenSource {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	b, rotated := s.rotation.Check(s.cfg.Certificate)
+	if s.cfg.CRL != nil {
+		// The provider's certificate is checked against the CRL at the
+		// handshake only: a new list closes the kept-alive connections,
+		// so that the next fetch shakes hands under it.
+		if r := s.cfg.CRL.Revocations(); r != s.revs {
+			s.revs = r
+			if s.client != nil {
+				s.client.CloseIdleConnections()
+			}
+		}
+	}
 	if rotated || s.client == nil {
 		// A rotated certificate (or CA bundle) invalidates the cached
 		// token: it is bound to the old one. Kept-alive connections still

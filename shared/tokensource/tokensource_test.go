@@ -1,9 +1,17 @@
 package tokensource_test
 
 import (
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"io"
 	"log/slog"
+	"math/big"
+	"net/url"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -177,4 +185,77 @@ func TestFailures(t *testing.T) {
 			t.Fatal("http token URL accepted")
 		}
 	})
+}
+
+// swapCRL is a CRLSource whose list the test replaces.
+type swapCRL struct {
+	r atomic.Pointer[certload.Revocations]
+}
+
+func (c *swapCRL) Revocations() *certload.Revocations { return c.r.Load() }
+
+// TestRevokedProviderOnAKeptAliveConnection: once the CRL revokes the
+// token endpoint's certificate, the next fetch does not reuse the
+// connection opened before: it shakes hands again and is refused.
+func TestRevokedProviderOnAKeptAliveConnection(t *testing.T) {
+	ca := pki.NewCA(t, "CA")
+	idp := tokens.New(t, ca)
+	lambda := ca.Issue(t, "lambda")
+	cert, err := certload.FromPEM(lambda.CertPEM, lambda.KeyPEM, ca.PEM, certload.Origin{}, certload.Options{Usage: certload.UsageClient})
+	if err != nil {
+		t.Fatal(err)
+	}
+	crl := &swapCRL{}
+	crl.r.Store(revocations(t, ca, nil))
+	s, err := tokensource.New(tokensource.Config{TokenURL: idp.TokenURL, ClientID: "lambda", Certificate: cert,
+		ServerName: "keycloak.ca-a2a.local", Logger: quiet, CRL: crl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Token(); err != nil {
+		t.Fatal(err)
+	}
+	crl.r.Store(revocations(t, ca, providerCert(t, idp, ca).SerialNumber))
+	s.Invalidate()
+	if _, err := s.Token(); err == nil || !strings.Contains(err.Error(), "revoked") {
+		t.Fatalf("token from a revoked provider: %v", err)
+	}
+}
+
+// providerCert is the certificate the token endpoint presents.
+func providerCert(t *testing.T, idp *tokens.IdP, ca *pki.CA) *x509.Certificate {
+	t.Helper()
+	u, err := url.Parse(idp.TokenURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.Cert)
+	conn, err := tls.Dial("tcp", u.Host, &tls.Config{RootCAs: pool, ServerName: "keycloak.ca-a2a.local"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates[0]
+}
+
+// revocations is ca's CRL revoking serials, as an agent would hold it.
+func revocations(t *testing.T, ca *pki.CA, serials ...*big.Int) *certload.Revocations {
+	t.Helper()
+	var entries []x509.RevocationListEntry
+	for _, s := range serials {
+		if s != nil {
+			entries = append(entries, x509.RevocationListEntry{SerialNumber: s, RevocationTime: time.Now()})
+		}
+	}
+	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{Number: big.NewInt(time.Now().UnixNano()),
+		ThisUpdate: time.Now(), NextUpdate: time.Now().Add(time.Hour), RevokedCertificateEntries: entries}, ca.Cert, ca.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := certload.ParseCRLs(pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der}), "test", []*x509.Certificate{ca.Cert})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }
