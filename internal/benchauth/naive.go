@@ -5,10 +5,6 @@
 package benchauth
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
-	"crypto/x509"
-	"encoding/base64"
 	"errors"
 	"net/http"
 	"strings"
@@ -22,9 +18,7 @@ import (
 // naiveClaims are the claims a hand-written check decodes.
 type naiveClaims struct {
 	jwt.RegisteredClaims
-	Cnf struct {
-		X5tS256 string `json:"x5t#S256"`
-	} `json:"cnf"`
+	Cnf binding.Cnf `json:"cnf"`
 }
 
 // Naive authenticates every request the way most Go services do by hand:
@@ -53,7 +47,7 @@ func Naive(keys *binding.KeySet, issuer, audience string, next binding.AuthHandl
 			return
 		}
 		leaf := r.TLS.PeerCertificates[0]
-		if !bound(claims.Cnf.X5tS256, leaf) {
+		if !claims.Cnf.Bound(leaf) {
 			refuse(w, r, binding.ErrThumbprintMismatch)
 			return
 		}
@@ -64,9 +58,4 @@ func Naive(keys *binding.KeySet, issuer, audience string, next binding.AuthHandl
 		}
 		next(w, r, binding.Auth{Caller: caller, Certificate: leaf})
 	})
-}
-
-func bound(cnf string, cert *x509.Certificate) bool {
-	sum := sha256.Sum256(cert.Raw)
-	return cnf != "" && subtle.ConstantTimeCompare([]byte(cnf), []byte(base64.RawURLEncoding.EncodeToString(sum[:]))) == 1
 }

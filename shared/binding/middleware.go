@@ -117,9 +117,6 @@ func (v *Verifier) Guard(next AuthHandler, refuse Refuse) http.Handler {
 // Middleware is Guard for an http.Handler: next finds the Auth in the
 // request's context (FromContext).
 func (v *Verifier) Middleware(next http.Handler, refuse Refuse) http.Handler {
-	if refuse == nil {
-		panic("binding: Middleware needs a Refuse to answer refused requests")
-	}
 	return v.Guard(func(w http.ResponseWriter, r *http.Request, a Auth) {
 		next.ServeHTTP(w, r.WithContext(WithAuth(r.Context(), a)))
 	}, refuse)

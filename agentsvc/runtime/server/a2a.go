@@ -72,9 +72,14 @@ func (s *Server) routeSendMessage(req jsonrpc.Request, caller string) (route, *j
 		// Kept encoded, exactly as long as it is (Marshal's buffer may
 		// be twice as large): the store's byte bound is then the memory
 		// its tasks take. A notification's task could never be asked
-		// for: its id is never sent.
-		encoded = bytes.Clone(encoded)
-		if !req.IsNotification() && !s.tasks.put(caller, task.ID, encoded) {
+		// for (its id is never sent), nor one over the result bound (the
+		// call is answered -32012, and so would tasks/get be): neither
+		// is kept.
+		switch {
+		case req.IsNotification():
+		case len(encoded) > maxResultBytes:
+			log().Warn("task too large to keep for tasks/get", "bytes", len(encoded))
+		case !s.tasks.put(caller, task.ID, bytes.Clone(encoded)):
 			log().Warn("task too large to keep for tasks/get", "bytes", len(encoded))
 		}
 		return json.RawMessage(encoded), code, nil
