@@ -142,8 +142,12 @@ func TestParentDeathSignal(t *testing.T) {
 	if err != nil {
 		t.Fatalf("helper printed %q", line)
 	}
-	if !alive(t, child) {
-		t.Fatal("the child died with the thread that started it")
+	// The starting goroutine ends (and its thread with it) just after it
+	// hands over the pid: watch the child for a while, not once.
+	for end := time.Now().Add(time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		if !alive(t, child) {
+			t.Fatal("the child died with the thread that started it")
+		}
 	}
 	_ = helper.Process.Kill()
 	_ = helper.Wait()
