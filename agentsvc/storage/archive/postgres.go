@@ -85,7 +85,6 @@ var (
 type Postgres struct {
 	ops
 	pool *pgxpool.Pool
-	log  *slog.Logger
 	now  func() time.Time
 
 	// retryBase and retryMax are the package's, read once at Open.
@@ -137,7 +136,7 @@ func openPostgres(ctx context.Context, c Config, logger *slog.Logger) (*Postgres
 		return nil, fmt.Errorf("archivist: archive database pool: %w", err)
 	}
 	loopCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	s := &Postgres{pool: pool, log: logger, now: time.Now, cancel: cancel, done: make(chan struct{}),
+	s := &Postgres{pool: pool, now: time.Now, cancel: cancel, done: make(chan struct{}),
 		retryBase: retryBase, retryMax: retryMax}
 	s.e = engine{
 		log: logger,
@@ -154,7 +153,7 @@ func openPostgres(ctx context.Context, c Config, logger *slog.Logger) (*Postgres
 			}
 			return pgTx{tx}, nil
 		},
-		ready:   s.notReady,
+		ready:   s.readyErr,
 		noRows:  pgx.ErrNoRows,
 		now:     func() any { return s.now().UTC() },
 		lockRow: " FOR UPDATE",
@@ -217,7 +216,7 @@ func checkCAFile(path string) error {
 
 // prepare connects and brings the schema up to date.
 func (s *Postgres) prepare(ctx context.Context) error {
-	return migrate(ctx, s.log, EnginePostgres, postgresMigrations, postgresBegin(s.pool, s.now))
+	return migrate(ctx, s.e.log, EnginePostgres, postgresMigrations, postgresBegin(s.pool, s.now))
 }
 
 // postgresVersionTable is schema_migrations in PostgreSQL's types.
@@ -262,7 +261,7 @@ func (s *Postgres) retry(ctx context.Context) {
 		cancel()
 		if err == nil {
 			s.ready.Store(true)
-			s.log.Info("archive database ready", "attempt", attempt)
+			s.e.log.Info("archive database ready", "attempt", attempt)
 			return
 		}
 		if ctx.Err() != nil {
@@ -274,7 +273,7 @@ func (s *Postgres) retry(ctx context.Context) {
 		if errors.Is(err, ErrNewerSchema) {
 			level = slog.LevelError // needs an operator, not patience
 		}
-		s.log.Log(ctx, level, "archive database unavailable; retrying", "attempt", attempt, "next_in", delay.String(), "error", err)
+		s.e.log.Log(ctx, level, "archive database unavailable; retrying", "attempt", attempt, "next_in", delay.String(), "error", err)
 	}
 }
 
@@ -283,9 +282,9 @@ func (s *Postgres) setLastErr(err error) {
 	s.lastErr.Store(&msg)
 }
 
-// notReady is the answer of every call before the first successful
+// readyErr is the answer of every call before the first successful
 // connection and migration. It is not logged per call: the retry loop logs.
-func (s *Postgres) notReady(op string) error {
+func (s *Postgres) readyErr(op string) error {
 	if s.ready.Load() {
 		return nil
 	}

@@ -77,7 +77,6 @@ func SchemaVersion() int { return len(migrations) }
 type SQLite struct {
 	ops
 	db  *sql.DB
-	log *slog.Logger
 	now func() time.Time
 }
 
@@ -138,7 +137,7 @@ func start(ctx context.Context, db *sql.DB, logger *slog.Logger) (*SQLite, error
 	if logger == nil {
 		logger = slog.Default()
 	}
-	s := &SQLite{db: db, log: logger, now: time.Now}
+	s := &SQLite{db: db, now: time.Now}
 	s.e = engine{
 		log: logger,
 		db:  sqlQuerier{db},
@@ -215,7 +214,7 @@ func escapeURIPath(p string) string {
 // writes can instead fail at once with SQLITE_BUSY in WAL mode when another
 // connection wrote between its read and its write.)
 func (s *SQLite) migrate(ctx context.Context) error {
-	return migrate(ctx, s.log, EngineSQLite, migrations, sqliteBegin(s.db, s.stamp))
+	return migrate(ctx, s.e.log, EngineSQLite, migrations, sqliteBegin(s.db, s.stamp))
 }
 
 // sqliteVersionTable is schema_migrations in SQLite's types.
