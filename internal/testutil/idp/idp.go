@@ -105,14 +105,15 @@ func StateDir(dir string) Option {
 	return func(env *[]string) { *env = append(*env, "IDP_STATE_DIR="+dir) }
 }
 
-// installMu serialises installs inside this process; the file lock serialises
-// them between test binaries (go test runs packages in parallel) and with
-// dev/idp/install.sh.
+// installMu serialises installs inside this process; install.sh's file
+// lock serialises them between test binaries (go test runs packages in
+// parallel), CI and dev/idp/run.sh.
 var installMu sync.Mutex
 
-// Install runs "npm ci" in dev/idp when its packages are missing or were
-// installed from another package-lock.json, and returns that directory.
-// Without node it skips the test, or fails it when CI is set.
+// Install runs dev/idp/install.sh ("npm ci" when the packages are missing
+// or were installed from another package-lock.json) unless its stamp says
+// they are in place, and returns that directory. Without node it skips the
+// test, or fails it when CI is set.
 func Install(t testing.TB) string {
 	t.Helper()
 	if _, err := exec.LookPath("node"); err != nil {
@@ -124,39 +125,15 @@ func Install(t testing.TB) string {
 		t.Fatal(err)
 	}
 	sum := sha256.Sum256(lockfile)
-	want := hex.EncodeToString(sum[:])
-	// The same stamp as run.sh: npm ci removes node_modules first, so a
-	// stamp is only ever present beside a complete install.
-	stamp := filepath.Join(dir, "node_modules", ".ca-a2a-lock.sha256")
-	installed := func() bool {
-		got, err := os.ReadFile(stamp)
-		return err == nil && strings.TrimSpace(string(got)) == want
+	// install.sh's stamp, written only beside a complete install.
+	stamp, err := os.ReadFile(filepath.Join(dir, "node_modules", ".ca-a2a-lock.sha256"))
+	if err == nil && strings.TrimSpace(string(stamp)) == hex.EncodeToString(sum[:]) {
+		return dir
 	}
-
 	installMu.Lock()
 	defer installMu.Unlock()
-	if installed() {
-		return dir
-	}
-	lock, err := os.OpenFile(filepath.Join(dir, ".install.lock"), os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = syscall.Flock(int(lock.Fd()), syscall.LOCK_UN) }()
-	if installed() { // another process installed while this one waited
-		return dir
-	}
-	cmd := exec.Command("npm", "ci", "--no-audit", "--no-fund", "--loglevel=error")
-	cmd.Dir = dir
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("idp: npm ci in %s: %v\n%s", dir, err, out)
-	}
-	if err := os.WriteFile(stamp, []byte(want+"\n"), 0o644); err != nil {
-		t.Fatal(err)
+	if out, err := exec.Command("bash", filepath.Join(dir, "install.sh")).CombinedOutput(); err != nil {
+		t.Fatalf("idp: %s/install.sh: %v\n%s", dir, err, out)
 	}
 	return dir
 }
