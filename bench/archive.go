@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -159,11 +158,7 @@ func archiveText(t *archiveTarget, rate float64) string {
 func (a *archiveAcc) quantile(q float64) time.Duration {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if len(a.latencies) == 0 {
-		return 0
-	}
-	sort.Slice(a.latencies, func(i, j int) bool { return a.latencies[i] < a.latencies[j] })
-	return a.latencies[min(int(q*float64(len(a.latencies))), len(a.latencies)-1)]
+	return quantile(a.latencies, q)
 }
 
 // archiveLoad runs o.Concurrency callers against t for d (and at most

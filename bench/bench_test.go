@@ -139,18 +139,21 @@ func TestScope(t *testing.T) {
 	}
 }
 
-// hotPath builds the named path on a fresh fixture (b.Loop keeps the
-// set-up out of the timing).
-func hotPath(b *testing.B, name string) HotPath {
+// named builds the paths of build on a fresh fixture and returns the one
+// called name (b.Loop keeps the set-up out of the timing).
+func named(b *testing.B, build func(testing.TB, *Fixture) []HotPath, name string) HotPath {
 	b.Helper()
-	for _, h := range HotPaths(b, NewFixture(b)) {
+	for _, h := range build(b, NewFixture(b)) {
 		if h.Name == name {
 			return h
 		}
 	}
-	b.Fatalf("no hot path %q", name)
+	b.Fatalf("no path %q", name)
 	return HotPath{}
 }
+
+// hotPath is the verifier's named path.
+func hotPath(b *testing.B, name string) HotPath { return named(b, HotPaths, name) }
 
 // The verifier's hot path as go test benchmarks:
 //
@@ -170,17 +173,8 @@ func BenchmarkMiddlewareCachedRS256(b *testing.B) {
 }
 func BenchmarkSignatureOnlyRS256(b *testing.B) { RunHotPath(b, hotPath(b, "signature_only_RS256")) }
 
-// serverPath builds the named in-process handler path.
-func serverPath(b *testing.B, name string) HotPath {
-	b.Helper()
-	for _, h := range ServerPaths(b, NewFixture(b)) {
-		if h.Name == name {
-			return h
-		}
-	}
-	b.Fatalf("no server path %q", name)
-	return HotPath{}
-}
+// serverPath is the named in-process handler path.
+func serverPath(b *testing.B, name string) HotPath { return named(b, ServerPaths, name) }
 
 // The agent's whole handler in-process (row 8b's paths).
 func BenchmarkServerWithoutMetrics(b *testing.B) {

@@ -163,6 +163,17 @@ func probe(t LoadTarget, want string) error {
 	return nil
 }
 
+// quantile is the q-quantile of ds (0 when empty), nearest rank, from a
+// sorted copy.
+func quantile(ds []time.Duration, q float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[min(int(q*float64(len(s))), len(s)-1)]
+}
+
 func median(ds []time.Duration) time.Duration {
 	if len(ds) == 0 {
 		return 0

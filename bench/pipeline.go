@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -79,14 +78,7 @@ func (l pipelineLevel) rate() float64 {
 	return float64(l.docs) / l.elapsed.Seconds()
 }
 
-func (l pipelineLevel) quantile(q float64) time.Duration {
-	if len(l.latencies) == 0 {
-		return 0
-	}
-	s := append([]time.Duration(nil), l.latencies...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	return s[min(int(q*float64(len(s))), len(s)-1)]
-}
+func (l pipelineLevel) quantile(q float64) time.Duration { return quantile(l.latencies, q) }
 
 // pipelineRows runs the four agents as processes (production build) on
 // store and pushes o.PipelineDocs small CSV documents through

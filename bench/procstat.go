@@ -3,6 +3,7 @@ package bench
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -39,24 +40,37 @@ func ReadCPU(pid int) (CPUTime, error) {
 	if err != nil {
 		return CPUTime{}, err
 	}
+	_, cpu, err := parseStat(b)
+	if err != nil {
+		return CPUTime{}, fmt.Errorf("bench: %s: %w", path, err)
+	}
+	return cpu, nil
+}
+
+// parseStat reads the parent pid and the CPU times of a /proc/<pid>/stat.
+func parseStat(b []byte) (ppid int, cpu CPUTime, err error) {
 	// The command name (field 2) is in parentheses and may hold spaces:
 	// the fields counted from 3 start after its last ')'.
 	end := bytes.LastIndexByte(b, ')')
 	if end < 0 {
-		return CPUTime{}, fmt.Errorf("bench: %s: no command name", path)
+		return 0, CPUTime{}, errors.New("no command name")
 	}
 	f := strings.Fields(string(b[end+1:]))
-	// Fields 14-17 (utime, stime, cutime, cstime) are f[11:15].
+	// Field 4 (ppid) is f[1]; fields 14-17 (utime, stime, cutime, cstime)
+	// are f[11:15].
 	if len(f) < 15 {
-		return CPUTime{}, fmt.Errorf("bench: %s: %d fields", path, len(f)+2)
+		return 0, CPUTime{}, fmt.Errorf("%d fields", len(f)+2)
+	}
+	if ppid, err = strconv.Atoi(f[1]); err != nil {
+		return 0, CPUTime{}, err
 	}
 	var ticks [4]int64
 	for i := range ticks {
 		if ticks[i], err = strconv.ParseInt(f[11+i], 10, 64); err != nil {
-			return CPUTime{}, fmt.Errorf("bench: %s: %w", path, err)
+			return 0, CPUTime{}, err
 		}
 	}
-	return CPUTime{Self: time.Duration(ticks[0]+ticks[1]) * clockTick, Children: time.Duration(ticks[2]+ticks[3]) * clockTick}, nil
+	return ppid, CPUTime{Self: time.Duration(ticks[0]+ticks[1]) * clockTick, Children: time.Duration(ticks[2]+ticks[3]) * clockTick}, nil
 }
 
 // Memory is a process's resident set now (VmRSS) and at its peak (VmHWM).
@@ -178,20 +192,11 @@ func TreeCPU(pid int) (CPUTime, error) {
 		if err != nil {
 			continue // gone meanwhile
 		}
-		end := bytes.LastIndexByte(b, ')')
-		if end < 0 {
+		ppid, cpu, err := parseStat(b)
+		if err != nil {
 			continue
 		}
-		f := strings.Fields(string(b[end+1:]))
-		if len(f) < 15 {
-			continue
-		}
-		ppid, _ := strconv.Atoi(f[1])
-		var t [4]int64
-		for i := range t {
-			t[i], _ = strconv.ParseInt(f[11+i], 10, 64)
-		}
-		procs[p] = proc{ppid: ppid, cpu: CPUTime{Self: time.Duration(t[0]+t[1]) * clockTick, Children: time.Duration(t[2]+t[3]) * clockTick}}
+		procs[p] = proc{ppid: ppid, cpu: cpu}
 	}
 	if _, ok := procs[pid]; !ok {
 		return CPUTime{}, fmt.Errorf("bench: no process %d", pid)
