@@ -1,6 +1,19 @@
 package agentapi
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"regexp"
+)
+
+// MaxErrorBytes bounds ArchiveParams.Error, a failed document's cause: the
+// archivist refuses a longer one, so callers cut theirs to it.
+const MaxErrorBytes = 4096
+
+var sha256Hex = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// ValidSHA256 reports whether s is a document's content hash as the wire
+// carries it: 64 lower-case hex digits.
+func ValidSHA256(s string) bool { return sha256Hex.MatchString(s) }
 
 // ArchiveParams are archive_document's params. ExtractedData and Validation
 // are JSON objects, stored as given. Status defaults from

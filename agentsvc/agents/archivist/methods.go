@@ -21,7 +21,6 @@ const (
 	maxS3Key      = 1024 // S3's own limit, in bytes
 	maxBucket     = 255
 	maxFileName   = 1024
-	maxError      = 4096
 	maxReason     = 1024
 	maxFileFilter = 256
 	// DefaultLimit and MaxLimit bound a search_documents page.
@@ -71,7 +70,6 @@ func (a *Archivist) Methods() []skill.Method {
 
 var (
 	documentIDPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
-	sha256Pattern     = regexp.MustCompile(`^[0-9a-f]{64}$`)
 )
 
 func checkID(id string) error {
@@ -116,7 +114,7 @@ func document(p *agentapi.ArchiveParams) (*agentapi.Document, error) {
 	if len(p.FileName) > maxFileName {
 		return nil, jsonrpc.InvalidParams("file_name longer than 1024 bytes")
 	}
-	if p.SHA256 != "" && !sha256Pattern.MatchString(p.SHA256) {
+	if p.SHA256 != "" && !agentapi.ValidSHA256(p.SHA256) {
 		return nil, jsonrpc.InvalidParams("sha256 must be 64 lower-case hex digits")
 	}
 	if err := noNUL(map[string]string{"s3_key": p.S3Key, "bucket": p.Bucket, "file_name": p.FileName, "error": p.Error}); err != nil {
@@ -171,8 +169,8 @@ func document(p *agentapi.ArchiveParams) (*agentapi.Document, error) {
 		if p.Stage != "" && !stages[p.Stage] {
 			return nil, jsonrpc.InvalidParams("stage must be extraction, validation or archive")
 		}
-		if len(p.Error) > maxError {
-			return nil, jsonrpc.InvalidParams("error longer than 4096 bytes")
+		if len(p.Error) > agentapi.MaxErrorBytes {
+			return nil, jsonrpc.InvalidParams("error longer than %d bytes", agentapi.MaxErrorBytes)
 		}
 	default:
 		return nil, jsonrpc.InvalidParams("status must be archived, rejected or failed")

@@ -20,7 +20,6 @@ import (
 	"encoding/json"
 	"errors"
 	"path"
-	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -229,17 +228,13 @@ func (o *Orchestrator) fail(ctx context.Context, res *agentapi.ProcessResult, st
 	}
 }
 
-// maxCause is the archivist's limit on a failed document's error.
-const maxCause = 4096
-
+// cause cuts msg to what the archivist keeps of a failed document's error.
 func cause(msg string) string {
-	if len(msg) > maxCause {
-		msg = strings.ToValidUTF8(msg[:maxCause], "")
+	if len(msg) > agentapi.MaxErrorBytes {
+		msg = strings.ToValidUTF8(msg[:agentapi.MaxErrorBytes], "")
 	}
 	return msg
 }
-
-var sha256Hex = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
 // extractFailure reads what the extractor said about a document it read but
 // could not extract (agentapi.ExtractFailure in the error's data), keeping
@@ -255,7 +250,7 @@ func extractFailure(err error, key string) agentapi.ExtractFailure {
 	if mErr != nil || json.Unmarshal(raw, &d) != nil {
 		return out
 	}
-	if sha256Hex.MatchString(d.SHA256) {
+	if agentapi.ValidSHA256(d.SHA256) {
 		out.SHA256, out.FileSize = d.SHA256, d.FileSize
 	}
 	if d.DocumentType == agentapi.DocumentTypePDF || d.DocumentType == agentapi.DocumentTypeCSV {
