@@ -117,10 +117,10 @@ func (s *Server) serveBatch(w http.ResponseWriter, ctx context.Context, caller s
 // MaxBatchResponseBytes, without running it: CodeTooLarge with its id, or
 // nothing for a notification (as for any), and counts it.
 func (s *Server) skipElement(raw json.RawMessage) *jsonrpc.Response {
-	var req jsonrpc.Request
-	if err := json.Unmarshal(raw, &req); err != nil || req.JSONRPC != jsonrpc.Version || req.Method == "" || !validID(req.ID) {
+	req, invalid := parseRequest(raw)
+	if invalid != nil {
 		s.metrics.ObserveCall(s.other, jsonrpc.CodeInvalidRequest, 0)
-		return errorResponse(validOrNullID(req.ID), jsonrpc.Errorf(jsonrpc.CodeInvalidRequest, "invalid request"))
+		return invalid
 	}
 	metric := s.other
 	if m, ok := s.methods[req.Method]; ok {
@@ -128,6 +128,16 @@ func (s *Server) skipElement(raw json.RawMessage) *jsonrpc.Response {
 	}
 	s.metrics.ObserveCall(metric, agentapi.CodeTooLarge, 0)
 	return s.reply(req, nil, errBatchTooLarge)
+}
+
+// parseRequest decodes one call; a call that is not a valid JSON-RPC 2.0
+// request gets its -32600 answer instead (with its id when that is one).
+func parseRequest(raw json.RawMessage) (jsonrpc.Request, *jsonrpc.Response) {
+	var req jsonrpc.Request
+	if err := json.Unmarshal(raw, &req); err != nil || req.JSONRPC != jsonrpc.Version || req.Method == "" || !validID(req.ID) {
+		return req, errorResponse(validOrNullID(req.ID), jsonrpc.Errorf(jsonrpc.CodeInvalidRequest, "invalid request"))
+	}
+	return req, nil
 }
 
 // call answers one request and counts it (each element of a batch on its
@@ -149,9 +159,9 @@ func (s *Server) call(ctx context.Context, caller string, raw json.RawMessage, i
 // returns the metrics index of what ran (the route's key) and the JSON-RPC
 // code (0 for success).
 func (s *Server) dispatch(ctx context.Context, info *requestInfo, caller string, raw json.RawMessage, inBatch bool) (*jsonrpc.Response, int, int, int) {
-	var req jsonrpc.Request
-	if err := json.Unmarshal(raw, &req); err != nil || req.JSONRPC != jsonrpc.Version || req.Method == "" || !validID(req.ID) {
-		return errorResponse(validOrNullID(req.ID), jsonrpc.Errorf(jsonrpc.CodeInvalidRequest, "invalid request")), http.StatusOK, s.other, jsonrpc.CodeInvalidRequest
+	req, invalid := parseRequest(raw)
+	if invalid != nil {
+		return invalid, http.StatusOK, s.other, jsonrpc.CodeInvalidRequest
 	}
 	if !inBatch {
 		info.method = req.Method
